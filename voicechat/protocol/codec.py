@@ -1,0 +1,293 @@
+"""JSON text frames to typed events and back. Pure: no sockets, no clock.
+
+``decode_server`` turns one server frame into a typed event (``events.UnknownEvent`` for
+types it does not know, ``MalformedEvent`` raised for frames that cannot be events at all or
+lack a field voicechat needs). ``decode_client`` is the server-side counterpart for frames
+the local server receives.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from voicechat.errors import ProtocolError
+from voicechat.protocol import events as ev
+
+log = logging.getLogger(__name__)
+
+
+class MalformedEvent(ProtocolError):
+    """A frame that is not a valid event (bad JSON, binary, missing or mistyped field)."""
+
+
+def encode(event: dict[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def b64encode_audio(pcm: bytes) -> str:
+    return base64.b64encode(pcm).decode("ascii")
+
+
+def b64decode_audio(data: str, *, what: str = "audio") -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise MalformedEvent(f"{what} is not valid base64") from exc
+
+
+def loads_object(frame: str | bytes) -> dict[str, Any]:
+    """Parse one text frame into a JSON object with a string ``type``."""
+    if isinstance(frame, bytes | bytearray | memoryview):
+        raise MalformedEvent(f"unexpected binary frame ({len(frame)} bytes); events are JSON text")
+    try:
+        obj = json.loads(frame)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise MalformedEvent(f"frame is not JSON: {_preview(frame)}") from exc
+    if not isinstance(obj, dict):
+        raise MalformedEvent(f"frame is not a JSON object: {_preview(frame)}")
+    if not isinstance(obj.get("type"), str):
+        raise MalformedEvent("the 'type' field is missing")
+    return obj
+
+
+def decode_client(frame: str | bytes) -> dict[str, Any]:
+    """Server side: one client frame as a dict (validated in depth by the server)."""
+    return loads_object(frame)
+
+
+def decode_server(frame: str | bytes) -> ev.ServerEvent:
+    return parse_server(loads_object(frame))
+
+
+def parse_server(obj: dict[str, Any]) -> ev.ServerEvent:
+    etype = obj["type"]
+    parser = _PARSERS.get(etype)
+    event_id = obj.get("event_id")
+    eid = event_id if isinstance(event_id, str) else ""
+    if parser is None:
+        log.debug("unknown server event %s", etype)
+        return ev.UnknownEvent(eid, etype, obj)
+    try:
+        return parser(eid, obj)
+    except MalformedEvent as exc:
+        raise MalformedEvent(f"{etype}: {exc.message}") from None
+
+
+# ---- field readers -------------------------------------------------------------------------
+
+
+def _str(d: dict[str, Any], key: str) -> str:
+    v = d.get(key)
+    if not isinstance(v, str):
+        raise MalformedEvent(f"field '{key}' is missing or not a string")
+    return v
+
+
+def _opt_str(d: dict[str, Any], key: str) -> str | None:
+    v = d.get(key)
+    return v if isinstance(v, str) else None
+
+
+def _int(d: dict[str, Any], key: str, default: int | None = None) -> int:
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise MalformedEvent(f"field '{key}' is missing or not a number")
+    return int(v)
+
+
+def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
+    v = d.get(key)
+    if not isinstance(v, dict):
+        raise MalformedEvent(f"field '{key}' is missing or not an object")
+    return v
+
+
+def parse_part(d: dict[str, Any]) -> ev.ContentPart:
+    return ev.ContentPart(
+        type=str(d.get("type", "")), text=_opt_str(d, "text"), transcript=_opt_str(d, "transcript")
+    )
+
+
+def parse_item(d: dict[str, Any]) -> ev.Item:
+    content = d.get("content") or ()
+    parts = tuple(parse_part(p) for p in content if isinstance(p, dict))
+    return ev.Item(
+        id=_str(d, "id"),
+        type=str(d.get("type", "")),
+        role=_opt_str(d, "role"),
+        status=_opt_str(d, "status"),
+        content=parts,
+        name=_opt_str(d, "name"),
+        call_id=_opt_str(d, "call_id"),
+        arguments=_opt_str(d, "arguments"),
+        output=_opt_str(d, "output"),
+    )
+
+
+def parse_usage(d: Any) -> ev.Usage | None:
+    if not isinstance(d, dict):
+        return None
+
+    def n(obj: Any, key: str) -> int:
+        v = obj.get(key) if isinstance(obj, dict) else None
+        return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
+
+    ind = d.get("input_token_details") or {}
+    cached = ind.get("cached_tokens_details") if isinstance(ind, dict) else {}
+    outd = d.get("output_token_details") or {}
+    return ev.Usage(
+        input_tokens=n(d, "input_tokens"),
+        output_tokens=n(d, "output_tokens"),
+        total_tokens=n(d, "total_tokens"),
+        input_text=n(ind, "text_tokens"),
+        input_audio=n(ind, "audio_tokens"),
+        input_image=n(ind, "image_tokens"),
+        input_cached=n(ind, "cached_tokens"),
+        cached_text=n(cached, "text_tokens"),
+        cached_audio=n(cached, "audio_tokens"),
+        cached_image=n(cached, "image_tokens"),
+        output_text=n(outd, "text_tokens"),
+        output_audio=n(outd, "audio_tokens"),
+    )
+
+
+def parse_response(d: dict[str, Any]) -> ev.Response:
+    details = d.get("status_details") if isinstance(d.get("status_details"), dict) else {}
+    error = details.get("error") if isinstance(details.get("error"), dict) else None
+    output = tuple(parse_item(i) for i in d.get("output") or () if isinstance(i, dict) and "id" in i)
+    return ev.Response(
+        id=_str(d, "id"),
+        status=str(d.get("status", "")),
+        reason=_opt_str(details, "reason"),
+        output=output,
+        usage=parse_usage(d.get("usage")),
+        error_message=_opt_str(error, "message") if error else None,
+        conversation_id=_opt_str(d, "conversation_id"),
+    )
+
+
+def _part_ids(d: dict[str, Any]) -> tuple[str, str, int, int]:
+    return (_str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0), _int(d, "content_index", 0))
+
+
+def _error(eid: str, d: dict[str, Any]) -> ev.ErrorEvent:
+    e = _obj(d, "error")
+    return ev.ErrorEvent(
+        eid,
+        type=str(e.get("type") or "error"),
+        code=_opt_str(e, "code"),
+        message=str(e.get("message") or "(no message)"),
+        param=_opt_str(e, "param"),
+        client_event_id=_opt_str(e, "event_id"),
+    )
+
+
+Parser = Callable[[str, dict[str, Any]], ev.ServerEvent]
+
+_PARSERS: dict[str, Parser] = {
+    "error": _error,
+    "session.created": lambda e, d: ev.SessionCreated(e, _obj(d, "session")),
+    "session.updated": lambda e, d: ev.SessionUpdated(e, _obj(d, "session")),
+    "input_audio_buffer.speech_started": lambda e, d: ev.SpeechStarted(
+        e, _str(d, "item_id"), _int(d, "audio_start_ms", 0)
+    ),
+    "input_audio_buffer.speech_stopped": lambda e, d: ev.SpeechStopped(
+        e, _str(d, "item_id"), _int(d, "audio_end_ms", 0)
+    ),
+    "input_audio_buffer.committed": lambda e, d: ev.BufferCommitted(
+        e, _str(d, "item_id"), _opt_str(d, "previous_item_id")
+    ),
+    "input_audio_buffer.cleared": lambda e, d: ev.BufferCleared(e),
+    "input_audio_buffer.timeout_triggered": lambda e, d: ev.BufferTimeoutTriggered(
+        e, _str(d, "item_id"), _int(d, "audio_start_ms", 0), _int(d, "audio_end_ms", 0)
+    ),
+    "conversation.item.added": lambda e, d: ev.ItemAdded(
+        e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
+    ),
+    # Beta-era name, still in the SDK's union: treated as "added".
+    "conversation.item.created": lambda e, d: ev.ItemAdded(
+        e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
+    ),
+    "conversation.item.done": lambda e, d: ev.ItemDone(
+        e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
+    ),
+    "conversation.item.retrieved": lambda e, d: ev.ItemRetrieved(e, parse_item(_obj(d, "item"))),
+    "conversation.item.truncated": lambda e, d: ev.ItemTruncated(
+        e, _str(d, "item_id"), _int(d, "content_index", 0), _int(d, "audio_end_ms")
+    ),
+    "conversation.item.deleted": lambda e, d: ev.ItemDeleted(e, _str(d, "item_id")),
+    "conversation.item.input_audio_transcription.delta": lambda e, d: ev.InputTranscriptDelta(
+        e, _str(d, "item_id"), _int(d, "content_index", 0), str(d.get("delta") or "")
+    ),
+    "conversation.item.input_audio_transcription.completed": lambda e, d: ev.InputTranscriptCompleted(
+        e, _str(d, "item_id"), _int(d, "content_index", 0), str(d.get("transcript") or "")
+    ),
+    "conversation.item.input_audio_transcription.failed": lambda e, d: ev.InputTranscriptFailed(
+        e,
+        _str(d, "item_id"),
+        _int(d, "content_index", 0),
+        str((d.get("error") or {}).get("message") or "transcription failed")
+        if isinstance(d.get("error"), dict)
+        else "transcription failed",
+    ),
+    "response.created": lambda e, d: ev.ResponseCreated(e, parse_response(_obj(d, "response"))),
+    "response.done": lambda e, d: ev.ResponseDone(e, parse_response(_obj(d, "response"))),
+    "response.output_item.added": lambda e, d: ev.OutputItemAdded(
+        e, _str(d, "response_id"), _int(d, "output_index", 0), parse_item(_obj(d, "item"))
+    ),
+    "response.output_item.done": lambda e, d: ev.OutputItemDone(
+        e, _str(d, "response_id"), _int(d, "output_index", 0), parse_item(_obj(d, "item"))
+    ),
+    "response.content_part.added": lambda e, d: ev.ContentPartAdded(
+        e, *_part_ids(d), parse_part(_obj(d, "part"))
+    ),
+    "response.content_part.done": lambda e, d: ev.ContentPartDone(
+        e, *_part_ids(d), parse_part(_obj(d, "part"))
+    ),
+    "response.output_audio.delta": lambda e, d: ev.AudioDelta(
+        e, *_part_ids(d), b64decode_audio(_str(d, "delta"))
+    ),
+    "response.output_audio.done": lambda e, d: ev.AudioDone(e, *_part_ids(d)),
+    "response.output_audio_transcript.delta": lambda e, d: ev.AudioTranscriptDelta(
+        e, *_part_ids(d), str(d.get("delta") or "")
+    ),
+    "response.output_audio_transcript.done": lambda e, d: ev.AudioTranscriptDone(
+        e, *_part_ids(d), str(d.get("transcript") or "")
+    ),
+    "response.output_text.delta": lambda e, d: ev.TextDelta(e, *_part_ids(d), str(d.get("delta") or "")),
+    "response.output_text.done": lambda e, d: ev.TextDone(e, *_part_ids(d), str(d.get("text") or "")),
+    "response.function_call_arguments.delta": lambda e, d: ev.FunctionCallArgumentsDelta(
+        e, _str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0),
+        _str(d, "call_id"), str(d.get("delta") or ""),
+    ),
+    "response.function_call_arguments.done": lambda e, d: ev.FunctionCallArgumentsDone(
+        e, _str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0),
+        _str(d, "call_id"), str(d.get("name") or ""), str(d.get("arguments") or ""),
+    ),
+    "rate_limits.updated": lambda e, d: ev.RateLimitsUpdated(
+        e, tuple(r for r in d.get("rate_limits") or () if isinstance(r, dict))
+    ),
+}
+
+# Beta event names that some compatible servers still emit: same payloads, GA meaning.
+for _beta, _ga in {
+    "response.audio.delta": "response.output_audio.delta",
+    "response.audio.done": "response.output_audio.done",
+    "response.audio_transcript.delta": "response.output_audio_transcript.delta",
+    "response.audio_transcript.done": "response.output_audio_transcript.done",
+    "response.text.delta": "response.output_text.delta",
+    "response.text.done": "response.output_text.done",
+}.items():
+    _PARSERS[_beta] = _PARSERS[_ga]
+
+KNOWN_SERVER_TYPES = frozenset(_PARSERS)
+
+
+def _preview(frame: str, limit: int = 60) -> str:
+    text = frame if len(frame) <= limit else frame[:limit] + "…"
+    return repr(text)

@@ -1,0 +1,48 @@
+"""Protocol facts: names, limits and defaults of the Realtime API (GA interface)."""
+
+from __future__ import annotations
+
+WIRE_RATE = 24_000
+"""PCM16 mono sample rate on the wire (``audio/pcm``)."""
+
+BYTES_PER_MS = 48
+MIN_COMMIT_MS = 100
+"""The server rejects a commit with less audio than this since the previous commit."""
+
+MAX_APPEND_BYTES = 15 * 1024 * 1024
+MAX_CLIENT_ID_LEN = 32
+SESSION_MAX_SECONDS = 3600
+
+DEFAULT_MODEL = "gpt-realtime-2.1"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+DEFAULT_VOICE = "marin"
+DEFAULT_TRANSCRIBE_MODEL = "gpt-4o-mini-transcribe"
+
+VOICES = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+TRANSCRIBE_MODELS = (
+    "whisper-1",
+    "gpt-4o-transcribe",
+    "gpt-4o-mini-transcribe",
+    "gpt-4o-mini-transcribe-2025-12-15",
+    "gpt-4o-transcribe-diarize",
+    "gpt-transcribe",
+    "gpt-live-transcribe",
+)
+EAGERNESS = ("low", "medium", "high", "auto")
+NOISE_REDUCTION = ("near_field", "far_field")
+
+# Models retired from the Realtime API; connecting with one of them is a user error worth naming.
+RETIRED_MODELS = {
+    "gpt-4o-realtime-preview": "gpt-realtime-1.5",
+    "gpt-4o-realtime-preview-2024-10-01": "gpt-realtime-1.5",
+    "gpt-4o-realtime-preview-2024-12-17": "gpt-realtime-1.5",
+    "gpt-4o-realtime-preview-2025-06-03": "gpt-realtime-1.5",
+    "gpt-4o-mini-realtime-preview": "gpt-realtime-mini",
+    "gpt-4o-mini-realtime-preview-2024-12-17": "gpt-realtime-mini",
+    "gpt-realtime-mini-2025-10-06": "gpt-realtime-mini",
+}
+
+# Error codes that are races of an honest client, not faults: shown at debug level only.
+BENIGN_ERROR_CODES = frozenset(
+    {"response_cancel_not_active", "conversation_already_has_active_response"}
+)

@@ -1,0 +1,96 @@
+"""The session settings voicechat sends, and their GA ``session.update`` wire shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from voicechat.protocol.constants import DEFAULT_VOICE, WIRE_RATE
+
+PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": WIRE_RATE}
+
+
+@dataclass(frozen=True, slots=True)
+class TurnDetection:
+    """Server-side turn detection (``server_vad`` or ``semantic_vad``)."""
+
+    type: Literal["server_vad", "semantic_vad"] = "server_vad"
+    threshold: float | None = None
+    prefix_padding_ms: int | None = None
+    silence_duration_ms: int | None = None
+    idle_timeout_ms: int | None = None
+    eagerness: str | None = None
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def to_wire(self) -> dict[str, Any]:
+        td: dict[str, Any] = {"type": self.type}
+        if self.type == "server_vad":
+            for key in ("threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"):
+                value = getattr(self, key)
+                if value is not None:
+                    td[key] = value
+        elif self.eagerness is not None:
+            td["eagerness"] = self.eagerness
+        td["create_response"] = self.create_response
+        td["interrupt_response"] = self.interrupt_response
+        return td
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """Everything voicechat configures on a session; ``None`` leaves the server default."""
+
+    instructions: str | None = None
+    voice: str = DEFAULT_VOICE
+    output_modalities: tuple[str, ...] = ("audio",)
+    turn_detection: TurnDetection | None = field(default_factory=TurnDetection)
+    transcribe_model: str | None = None
+    language: str | None = None
+    noise_reduction: str | None = None
+    speed: float | None = None
+    max_output_tokens: int | None = None
+    tools: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def server_interrupts(self) -> bool:
+        """True when the server cancels an active response by itself on speech."""
+        return self.turn_detection is not None and self.turn_detection.interrupt_response
+
+    @property
+    def server_responds(self) -> bool:
+        """True when the server creates a response by itself after a detected turn."""
+        return self.turn_detection is not None and self.turn_detection.create_response
+
+    def to_wire(self) -> dict[str, Any]:
+        """The ``session`` object of a GA ``session.update``."""
+        audio_in: dict[str, Any] = {
+            "format": PCM_FORMAT,
+            "turn_detection": self.turn_detection.to_wire() if self.turn_detection else None,
+        }
+        if self.transcribe_model:
+            transcription: dict[str, Any] = {"model": self.transcribe_model}
+            if self.language:
+                transcription["language"] = self.language
+            audio_in["transcription"] = transcription
+        else:
+            audio_in["transcription"] = None
+        audio_in["noise_reduction"] = (
+            {"type": self.noise_reduction} if self.noise_reduction else None
+        )
+        voice: Any = {"id": self.voice} if self.voice.startswith("voice_") else self.voice
+        audio_out: dict[str, Any] = {"format": PCM_FORMAT, "voice": voice}
+        if self.speed is not None:
+            audio_out["speed"] = self.speed
+        session: dict[str, Any] = {
+            "type": "realtime",
+            "output_modalities": list(self.output_modalities),
+            "audio": {"input": audio_in, "output": audio_out},
+        }
+        if self.instructions is not None:
+            session["instructions"] = self.instructions
+        if self.max_output_tokens is not None:
+            session["max_output_tokens"] = self.max_output_tokens
+        if self.tools:
+            session["tools"] = [dict(t) for t in self.tools]
+        return session
