@@ -1,0 +1,85 @@
+"""What the session core asks the outside world to do. Plain data; ``app.py`` carries them out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from voicechat.errors import VoicechatError
+from voicechat.protocol.events import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One finished line of the conversation, in conversation order."""
+
+    role: str  # "user" | "assistant" | "tool"
+    text: str
+    item_id: str
+    started_at: float
+    ended_at: float
+    interrupted: bool = False
+    kind: str = "text"  # "audio" | "text" | "function_call"
+    audio_ms: int = 0
+    usage: Usage | None = None
+    note: str | None = None  # e.g. "no transcript"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Play:
+    response_id: str
+    item_id: str
+    pcm: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class AudioEnd:
+    """No more audio is coming for now: play out what is queued, even below the prebuffer."""
+
+    response_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flush:
+    """Silence the speaker now, then report played samples via ``Session.playback_flushed``."""
+
+    reason: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnFinished:
+    turn: Turn
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    level: str  # "debug" | "info" | "warning" | "error"
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ready:
+    session: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    response_id: str
+    item_id: str
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class Fatal:
+    error: VoicechatError
+
+
+Effect = Send | Play | AudioEnd | Flush | TurnFinished | Notice | Ready | ToolCall | Fatal

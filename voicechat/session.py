@@ -1,0 +1,569 @@
+"""The sans-I/O conversation state machine.
+
+Server events and user intents go in, together with the current time; effects come out
+(``voicechat.effects``). It owns the handshake, response bookkeeping (exactly one active
+response, queued ``response.create``), barge-in decisions (flush, truncate, cancel only when
+the server will not), the transcript model keyed by item ids, and accumulated usage.
+It never awaits, never reads the clock or the environment, and imports no I/O library.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from voicechat import effects as fx
+from voicechat.errors import BetaShapeError, NotFoundError, SessionError
+from voicechat.protocol import client as cmd
+from voicechat.protocol import events as ev
+from voicechat.protocol.constants import BENIGN_ERROR_CODES, MIN_COMMIT_MS, WIRE_RATE
+from voicechat.protocol.session_config import SessionConfig
+
+log = logging.getLogger(__name__)
+
+SESSION_UPDATE_ID = "vc_session_update"
+MAX_REMEMBERED = 256  # interrupted response ids and finished items kept for late events
+
+
+class Phase(enum.Enum):
+    CONNECTING = "connecting"  # waiting for session.created
+    CONFIGURING = "configuring"  # session.update sent, waiting for session.updated
+    READY = "ready"
+    CLOSED = "closed"
+
+
+class Activity(enum.Enum):
+    IDLE = "idle"
+    LISTENING = "listening"
+    USER_SPEAKING = "user speaking"
+    COMMITTED = "committed"
+    THINKING = "thinking"
+    ASSISTANT_SPEAKING = "assistant speaking"
+
+
+@dataclass
+class _Entry:
+    """Transcript state of one conversation item."""
+
+    item_id: str
+    role: str
+    kind: str
+    started_at: float
+    text: str = ""
+    final: bool = False
+    emitted: bool = False
+    ended_at: float = 0.0
+    interrupted: bool = False
+    response_id: str | None = None
+    audio_samples: int = 0  # assistant audio received (wire samples)
+    audio_complete: bool = False
+    audio_ms: int = 0  # user speech length
+    deadline: float | None = None  # user audio: give up waiting for a transcript at this time
+    note: str | None = None
+    marks: list[tuple[int, int]] = field(default_factory=list)  # (audio samples, text length)
+    heard_chars: int | None = None
+    usage: ev.Usage | None = None
+
+
+class Session:
+    """One conversation with a realtime server, minus all I/O."""
+
+    def __init__(self, config: SessionConfig, *, transcript_wait_s: float = 5.0) -> None:
+        self.config = config
+        self.transcript_wait_s = transcript_wait_s
+        self.phase = Phase.CONNECTING
+        self.server_session: dict[str, object] = {}
+        self.usage = ev.Usage()
+        self.responses_done = 0
+        self.active_response: str | None = None
+        self._create_pending = False
+        self._want_response = False
+        self._interrupted: deque[str] = deque(maxlen=MAX_REMEMBERED)
+        self._entries: dict[str, _Entry] = {}
+        self._order: list[str] = []
+        self._emit_from = 0
+        self._audible: list[str] = []  # assistant items whose audio may still be unplayed
+        self._speech_item: str | None = None
+        self._speech_start_ms = 0
+        self._committed_waiting = False
+        self._appended_ms = 0.0
+        self._pending_user_ms = 0
+        self._event_seq = 0
+        self.muted = False
+
+    # ---- derived state --------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.phase is Phase.READY
+
+    @property
+    def activity(self) -> Activity:
+        if self.phase is not Phase.READY:
+            return Activity.IDLE
+        if self._speech_item is not None:
+            return Activity.USER_SPEAKING
+        if self._audible:
+            return Activity.ASSISTANT_SPEAKING
+        if self.active_response or self._create_pending or self._want_response:
+            return Activity.THINKING
+        if self._committed_waiting:
+            return Activity.COMMITTED
+        return Activity.LISTENING
+
+    @property
+    def busy(self) -> bool:
+        """True while anything of the conversation is still in flight."""
+        return (
+            self._speech_item is not None
+            or self.active_response is not None
+            or self._create_pending
+            or self._want_response
+            or self._committed_waiting
+            or self._emit_from < len(self._order)
+        )
+
+    @property
+    def audible_items(self) -> tuple[str, ...]:
+        return tuple(self._audible)
+
+    def transcript(self) -> list[fx.Turn]:
+        """Every item so far in conversation order, finished or not (for the live panel)."""
+        return [self._turn(self._entries[i]) for i in self._order]
+
+    # ---- inputs: server events --------------------------------------------------------------
+
+    def handle(self, event: ev.ServerEvent, now: float) -> list[fx.Effect]:
+        handler = _HANDLERS.get(type(event))
+        if handler is None:
+            return []
+        out: list[fx.Effect] = handler(self, event, now)
+        out.extend(self._emit_ready())
+        return out
+
+    def _on_session_created(self, e: ev.SessionCreated, now: float) -> list[fx.Effect]:
+        self.server_session = e.session
+        if self.phase is not Phase.CONNECTING:
+            return []
+        self.phase = Phase.CONFIGURING
+        return [fx.Send(cmd.session_update(self.config, event_id=SESSION_UPDATE_ID))]
+
+    def _on_session_updated(self, e: ev.SessionUpdated, now: float) -> list[fx.Effect]:
+        self.server_session = e.session
+        if self.phase is Phase.CONFIGURING:
+            self.phase = Phase.READY
+            return [fx.Ready(e.session)]
+        return []
+
+    def _on_error(self, e: ev.ErrorEvent, now: float) -> list[fx.Effect]:
+        code = e.code or ""
+        where = f" ({e.param})" if e.param else ""
+        if code == "beta_api_shape_disabled":
+            return [fx.Fatal(BetaShapeError(f"the server refused the beta interface: {e.message}"))]
+        if code == "model_not_found":
+            return [fx.Fatal(NotFoundError(e.message, hint="check --model"))]
+        if code == "session_expired":
+            return [fx.Fatal(SessionError(f"session ended by the server: {e.message}"))]
+        if self.phase is Phase.CONFIGURING or e.client_event_id == SESSION_UPDATE_ID:
+            return [
+                fx.Fatal(SessionError(f"the server rejected the session settings: {e.message}{where}"))
+            ]
+        if code == "conversation_already_has_active_response":
+            self._create_pending = False
+            self._want_response = True
+            return [fx.Notice("debug", e.message)]
+        if code in BENIGN_ERROR_CODES or "already shorter than" in e.message:
+            return [fx.Notice("debug", e.message)]
+        if code == "input_audio_buffer_commit_empty":
+            self._committed_waiting = False
+            self._want_response = False
+            return [fx.Notice("warning", "nothing was said: the turn had under 100 ms of audio")]
+        return [fx.Notice("error", f"server error{f' [{code}]' if code else ''}: {e.message}{where}")]
+
+    def _on_speech_started(self, e: ev.SpeechStarted, now: float) -> list[fx.Effect]:
+        self._speech_item = e.item_id
+        self._speech_start_ms = e.audio_start_ms
+        if self.config.server_interrupts:
+            # The server cancels the active response itself; the speaker is ours to silence.
+            return self._barge_in("speech", cancel=False)
+        return []
+
+    def _on_speech_stopped(self, e: ev.SpeechStopped, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item_id)
+        duration = max(0, e.audio_end_ms - self._speech_start_ms)
+        if entry is not None:
+            entry.audio_ms = duration
+        self._pending_user_ms = duration
+        self._speech_item = None
+        return []
+
+    def _on_committed(self, e: ev.BufferCommitted, now: float) -> list[fx.Effect]:
+        self._appended_ms = 0.0
+        self._speech_item = None
+        if self.config.server_responds:
+            self._committed_waiting = True
+        return []
+
+    def _on_item_added(self, e: ev.ItemAdded, now: float) -> list[fx.Effect]:
+        item = e.item
+        entry = self._entries.get(item.id)
+        if entry is None:
+            entry = self._new_entry(item, now)
+            if entry is None:
+                return []
+            self._insert(item.id, e.previous_item_id)
+        return self._apply_item(entry, item, now, done=False)
+
+    def _on_item_done(self, e: ev.ItemDone, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item.id)
+        if entry is None:
+            entry = self._new_entry(e.item, now)
+            if entry is None:
+                return []
+            self._insert(e.item.id, e.previous_item_id)
+        return self._apply_item(entry, e.item, now, done=True)
+
+    def _new_entry(self, item: ev.Item, now: float) -> _Entry | None:
+        if item.type == "message" and item.role in ("user", "assistant"):
+            kinds = {p.kind for p in item.content}
+            kind = "audio" if "audio" in kinds or (item.role == "assistant" and not kinds) else "text"
+            return self._remember(_Entry(item.id, item.role, kind, now))
+        if item.type == "function_call":
+            return self._remember(_Entry(item.id, "tool", "function_call", now))
+        return None  # system messages, tool outputs and re-seeded history are not shown again
+
+    def _remember(self, entry: _Entry) -> _Entry:
+        self._entries[entry.item_id] = entry
+        return entry
+
+    def _insert(self, item_id: str, previous_item_id: str | None) -> None:
+        if previous_item_id is not None and previous_item_id in self._entries:
+            at = self._order.index(previous_item_id) + 1
+            # Never re-open what was already written out: a late item lands at the first open slot.
+            self._order.insert(max(at, self._emit_from), item_id)
+        else:
+            self._order.append(item_id)
+
+    def _apply_item(self, entry: _Entry, item: ev.Item, now: float, *, done: bool) -> list[fx.Effect]:
+        if entry.role == "user":
+            texts = [p.words for p in item.content if p.words]
+            if texts and not entry.text:
+                entry.text = " ".join(t for t in texts if t)
+            if entry.kind == "audio" and entry.audio_ms == 0:
+                entry.audio_ms = self._pending_user_ms
+            if done and not entry.final:
+                if entry.kind == "text" or entry.text or not self.config.transcribe_model:
+                    self._finish(entry, now, note=None if entry.text else "no transcript")
+                elif entry.deadline is None:
+                    entry.deadline = now + self.transcript_wait_s
+        elif entry.role == "tool" and done:
+            entry.text = f"{item.name or 'tool'}({item.arguments or ''})"
+            self._finish(entry, now)
+        elif entry.role == "assistant" and done:
+            if not entry.text:
+                entry.text = " ".join(p.words or "" for p in item.content).strip()
+            if item.status == "incomplete":
+                entry.interrupted = True
+            entry.audio_complete = True
+            self._finish(entry, now)
+        return []
+
+    def _on_transcript_delta(self, e: ev.InputTranscriptDelta, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item_id)
+        if entry is not None and not entry.final:
+            entry.text += e.delta
+        return []
+
+    def _on_transcript_completed(self, e: ev.InputTranscriptCompleted, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item_id)
+        if entry is None:
+            # Transcripts may overtake their item: keep a placeholder in arrival order.
+            entry = self._remember(_Entry(e.item_id, "user", "audio", now))
+            self._insert(e.item_id, None)
+        entry.text = e.transcript.strip()
+        if entry.deadline is not None or entry.kind == "audio":
+            self._finish(entry, now, note=None if entry.text else "no transcript")
+        return []
+
+    def _on_transcript_failed(self, e: ev.InputTranscriptFailed, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item_id)
+        if entry is not None and not entry.final:
+            self._finish(entry, now, note=f"no transcript: {e.message}")
+        return [fx.Notice("debug", f"transcription failed for {e.item_id}: {e.message}")]
+
+    def _on_response_created(self, e: ev.ResponseCreated, now: float) -> list[fx.Effect]:
+        self.active_response = e.response.id
+        self._create_pending = False
+        self._committed_waiting = False
+        return []
+
+    def _on_output_item_added(self, e: ev.OutputItemAdded, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item.id)
+        if entry is None:
+            entry = self._new_entry(e.item, now)
+            if entry is None:
+                return []
+            self._insert(e.item.id, self._last_item_of(e.response_id))
+        entry.response_id = e.response_id
+        return []
+
+    def _last_item_of(self, response_id: str) -> str | None:
+        for item_id in reversed(self._order):
+            if self._entries[item_id].response_id == response_id:
+                return item_id
+        return None
+
+    def _on_audio_delta(self, e: ev.AudioDelta, now: float) -> list[fx.Effect]:
+        if e.response_id in self._interrupted:
+            return []  # late audio of a response the user already talked over
+        entry = self._assistant_entry(e.item_id, e.response_id, now)
+        entry.audio_samples += len(e.audio) // 2
+        if e.item_id not in self._audible:
+            self._audible.append(e.item_id)
+        return [fx.Play(e.response_id, e.item_id, e.audio)]
+
+    def _assistant_entry(self, item_id: str, response_id: str, now: float) -> _Entry:
+        entry = self._entries.get(item_id)
+        if entry is None:  # a server that skips output_item.added
+            entry = self._remember(_Entry(item_id, "assistant", "audio", now, response_id=response_id))
+            self._insert(item_id, self._last_item_of(response_id))
+        return entry
+
+    def _on_text_delta(self, e: ev.AudioTranscriptDelta | ev.TextDelta, now: float) -> list[fx.Effect]:
+        entry = self._assistant_entry(e.item_id, e.response_id, now)
+        if isinstance(e, ev.TextDelta):
+            entry.kind = "text"
+        entry.text += e.delta
+        entry.marks.append((entry.audio_samples, len(entry.text)))
+        return []
+
+    def _on_text_done(self, e: ev.AudioTranscriptDone | ev.TextDone, now: float) -> list[fx.Effect]:
+        entry = self._assistant_entry(e.item_id, e.response_id, now)
+        full = e.transcript if isinstance(e, ev.AudioTranscriptDone) else e.text
+        if full:
+            entry.text = full
+        return []
+
+    def _on_audio_done(self, e: ev.AudioDone, now: float) -> list[fx.Effect]:
+        entry = self._entries.get(e.item_id)
+        if entry is not None:
+            entry.audio_complete = True
+        return []
+
+    def _on_function_call_done(self, e: ev.FunctionCallArgumentsDone, now: float) -> list[fx.Effect]:
+        return [fx.ToolCall(e.response_id, e.item_id, e.call_id, e.name, e.arguments)]
+
+    def _on_response_done(self, e: ev.ResponseDone, now: float) -> list[fx.Effect]:
+        r = e.response
+        out: list[fx.Effect] = []
+        if r.usage is not None:
+            self.usage = self.usage + r.usage
+        self.responses_done += 1
+        for item in r.output:
+            entry = self._entries.get(item.id)
+            if entry is None:
+                continue
+            entry.audio_complete = True
+            if r.status in ("cancelled", "incomplete") and entry.role == "assistant":
+                entry.interrupted = entry.interrupted or r.status == "cancelled" or item.status == "incomplete"
+            if not entry.final:
+                if not entry.text:
+                    entry.text = " ".join(p.words or "" for p in item.content).strip()
+                self._finish(entry, now)
+        last = None
+        for entry in self._entries.values():
+            if entry.response_id == r.id:
+                entry.audio_complete = True
+                last = entry
+        if last is not None:
+            last.usage = r.usage
+        if r.status == "failed":
+            out.append(fx.Notice("error", f"the response failed: {r.error_message or 'no reason given'}"))
+        if self.active_response in (r.id, None):
+            self.active_response = None
+            out.append(fx.AudioEnd(r.id))
+            if self._want_response:
+                out.extend(self._create_response())
+        return out
+
+    # ---- inputs: user intents -------------------------------------------------------------
+
+    def mic_audio(self, pcm: bytes, now: float) -> list[fx.Effect]:
+        """A chunk of 24 kHz PCM16 from the microphone, ready to send."""
+        if not self.ready or self.muted or not pcm:
+            return []
+        self._appended_ms += len(pcm) / (2 * WIRE_RATE) * 1000
+        return [fx.Send(cmd.input_audio_append(pcm))]
+
+    def commit(self, now: float) -> list[fx.Effect]:
+        """End a manual (push-to-talk) turn: commit the buffer and ask for a reply."""
+        if not self.ready:
+            return []
+        if self._appended_ms < MIN_COMMIT_MS:
+            return [fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
+        self._appended_ms = 0.0
+        out: list[fx.Effect] = [fx.Send(cmd.input_audio_commit(self._next_id()))]
+        return out + self._request_response()
+
+    def say(self, text: str, now: float) -> list[fx.Effect]:
+        """A typed user turn: interrupts the assistant, then asks for a reply."""
+        if not self.ready or not text.strip():
+            return []
+        out = self._barge_in("text", cancel=True)
+        out.append(fx.Send(cmd.user_text(text, event_id=self._next_id())))
+        out.extend(self._request_response())
+        return out
+
+    def tool_result(self, call_id: str, output: str, now: float) -> list[fx.Effect]:
+        """A function call finished: send its output, then a reply once the response is done."""
+        out: list[fx.Effect] = [fx.Send(cmd.function_call_output(call_id, output, event_id=self._next_id()))]
+        return out + self._request_response()
+
+    def interrupt(self, now: float, reason: str = "user") -> list[fx.Effect]:
+        """The user asked the assistant to stop talking."""
+        return self._barge_in(reason, cancel=True)
+
+    def playback_flushed(self, played: Mapping[str, int], now: float) -> list[fx.Effect]:
+        """After a ``Flush``: wire samples of each item actually handed to the speaker."""
+        out: list[fx.Effect] = []
+        for item_id, played_samples in played.items():
+            entry = self._entries.get(item_id)
+            if entry is None or entry.audio_samples == 0:
+                continue  # no audio yet: nothing the server could truncate
+            heard = max(0, min(played_samples, entry.audio_samples))
+            if entry.audio_complete and heard >= entry.audio_samples:
+                continue  # fully heard: nothing to cut
+            out.append(fx.Send(cmd.item_truncate(item_id, heard * 1000 // WIRE_RATE, event_id=self._next_id())))
+            entry.interrupted = True
+            entry.heard_chars = self._heard_chars(entry, heard)
+        self._audible = [i for i in self._audible if i not in played]
+        out.extend(self._emit_ready())
+        return out
+
+    def playback_drained(self) -> None:
+        """The speaker has played everything queued: no item is still audible."""
+        self._audible.clear()
+
+    def tick(self, now: float) -> list[fx.Effect]:
+        """Time passes: give up waiting for late user transcripts."""
+        for item_id in self._order[self._emit_from :]:
+            entry = self._entries[item_id]
+            if not entry.final and entry.deadline is not None and now >= entry.deadline:
+                self._finish(entry, now, note="no transcript")
+        return self._emit_ready()
+
+    def close(self) -> list[fx.Effect]:
+        """The conversation ends: write out everything, finished or not."""
+        self.phase = Phase.CLOSED
+        for item_id in self._order[self._emit_from :]:
+            entry = self._entries[item_id]
+            if not entry.final:
+                entry.final = True
+                entry.interrupted = entry.interrupted or entry.role == "assistant"
+                if entry.role == "user" and not entry.text:
+                    entry.note = "no transcript"
+        return self._emit_ready()
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _next_id(self) -> str:
+        self._event_seq += 1
+        return f"vc_{self._event_seq}"
+
+    def _request_response(self) -> list[fx.Effect]:
+        if self.active_response or self._create_pending:
+            self._want_response = True
+            return []
+        return self._create_response()
+
+    def _create_response(self) -> list[fx.Effect]:
+        self._want_response = False
+        self._create_pending = True
+        return [fx.Send(cmd.response_create(event_id=self._next_id()))]
+
+    def _barge_in(self, reason: str, *, cancel: bool) -> list[fx.Effect]:
+        out: list[fx.Effect] = []
+        if self.active_response is not None:
+            self._interrupted.append(self.active_response)
+            if cancel:
+                out.append(fx.Send(cmd.response_cancel(event_id=self._next_id())))
+        if self._audible:
+            out.append(fx.Flush(reason, tuple(self._audible)))
+        return out
+
+    def _heard_chars(self, entry: _Entry, heard_samples: int) -> int:
+        chars = 0
+        for samples_at, length in entry.marks:
+            if samples_at > heard_samples:
+                break
+            chars = length
+        # Cut back to a word boundary so no half-heard word is kept.
+        text = entry.text[:chars]
+        if chars < len(entry.text) and text and not text[-1].isspace():
+            cut = text.rfind(" ")
+            chars = cut if cut >= 0 else 0
+        return chars
+
+    def _finish(self, entry: _Entry, now: float, note: str | None = None) -> None:
+        if entry.final:
+            return
+        entry.final = True
+        entry.ended_at = now
+        entry.note = note
+        entry.deadline = None
+
+    def _turn(self, entry: _Entry) -> fx.Turn:
+        text = entry.text.strip()
+        if entry.interrupted and entry.heard_chars is not None:
+            text = entry.text[: entry.heard_chars].strip()
+        return fx.Turn(
+            role=entry.role,
+            text=text,
+            item_id=entry.item_id,
+            started_at=entry.started_at,
+            ended_at=entry.ended_at or entry.started_at,
+            interrupted=entry.interrupted,
+            kind=entry.kind,
+            audio_ms=entry.audio_ms if entry.role == "user" else entry.audio_samples * 1000 // WIRE_RATE,
+            usage=entry.usage,
+            note=entry.note,
+        )
+
+    def _emit_ready(self) -> list[fx.Effect]:
+        out: list[fx.Effect] = []
+        while self._emit_from < len(self._order):
+            entry = self._entries[self._order[self._emit_from]]
+            if not entry.final:
+                break
+            entry.emitted = True
+            self._emit_from += 1
+            out.append(fx.TurnFinished(self._turn(entry)))
+        return out
+
+
+_HANDLERS = {
+    ev.SessionCreated: Session._on_session_created,
+    ev.SessionUpdated: Session._on_session_updated,
+    ev.ErrorEvent: Session._on_error,
+    ev.SpeechStarted: Session._on_speech_started,
+    ev.SpeechStopped: Session._on_speech_stopped,
+    ev.BufferCommitted: Session._on_committed,
+    ev.ItemAdded: Session._on_item_added,
+    ev.ItemDone: Session._on_item_done,
+    ev.InputTranscriptDelta: Session._on_transcript_delta,
+    ev.InputTranscriptCompleted: Session._on_transcript_completed,
+    ev.InputTranscriptFailed: Session._on_transcript_failed,
+    ev.ResponseCreated: Session._on_response_created,
+    ev.ResponseDone: Session._on_response_done,
+    ev.OutputItemAdded: Session._on_output_item_added,
+    ev.AudioDelta: Session._on_audio_delta,
+    ev.AudioTranscriptDelta: Session._on_text_delta,
+    ev.TextDelta: Session._on_text_delta,
+    ev.AudioTranscriptDone: Session._on_text_done,
+    ev.TextDone: Session._on_text_done,
+    ev.AudioDone: Session._on_audio_done,
+    ev.FunctionCallArgumentsDone: Session._on_function_call_done,
+}
