@@ -1,0 +1,210 @@
+"""The WebSocket client: endpoint URLs, authentication, connect errors, send and receive.
+
+The one client-side module that imports websockets. It turns handshake and network failures
+into ``voicechat.errors`` with a message a user can act on, and frames into typed events via
+the codec. The API key only ever goes into a request header, never into a log line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import socket
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from voicechat import __version__
+from voicechat.errors import (
+    AuthError,
+    BetaShapeError,
+    ConnectError,
+    DnsError,
+    NotFoundError,
+    RefusedError,
+    SessionError,
+    UsageError,
+)
+from voicechat.protocol import codec
+from voicechat.protocol import events as ev
+
+log = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where to connect and how to authenticate. ``repr`` never shows the key."""
+
+    url: str
+    api_key: str = field(repr=False)
+    azure: bool = False
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or ""
+
+    def headers(self) -> dict[str, str]:
+        if self.azure:
+            return {"api-key": self.api_key}
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
+    """``https://host/v1`` + model -> ``wss://host/v1/realtime?model=…`` (loopback may use ws)."""
+    parts = urlsplit(base_url.strip())
+    scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname:
+        raise UsageError(
+            f"invalid --base-url {base_url!r}",
+            hint="expected something like https://api.openai.com/v1",
+        )
+    if scheme == "ws" and not is_loopback(parts.hostname):
+        raise UsageError(
+            f"refusing plain {parts.scheme}:// to {parts.hostname}: the API key would travel unencrypted",
+            hint="use https:// (wss://); plain ws:// is allowed only for loopback hosts",
+        )
+    path = parts.path.rstrip("/")
+    if azure and not path.endswith("/openai/v1"):
+        path = f"{path}/openai/v1"
+    query = urlencode({"model": model})
+    return urlunsplit((scheme, parts.netloc, f"{path}/realtime", query, ""))
+
+
+class Connection:
+    """An open realtime WebSocket: send dict events, iterate typed events."""
+
+    def __init__(self, ws: ClientConnection, endpoint: Endpoint) -> None:
+        self._ws = ws
+        self.endpoint = endpoint
+        self.malformed = 0
+        self.sent = 0
+        self.closing = False
+
+    async def send(self, event: dict[str, Any]) -> None:
+        await self._ws.send(codec.encode(event))
+        self.sent += 1
+
+    async def events(self) -> AsyncIterator[ev.ServerEvent | codec.MalformedEvent]:
+        """Server events in order; malformed frames come through as values, not raised.
+
+        Ends quietly on a normal close; raises a ``VoicechatError`` when the server closes
+        abnormally (the reason tells the user what happened).
+        """
+        while True:
+            try:
+                frame = await self._ws.recv()
+            except ConnectionClosed as exc:
+                rcvd = exc.rcvd
+                if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
+                    return
+                raise closed_error(exc) from None
+            try:
+                yield codec.decode_server(frame)
+            except codec.MalformedEvent as exc:
+                self.malformed += 1
+                yield exc
+
+    async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
+        self.closing = True
+        await self._ws.close(code, reason)
+
+
+def closed_error(exc: ConnectionClosed) -> ConnectError | SessionError:
+    rcvd = exc.rcvd
+    if rcvd is None:
+        return ConnectError("the connection to the server dropped (no close frame)")
+    return closed_error_code(rcvd.code, rcvd.reason)
+
+
+def closed_error_code(code: int, reason: str) -> ConnectError | SessionError:
+    why = f": {reason}" if reason else ""
+    if code == 4000:
+        return BetaShapeError(
+            f"the server refused the beta interface (close 4000{why})",
+            hint="voicechat speaks the GA interface; check the server or proxy in between",
+        )
+    if code == 1001:
+        return SessionError(f"the server ended the session (1001{why})")
+    if code == 1008:
+        return ConnectError(f"the server closed the connection as a policy violation (1008{why})")
+    return ConnectError(f"the server closed the connection ({code}{why})")
+
+
+async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0) -> Connection:
+    """Open the WebSocket, translating every failure into an actionable error."""
+    host = endpoint.host
+    try:
+        ws = await ws_connect(
+            endpoint.url,
+            additional_headers=endpoint.headers(),
+            user_agent_header=f"voicechat/{__version__} websockets/{websockets.__version__}",
+            max_size=None,  # server events can be several MB (item retrieval with audio)
+            compression=None,
+            open_timeout=open_timeout,
+            proxy=None if is_loopback(host) else True,
+        )
+    except InvalidStatus as exc:
+        raise status_error(exc.response.status_code, endpoint) from None
+    except socket.gaierror as exc:
+        raise DnsError(
+            f"cannot resolve host {host!r} ({exc.strerror or exc})",
+            hint="check --base-url and your network/DNS",
+        ) from None
+    except ConnectionRefusedError:
+        raise RefusedError(
+            f"connection refused by {_netloc(endpoint.url)}",
+            hint="is the server running? for the local server: voicechat serve",
+        ) from None
+    except ssl.SSLCertVerificationError as exc:
+        raise ConnectError(f"TLS certificate of {host} could not be verified: {exc.verify_message}") from None
+    except TimeoutError:
+        raise ConnectError(f"timed out connecting to {_netloc(endpoint.url)} after {open_timeout:.0f} s") from None
+    except InvalidURI as exc:
+        raise UsageError(f"invalid endpoint URL: {exc}") from None
+    except InvalidHandshake as exc:
+        raise ConnectError(f"the WebSocket handshake with {host} failed: {exc}") from None
+    except OSError as exc:
+        raise ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {exc.strerror or exc}") from None
+    return Connection(ws, endpoint)
+
+
+def status_error(status: int, endpoint: Endpoint) -> ConnectError:
+    host = endpoint.host
+    if status == 401:
+        return AuthError(
+            f"the server at {host} rejected the API key (HTTP 401)",
+            hint="check OPENAI_API_KEY (or the key in .env)",
+        )
+    if status == 403:
+        return AuthError(
+            f"the API key has no access to the Realtime API at {host} (HTTP 403)",
+            hint="check the key's project, organisation and model permissions",
+        )
+    if status == 404:
+        return NotFoundError(
+            f"no realtime endpoint at {_netloc(endpoint.url)}{urlsplit(endpoint.url).path} (HTTP 404)",
+            hint="check --base-url and --model",
+        )
+    return ConnectError(f"the server at {host} answered HTTP {status} to the WebSocket handshake")
+
+
+def _netloc(url: str) -> str:
+    return urlsplit(url).netloc
