@@ -1,0 +1,127 @@
+"""Transcript sinks: plain lines on stdout, and files as text, Markdown or JSONL.
+
+Each finished turn is written and flushed at once, so nothing said is lost if the process
+dies. Server text is escaped before it can reach a terminal. A closed pipe ends a sink
+quietly (``head -1`` is a normal way to read a conversation).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import IO, Protocol
+
+from voicechat.effects import Turn
+from voicechat.errors import UsageError
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+ROLE_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool"}
+
+
+def escape_control(text: str) -> str:
+    """Make server text safe to print: control characters become visible escapes."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def turn_text(turn: Turn) -> str:
+    """The words of a turn, or a bracketed note when there are none."""
+    text = escape_control(turn.text.replace("\n", " ").strip())
+    if not text:
+        if turn.role == "user" and turn.kind == "audio":
+            secs = f"{turn.audio_ms / 1000:.1f} s " if turn.audio_ms else ""
+            text = f"[{secs}speech, {turn.note or 'no transcript'}]"
+        elif turn.interrupted:
+            text = "[interrupted before any words]"
+        else:
+            text = "[no text]"
+    if turn.interrupted and turn.role == "assistant":
+        text += " [interrupted]"
+    return text
+
+
+def plain_line(turn: Turn) -> str:
+    return f"{ROLE_LABEL.get(turn.role, turn.role)}: {turn_text(turn)}"
+
+
+class Sink(Protocol):
+    def write(self, turn: Turn) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StreamSink:
+    """Plain ``you: …`` / ``assistant: …`` lines, flushed per line."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.broken = False
+
+    def write(self, turn: Turn) -> None:
+        if self.broken:
+            return
+        try:
+            self.stream.write(plain_line(turn) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:
+            self.broken = True
+
+    def close(self) -> None:
+        pass
+
+
+class FileSink:
+    """A transcript file whose format follows its extension: .txt, .md or .jsonl."""
+
+    FORMATS = (".txt", ".md", ".jsonl")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.format = path.suffix.lower() if path.suffix.lower() in self.FORMATS else ".txt"
+        try:
+            self._file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"cannot write transcript {path}: {exc.strerror}") from None
+        if self.format == ".md" and self._file.tell() == 0:
+            self._file.write("# Conversation\n\n")
+            self._file.flush()
+
+    def write(self, turn: Turn) -> None:
+        self._file.write(self.render(turn))
+        self._file.flush()
+
+    def render(self, turn: Turn) -> str:
+        if self.format == ".jsonl":
+            return json.dumps(jsonl_record(turn), ensure_ascii=False) + "\n"
+        if self.format == ".md":
+            who = {"user": "**You**", "assistant": "**Assistant**", "tool": "**Tool**"}.get(turn.role, turn.role)
+            return f"{who}: {turn_text(turn)}\n\n"
+        return plain_line(turn) + "\n"
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def jsonl_record(turn: Turn) -> dict[str, object]:
+    record: dict[str, object] = {
+        "role": turn.role,
+        "text": turn.text,
+        "item_id": turn.item_id,
+        "start": round(turn.started_at, 3),
+        "end": round(turn.ended_at, 3),
+        "interrupted": turn.interrupted,
+        "kind": turn.kind,
+    }
+    if turn.audio_ms:
+        record["audio_ms"] = turn.audio_ms
+    if turn.note:
+        record["note"] = turn.note
+    if turn.usage is not None:
+        u = turn.usage
+        record["usage"] = {
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "total_tokens": u.total_tokens,
+        }
+    return record
