@@ -1,0 +1,5 @@
+"""``python -m voicechat``."""
+
+from voicechat.cli import main
+
+main()

@@ -1,0 +1,281 @@
+"""The orchestrator: one conversation's tasks, the effects they carry out, and shutdown order.
+
+It couples the audio adapter, the playback ``Player``, the sans-I/O ``Session`` and the
+WebSocket ``Connection``; every decision is the session's, this module only moves data and
+awaits. Shutdown order: stop the audio clock, write out the transcript, close the socket
+with 1000, close the audio files. Nothing already said is lost on any exit path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from voicechat import effects as fx
+from voicechat.audio.filedev import FileAudio
+from voicechat.audio.player import Player
+from voicechat.audio.wav import load_wav_at
+from voicechat.config import Settings
+from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
+from voicechat.protocol import codec
+from voicechat.protocol.constants import WIRE_RATE
+from voicechat.session import Session
+from voicechat.transcript import FileSink, Sink, escape_control
+from voicechat.transport import Connection, Endpoint, connect, realtime_url
+
+log = logging.getLogger(__name__)
+
+AUDIO_BACKLOG = 250  # appends (~5 s of 20 ms chunks) queued before the oldest is dropped
+CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed stuck
+TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
+MAX_TAIL_MS = 60_000  # a file conversation ends at the latest this long after the file
+
+
+@dataclass
+class Output:
+    """Where the conversation is shown: transcript sinks and a status writer (stderr)."""
+
+    sinks: list[Sink] = field(default_factory=list)
+    status: TextIO | None = None
+    quiet: bool = False
+
+    def notice(self, level: str, message: str) -> None:
+        if level == "debug":
+            log.debug("%s", message)
+            return
+        if self.status is None or (self.quiet and level != "error"):
+            return
+        prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.status.write(f"voicechat: {prefix}{escape_control(message)}\n")
+            self.status.flush()
+
+
+class Outbox:
+    """Ordered, bounded queue of client events for the sender task.
+
+    Policy: audio appends beyond ``AUDIO_BACKLOG`` are dropped (oldest audio is stale anyway,
+    counted in ``dropped_audio``); control events are never dropped, and a backlog beyond
+    ``CONTROL_BACKLOG`` means the server stopped reading, which ends the conversation.
+    """
+
+    def __init__(self) -> None:
+        self._events: deque[dict[str, Any]] = deque()
+        self._audio = 0
+        self._ready = asyncio.Event()
+        self.dropped_audio = 0
+
+    def put(self, event: dict[str, Any]) -> None:
+        if event["type"] == "input_audio_buffer.append":
+            if self._audio >= AUDIO_BACKLOG:
+                self.dropped_audio += 1
+                return
+            self._audio += 1
+        elif len(self._events) >= CONTROL_BACKLOG:
+            raise SessionError("the server stopped reading our events", hint="check the connection")
+        self._events.append(event)
+        self._ready.set()
+
+    async def get(self) -> dict[str, Any]:
+        while not self._events:
+            self._ready.clear()
+            await self._ready.wait()
+        event = self._events.popleft()
+        if event["type"] == "input_audio_buffer.append":
+            self._audio -= 1
+        return event
+
+
+class Conversation:
+    """One live conversation over an open connection, with file-based audio."""
+
+    def __init__(self, settings: Settings, conn: Connection, audio: FileAudio, out: Output) -> None:
+        self.settings = settings
+        self.conn = conn
+        self.audio = audio
+        self.out = out
+        self.session = Session(settings.session_config())
+        self.player = Player(audio.rate)
+        self.outbox = Outbox()
+        self.ready = asyncio.Event()
+        self.finished = asyncio.Event()
+        self.error: VoicechatError | None = None
+        self._committed_file = False
+        self.clock: Callable[[], float] = time.time
+
+    # ---- effects ----------------------------------------------------------------------------
+
+    def dispatch(self, effects: list[fx.Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case fx.Send(event):
+                    self.outbox.put(event)
+                case fx.Play(_, item_id, pcm):
+                    self.player.play(item_id, pcm)
+                case fx.AudioEnd():
+                    self.player.end()
+                case fx.Flush(_, item_ids):
+                    played = self.player.flush(item_ids)
+                    self.dispatch(self.session.playback_flushed(played, self.clock()))
+                case fx.TurnFinished(turn):
+                    for sink in self.out.sinks:
+                        sink.write(turn)
+                case fx.Notice(level, message):
+                    self.out.notice(level, message)
+                case fx.Ready():
+                    self.ready.set()
+                case fx.ToolCall(_, _, call_id, name, _):
+                    result = f'{{"error": "no tool named {name!r} is configured"}}'
+                    self.dispatch(self.session.tool_result(call_id, result, self.clock()))
+                case fx.Fatal(error):
+                    self.fail(error)
+
+    def fail(self, error: VoicechatError) -> None:
+        if self.error is None:
+            self.error = error
+        self.finished.set()
+
+    # ---- tasks --------------------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        async for event in self.conn.events():
+            if isinstance(event, codec.MalformedEvent):
+                self.out.notice("warning", f"ignored a malformed server frame: {event.message}")
+                continue
+            self.dispatch(self.session.handle(event, self.clock()))
+        if not self.finished.is_set():
+            self.fail(SessionError("the server closed the connection"))
+
+    async def _send(self) -> None:
+        while True:
+            await self.conn.send(await self.outbox.get())
+
+    async def _audio(self) -> None:
+        await self.ready.wait()
+        await self.audio.run(self.player.buffer, self._on_mic, self._on_block)
+
+    def _on_mic(self, pcm: bytes) -> None:
+        self.dispatch(self.session.mic_audio(pcm, self.clock()))
+
+    def _on_block(self) -> bool:
+        """After each audio block: housekeeping and the end-of-file-conversation check."""
+        now = self.clock()
+        if self.player.drained and self.session.audible_items:
+            self.session.playback_drained()
+        self.dispatch(self.session.tick(now))
+        if self.finished.is_set():
+            return False
+        if not self.audio.input_done:
+            return True
+        if self.settings.vad == "none" and not self._committed_file:
+            self._committed_file = True
+            self.dispatch(self.session.commit(now))
+        tail = self.audio.tail_ms
+        quiet_enough = tail >= self.settings.turn_silence_ms + TAIL_MARGIN_MS
+        if quiet_enough and not self.session.busy and self.player.drained:
+            self.finished.set()
+            return False
+        if tail >= MAX_TAIL_MS:
+            self.out.notice("warning", "stopped waiting for the server after the input file ended")
+            self.finished.set()
+            return False
+        return True
+
+    async def run(self) -> None:
+        tasks = [
+            asyncio.create_task(self._receive(), name="receive"),
+            asyncio.create_task(self._send(), name="send"),
+            asyncio.create_task(self._audio(), name="audio"),
+        ]
+        finished = asyncio.create_task(self.finished.wait(), name="finished")
+        try:
+            done, _ = await asyncio.wait([*tasks, finished], return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if task is not finished and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        finally:
+            for task in [*tasks, finished]:
+                task.cancel()
+            await asyncio.gather(*tasks, finished, return_exceptions=True)
+            self.dispatch(self.session.close())
+        if self.error is not None:
+            raise self.error
+
+
+async def talk(settings: Settings, out: Output) -> None:
+    """Run one ``voicechat talk`` from resolved settings to the end of the conversation."""
+    if settings.input_file is None:
+        from voicechat.errors import UsageError
+
+        raise UsageError(
+            "live microphone conversations are not available in this build yet",
+            hint="pass --input-file FILE.wav to talk from a file",
+        )
+    mic = load_wav_at(settings.input_file, WIRE_RATE)
+    async with contextlib.AsyncExitStack() as stack:
+        endpoint = await _endpoint(settings, stack)
+        out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
+        conn = await connect(endpoint)
+        stack.push_async_callback(_close_quietly, conn)
+        audio = FileAudio(mic, settings.output_file, speed=10.0 if settings.fast else 1.0)
+        stack.callback(audio.close)
+        for sink in out.sinks:
+            stack.callback(sink.close)
+        conversation = Conversation(settings, conn, audio, out)
+        with _signals(conversation):
+            await conversation.run()
+
+
+async def _endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
+    if settings.backend == "local":
+        from voicechat.server import LocalServer, ServerOptions
+
+        server = await stack.enter_async_context(LocalServer(ServerOptions(), host="127.0.0.1", port=0))
+        return Endpoint(realtime_url(server.http_base_url, settings.model), api_key="local")
+    if not settings.api_key:
+        raise AuthError(
+            "no API key: set OPENAI_API_KEY in the environment or in .env",
+            hint="or try the local echo server: voicechat talk --backend local",
+        )
+    return Endpoint(realtime_url(settings.base_url, settings.model), api_key=settings.api_key)
+
+
+async def _close_quietly(conn: Connection) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(conn.close(), timeout=2.0)
+
+
+@contextlib.contextmanager
+def _signals(conversation: Conversation):  # type: ignore[no-untyped-def]
+    """SIGINT/SIGTERM end the conversation cleanly (transcript written, socket closed)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for signum, status in ((signal.SIGINT, ExitStatus.SIGINT), (signal.SIGTERM, ExitStatus.SIGTERM)):
+        try:
+            loop.add_signal_handler(
+                signum, conversation.fail, Interrupted(f"interrupted by {signal.Signals(signum).name}", status=status)
+            )
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError):
+            pass
+    try:
+        yield
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def make_output(settings: Settings, stdout: TextIO, stderr: TextIO) -> Output:
+    from voicechat.transcript import StreamSink
+
+    sinks: list[Sink] = [StreamSink(stdout)]
+    if settings.transcript is not None:
+        sinks.append(FileSink(settings.transcript))
+    return Output(sinks=sinks, status=stderr, quiet=settings.quiet)

@@ -1,0 +1,65 @@
+"""Loop-side playback: 24 kHz deltas in, resampled into the ring, per-item play accounting.
+
+The event loop calls ``play`` for each assistant delta, ``end`` when a response's audio is
+complete, and ``flush`` on barge-in (which answers how many wire samples of each item the
+speaker was handed, fade included). The device side only ever calls ``buffer.read_into``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from voicechat.audio.playback import PlaybackBuffer, PlayoutTracker
+from voicechat.audio.resample import StreamResampler
+from voicechat.protocol.constants import WIRE_RATE
+
+
+class Player:
+    def __init__(
+        self,
+        device_rate: int,
+        *,
+        prebuffer_ms: float = 60.0,
+        capacity_s: float = 120.0,
+        fade_ms: float = 5.0,
+    ) -> None:
+        self.device_rate = device_rate
+        self.buffer = PlaybackBuffer(
+            capacity_frames=int(capacity_s * device_rate),
+            prebuffer_frames=int(prebuffer_ms * device_rate / 1000),
+            fade_frames=int(fade_ms * device_rate / 1000),
+        )
+        self.tracker = PlayoutTracker(device_rate, WIRE_RATE)
+        self._resampler = StreamResampler(WIRE_RATE, device_rate)
+        self.ended = True
+
+    def play(self, item_id: str, pcm: bytes) -> None:
+        wire = np.frombuffer(pcm, dtype="<i2").astype(np.int16, copy=False)
+        frames = self._resampler.process(wire)
+        start = self.buffer.write_position
+        accepted = self.buffer.write(frames)
+        wire_accepted = wire.size if accepted == frames.size else wire.size * accepted // max(1, frames.size)
+        self.tracker.on_write(item_id, wire_accepted, start, accepted)
+        self.ended = False
+
+    def end(self) -> None:
+        """The current response's audio is complete: play it out even below the prebuffer."""
+        self.buffer.mark_end()
+        self.ended = True
+
+    def flush(self, item_ids: tuple[str, ...]) -> dict[str, int]:
+        """Silence now (short fade); return wire samples handed to the speaker per item."""
+        self.buffer.flush()
+        position = self.buffer.write_position  # the faded tail still plays, up to here
+        self.tracker.on_flush(position)
+        self._resampler.reset()
+        self.ended = True
+        return {item_id: self.tracker.played_wire_samples(item_id, position) for item_id in item_ids}
+
+    def played_wire_samples(self, item_id: str) -> int:
+        return self.tracker.played_wire_samples(item_id, self.buffer.consumed_total)
+
+    @property
+    def drained(self) -> bool:
+        """Everything queued has been handed to the device and no more is expected."""
+        return self.ended and self.buffer.queued == 0
