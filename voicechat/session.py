@@ -377,6 +377,7 @@ class Session:
         for entry in self._entries.values():
             if entry.response_id == r.id:
                 entry.audio_complete = True
+                self._finish(entry, now)
                 last = entry
         if last is not None:
             last.usage = r.usage
@@ -497,8 +498,8 @@ class Session:
     def _heard_chars(self, entry: _Entry, heard_samples: int) -> int:
         chars = 0
         for samples_at, length in entry.marks:
-            if samples_at > heard_samples:
-                break
+            if samples_at >= heard_samples:
+                break  # text that arrived with audio the listener never reached
             chars = length
         # Cut back to a word boundary so no half-heard word is kept.
         text = entry.text[:chars]
