@@ -59,6 +59,17 @@ def _dotenv() -> dict[str, str | None]:
     return dict(dotenv_values(path)) if path else {}
 
 
+def _config_file(config: Any) -> dict[str, Any]:
+    path = config.config_path(os.environ, Path.home())
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise config.ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    return config.parse_config_file(path, text)
+
+
 TALK_EXAMPLES = """
 Examples:
 
@@ -80,7 +91,7 @@ def talk(
     voice: Annotated[str | None, typer.Option(help="Assistant voice (marin, cedar, alloy, …) or a custom voice_… id.")] = None,
     instructions: Annotated[str | None, typer.Option(help="System instructions for the assistant.")] = None,
     vad: Annotated[str | None, typer.Option(help="Turn detection: server, semantic or none (push-to-talk).")] = None,
-    vad_threshold: Annotated[float | None, typer.Option("--vad-threshold", help="Server VAD threshold, 0.0–1.0.")] = None,
+    vad_threshold: Annotated[float | None, typer.Option("--vad-threshold", help="Server VAD threshold, 0.0 to 1.0.")] = None,
     prefix_padding_ms: Annotated[int | None, typer.Option("--prefix-padding-ms", help="Audio kept before speech starts (ms).")] = None,
     silence_duration_ms: Annotated[
         int | None, typer.Option("--silence-duration-ms", help="Silence that ends a turn (ms).")
@@ -127,8 +138,11 @@ def talk(
     if no_transcribe:
         flags["transcribe_model"] = ""
     try:
-        settings = config.resolve(flags=flags, environ=os.environ, dotenv=_dotenv())
-        from voicechat.app import make_output, talk as run_talk
+        settings = config.resolve(
+            flags=flags, environ=os.environ, dotenv=_dotenv(), file_values=_config_file(config)
+        )
+        from voicechat.app import make_output
+        from voicechat.app import talk as run_talk
 
         out = make_output(settings, sys.stdout, sys.stderr)
         asyncio.run(run_talk(settings, out))

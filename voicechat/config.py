@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from voicechat.errors import UsageError
+from voicechat.errors import ConfigError, UsageError
 from voicechat.protocol.constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -88,6 +88,33 @@ class Settings:
 
 
 _FIELD_NAMES = {f.name for f in fields(Settings)} - {"sources"}
+FILE_KEYS = _FIELD_NAMES - {"api_key", "input_file", "output_file", "fast", "debug"}
+
+
+def config_path(environ: Mapping[str, str], home: Path) -> Path:
+    """``$VOICECHAT_CONFIG_DIR/config.toml``, else the XDG location."""
+    if environ.get("VOICECHAT_CONFIG_DIR"):
+        return Path(environ["VOICECHAT_CONFIG_DIR"]) / "config.toml"
+    base = Path(environ["XDG_CONFIG_HOME"]) if environ.get("XDG_CONFIG_HOME") else home / ".config"
+    return base / "voicechat" / "config.toml"
+
+
+def parse_config_file(path: Path, text: str) -> dict[str, Any]:
+    """The settings in a config file; unknown keys and bad TOML are errors naming the file."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "api_key":
+            raise ConfigError(f"{path}: keep the API key in OPENAI_API_KEY or .env, not in the config file")
+        if key not in FILE_KEYS:
+            raise ConfigError(f"{path}: unknown setting {key!r}", hint="see config.example.toml for the keys")
+        values[key] = Path(value) if key == "transcript" else value
+    return values
 
 
 def resolve(
