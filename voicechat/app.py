@@ -16,10 +16,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from voicechat import effects as fx
 from voicechat.audio.filedev import FileAudio
+from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.audio.wav import load_wav_at
 from voicechat.config import Settings
@@ -93,10 +94,23 @@ class Outbox:
         return event
 
 
-class Conversation:
-    """One live conversation over an open connection, with file-based audio."""
+class AudioIO(Protocol):
+    """A clocked microphone + speaker pair (files or PortAudio devices)."""
 
-    def __init__(self, settings: Settings, conn: Connection, audio: FileAudio, out: Output) -> None:
+    rate: int
+    input_done: bool
+
+    async def run(
+        self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Conversation:
+    """One live conversation over an open connection."""
+
+    def __init__(self, settings: Settings, conn: Connection, audio: AudioIO, out: Output) -> None:
         self.settings = settings
         self.conn = conn
         self.audio = audio
@@ -177,7 +191,7 @@ class Conversation:
         if self.settings.vad == "none" and not self._committed_file:
             self._committed_file = True
             self.dispatch(self.session.commit(now))
-        tail = self.audio.tail_ms
+        tail = getattr(self.audio, "tail_ms", 0)
         quiet_enough = tail >= self.settings.turn_silence_ms + TAIL_MARGIN_MS
         if quiet_enough and not self.session.busy and self.player.drained:
             self.finished.set()
@@ -211,21 +225,25 @@ class Conversation:
 
 async def talk(settings: Settings, out: Output) -> None:
     """Run one ``voicechat talk`` from resolved settings to the end of the conversation."""
-    if settings.input_file is None:
-        from voicechat.errors import UsageError
-
-        raise UsageError(
-            "live microphone conversations are not available in this build yet",
-            hint="pass --input-file FILE.wav to talk from a file",
+    audio: AudioIO
+    if settings.input_file is not None:
+        audio = FileAudio(
+            load_wav_at(settings.input_file, WIRE_RATE), settings.output_file, speed=10.0 if settings.fast else 1.0
         )
-    mic = load_wav_at(settings.input_file, WIRE_RATE)
+    else:
+        from voicechat.audio.device import DeviceAudio
+
+        audio = DeviceAudio(
+            input_device=settings.input_device,
+            output_device=settings.output_device,
+            sample_rate=settings.sample_rate,
+        )
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(audio.close)
         endpoint = await _endpoint(settings, stack)
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
         conn = await connect(endpoint)
         stack.push_async_callback(_close_quietly, conn)
-        audio = FileAudio(mic, settings.output_file, speed=10.0 if settings.fast else 1.0)
-        stack.callback(audio.close)
         for sink in out.sinks:
             stack.callback(sink.close)
         conversation = Conversation(settings, conn, audio, out)

@@ -98,6 +98,9 @@ def talk(
     ] = None,
     no_transcribe: Annotated[bool, typer.Option("--no-transcribe", help="Do not transcribe what you say.")] = False,
     text_only: Annotated[bool, typer.Option("--text-only", help="The assistant answers in text only.")] = False,
+    input_device: Annotated[str | None, typer.Option("--input-device", help="Microphone: index or name substring.")] = None,
+    output_device: Annotated[str | None, typer.Option("--output-device", help="Speaker: index or name substring.")] = None,
+    sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Device sample rate (default: the device's own).")] = None,
     input_file: Annotated[
         Path | None, typer.Option("--input-file", help="Speak from a WAV file (any rate/channels) instead of a microphone.")
     ] = None,
@@ -128,6 +131,9 @@ def talk(
         "prefix_padding_ms": prefix_padding_ms,
         "silence_duration_ms": silence_duration_ms,
         "text_only": text_only or None,
+        "input_device": input_device,
+        "output_device": output_device,
+        "sample_rate": sample_rate,
         "input_file": input_file,
         "output_file": output_file,
         "transcript": transcript,
@@ -150,6 +156,22 @@ def talk(
         _fail(error, debug)
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitStatus.SIGINT)) from None
+
+
+@app.command()
+def devices(
+    debug: Annotated[bool, typer.Option("--debug", help="Full tracebacks.")] = False,
+) -> None:
+    """List audio devices with their default sample rates (> marks the defaults)."""
+    from voicechat.audio.device import list_devices
+
+    try:
+        found = list_devices()
+    except VoicechatError as error:
+        _fail(error, debug)
+    for d in found:
+        mark = ("<" if d.default_input else " ") + (">" if d.default_output else " ")
+        typer.echo(f"{mark} {d.index:3d} {d.name} ({d.hostapi}), {d.inputs} in, {d.outputs} out, {d.default_rate} Hz")
 
 
 @app.command()

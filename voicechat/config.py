@@ -52,6 +52,9 @@ class Settings:
     auto_response: bool = True
     transcribe_model: str | None = DEFAULT_TRANSCRIBE_MODEL
     text_only: bool = False
+    input_device: str | None = None
+    output_device: str | None = None
+    sample_rate: int | None = None
     input_file: Path | None = None
     output_file: Path | None = None
     transcript: Path | None = None
@@ -159,6 +162,7 @@ def validate(s: Settings) -> None:
     _range("--vad-threshold", s.vad_threshold, 0.0, 1.0)
     _range("--prefix-padding-ms", s.prefix_padding_ms, 0, 10_000)
     _range("--silence-duration-ms", s.silence_duration_ms, 0, 10_000)
+    _range("--sample-rate", s.sample_rate, 8000, 192_000)
     if not s.model.strip():
         raise UsageError("--model must not be empty")
     if s.input_file is not None and not s.input_file.is_file():

@@ -1,0 +1,201 @@
+"""Real audio devices through sounddevice/PortAudio: the only module that imports sounddevice.
+
+Devices open at their own default rate (forcing 24 kHz fails on many devices); conversion to
+and from the 24 kHz wire rate happens on the event loop with streaming resamplers. Capture and
+playback are a pair of streams started together (a single duplex stream ran at wrong rates on
+PulseAudio here). The callbacks only copy: capture hands a copy of the block to the loop with
+``call_soon_threadsafe``; playback reads already-resampled samples from the ring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.resample import StreamResampler
+from voicechat.errors import AudioError, PortAudioMissing
+from voicechat.protocol.constants import WIRE_RATE
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = (
+    "install PortAudio: Debian/Ubuntu `sudo apt-get install libportaudio2`, "
+    "Fedora `sudo dnf install portaudio`, macOS `brew install portaudio`"
+)
+
+
+def load_sounddevice() -> Any:
+    """Import sounddevice, turning a missing PortAudio library into an actionable error."""
+    try:
+        import sounddevice
+    except OSError as exc:  # raised by sounddevice when libportaudio cannot be loaded
+        raise PortAudioMissing(f"the PortAudio library is not installed ({exc})", hint=INSTALL_HINT) from None
+    return sounddevice
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceInfo:
+    index: int
+    name: str
+    hostapi: str
+    inputs: int
+    outputs: int
+    default_rate: int
+    default_input: bool
+    default_output: bool
+
+
+def list_devices() -> list[DeviceInfo]:
+    sd = load_sounddevice()
+    try:
+        devices = sd.query_devices()
+        hostapis = sd.query_hostapis()
+        default_in, default_out = sd.default.device
+    except sd.PortAudioError as exc:
+        raise AudioError(f"cannot list audio devices: {exc}") from None
+    return [
+        DeviceInfo(
+            index=i,
+            name=d["name"],
+            hostapi=hostapis[d["hostapi"]]["name"],
+            inputs=d["max_input_channels"],
+            outputs=d["max_output_channels"],
+            default_rate=int(d["default_samplerate"]),
+            default_input=i == default_in,
+            default_output=i == default_out,
+        )
+        for i, d in enumerate(devices)
+    ]
+
+
+def find_device(spec: str | int | None, kind: str) -> int | None:
+    """A device index from an index or a case-insensitive name substring (None = default)."""
+    if spec is None or spec == "":
+        return None
+    devices = list_devices()
+    usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
+    if isinstance(spec, int) or str(spec).isdigit():
+        index = int(spec)
+        if any(d.index == index for d in usable):
+            return index
+        raise AudioError(f"no {kind} device with index {index}", hint="list them with: voicechat devices")
+    matches = [d for d in usable if str(spec).lower() in d.name.lower()]
+    if not matches:
+        raise AudioError(f"no {kind} device matches {spec!r}", hint="list them with: voicechat devices")
+    return matches[0].index
+
+
+def _stream_error(exc: Exception, kind: str, device: int | None, rate: int) -> AudioError:
+    text = str(exc)
+    where = f"{kind} device {device if device is not None else '(default)'}"
+    if "Invalid sample rate" in text:
+        return AudioError(f"{where} does not support {rate} Hz", hint="try --sample-rate 48000 or 44100")
+    if "Device unavailable" in text or "busy" in text.lower():
+        return AudioError(f"{where} is busy or unavailable", hint="close other programs using it")
+    if "Invalid number of channels" in text:
+        return AudioError(f"{where} has no {kind} channels", hint="pick another with --input-device/--output-device")
+    return AudioError(f"cannot open {where}: {text}")
+
+
+class DeviceAudio:
+    """Microphone and speaker as a pair of PortAudio streams at the device's own rate."""
+
+    def __init__(
+        self,
+        *,
+        input_device: str | int | None = None,
+        output_device: str | int | None = None,
+        sample_rate: int | None = None,
+        block_ms: int = 20,
+        chunk_ms: int = 20,
+    ) -> None:
+        self.sd = load_sounddevice()
+        self.input_device = find_device(input_device, "input")
+        self.output_device = find_device(output_device, "output")
+        if sample_rate is None:
+            info = self.sd.query_devices(self.output_device, "output")
+            sample_rate = int(info["default_samplerate"])
+        self.rate = sample_rate
+        self.block = max(1, self.rate * block_ms // 1000)
+        self.chunk = WIRE_RATE * chunk_ms // 1000
+        self._to_wire = StreamResampler(self.rate, WIRE_RATE)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self.overflows = 0
+        self.underflows = 0
+        self.callbacks_in = 0
+        self.frames_in = 0
+        self.input_done = False  # a microphone never runs out
+        self._lost: str | None = None
+
+    async def run(
+        self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
+    ) -> None:
+        loop = asyncio.get_running_loop()
+
+        def deliver(block: np.ndarray) -> None:
+            self.frames_in += block.shape[0]
+            self._resample_and_send(block, on_mic)
+
+        def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+            if status.input_overflow:
+                self.overflows += 1
+            self.callbacks_in += 1
+            loop.call_soon_threadsafe(deliver, indata[:, 0].copy())
+
+        def playback_callback(outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
+            if status.output_underflow:
+                self.underflows += 1
+            buffer.read_into(outdata[:, 0])
+
+        def lost(kind: str) -> Callable[[], None]:
+            def finished_callback() -> None:
+                if self._lost is None:
+                    self._lost = kind
+            return finished_callback
+
+        streams = []
+        try:
+            try:
+                inp = self.sd.InputStream(
+                    samplerate=self.rate, blocksize=self.block, device=self.input_device, channels=1,
+                    dtype="int16", callback=capture_callback, finished_callback=lost("input"),
+                )
+            except self.sd.PortAudioError as exc:
+                raise _stream_error(exc, "input", self.input_device, self.rate) from None
+            streams.append(inp)
+            try:
+                out = self.sd.OutputStream(
+                    samplerate=self.rate, blocksize=self.block, device=self.output_device, channels=1,
+                    dtype="int16", callback=playback_callback, finished_callback=lost("output"),
+                )
+            except self.sd.PortAudioError as exc:
+                raise _stream_error(exc, "output", self.output_device, self.rate) from None
+            streams.append(out)
+            inp.start()
+            out.start()
+            while True:
+                await asyncio.sleep(self.block / self.rate)
+                if self._lost is not None:
+                    raise AudioError(f"the {self._lost} audio device stopped (unplugged?)", hint="the transcript so far is kept")
+                if not on_block():
+                    return
+        finally:
+            for stream in streams:
+                stream.close(ignore_errors=True)
+
+    def _resample_and_send(self, block: np.ndarray, on_mic: Callable[[bytes], None]) -> None:
+        wire = self._to_wire.process(block)
+        pending = np.concatenate([self._pending, wire]) if self._pending.size else wire
+        n = pending.size // self.chunk * self.chunk
+        for start in range(0, n, self.chunk):
+            on_mic(pending[start : start + self.chunk].astype("<i2", copy=False).tobytes())
+        self._pending = pending[n:]
+
+    def close(self) -> None:
+        pass
