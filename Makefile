@@ -1,0 +1,50 @@
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY = $(VENV)/bin/python
+STAMP = $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install sysdeps test demo bench lint fuzz clean distclean
+
+# The virtualenv, created only when missing.
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# (Re)install the package and its test extra only when pyproject.toml changed since last time.
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -e '.[test]'
+	touch $@
+
+install: $(STAMP)
+
+# Debian packages for the device tier (PortAudio, headless PulseAudio, espeak-ng, sox, tmux).
+sysdeps:
+	bash scripts/sysdeps.sh
+
+test: sysdeps install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# No sysdeps: file-based talk against the in-process local server needs no PortAudio.
+demo: install
+	mkdir -p out
+	$(VENV)/bin/voicechat talk --backend local --input-file voicechat/data/question.wav --output-file out/reply.wav --fast
+
+bench: sysdeps install
+	$(PY) -m bench
+
+lint: install
+	$(VENV)/bin/ruff check voicechat tests bench
+
+fuzz: install
+	$(PY) -m pytest tests -m fuzz --hypothesis-profile=long $(PYTEST_ARGS)
+
+# Build and tool artefacts; keeps the virtualenv (and bench/results).
+clean:
+	rm -rf build dist out *.egg-info .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find voicechat tests bench scripts -depth -name __pycache__ -type d -exec rm -rf {} + 2>/dev/null || true
+
+distclean: clean
+	rm -rf $(VENV)
