@@ -1,0 +1,1 @@
+"""Sans-I/O audio core: format math, resampling, WAV files and the playback ring."""

@@ -1,0 +1,400 @@
+"""The jitter-buffered playback ring and the record of what the listener actually heard.
+
+This module owns the hand-off of assistant audio from the event loop to the speaker.
+`PlaybackBuffer` is a preallocated int16 mono ring at the device rate: the loop writes decoded,
+resampled deltas into it, and the PortAudio callback thread reads fixed-size blocks out of it with
+one short lock acquisition (index arithmetic and at most two slice copies). It holds playback
+until a prebuffer target is queued, plays out a completed response below that target, writes
+silence and counts it when it runs dry, drops the newest audio beyond its capacity and counts it,
+and on barge-in fades out within a few milliseconds. `PlayoutTracker` is pure loop-side
+bookkeeping that maps ring positions back to per-item wire samples, so a truncate can say how
+much of an assistant item was really played.
+
+Positions. Every frame written into the ring gets a *play position*: the frames in the ring are
+the play positions ``[consumed_total, write_position)``, the next frame handed to the device is
+``consumed_total`` and the next frame written is ``write_position``. A flush discards frames from
+the end of the ring, so the next write reuses the discarded positions; hence
+``write_position == written_total - flushed_frames_total`` (equal to ``written_total`` until the
+first flush that discards audio), and `PlayoutTracker` works in play positions.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from voicechat.audio.format import WIRE_RATE
+
+_DEAD = -1  # `valid` of a tracker piece whose frames were all discarded by a flush
+
+
+class PlaybackBuffer:
+    """Single-producer (event loop), single-consumer (audio thread) int16 mono playback ring.
+
+    Policies:
+
+    * Prebuffer: while not playing, `read_into` outputs silence and consumes nothing until at
+      least ``prebuffer`` frames are queued (or the queued audio is released by `mark_end` or by
+      a flush's fade-out).
+    * End mark: `mark_end` releases the audio queued so far: it plays even below the prebuffer
+      target, and running dry at its end is a normal drain, not an underrun. Audio written after
+      the mark is not covered by it (a later write "clears" the mark for the new audio): at the
+      mark's position, playback continues seamlessly into the new audio only if at least the
+      prebuffer target of it is already queued; otherwise it stops there and the new audio waits
+      for the target like a fresh start.
+    * Underrun: running dry while playing, past any end mark, counts one underrun, pads the
+      block with silence and re-arms the prebuffer: playback resumes only once the target is
+      queued again (or the end is marked), so a slow network gives one longer gap rather than
+      many short stutters. `underrun_frames` counts the silence of the whole gap, from running
+      dry until audio resumes, the end is marked, or a flush.
+    * Overflow: a write that does not fit keeps the frames that fit and drops the newest rest,
+      counted in `overflow_frames`.
+    * Flush (barge-in): if audio is playing, the next ``fade_frames`` queued frames are kept
+      and faded out, everything after them is dropped; if nothing is playing (still
+      prebuffering, or stopped) everything queued is dropped, since nothing is sounding that
+      needs a fade. The kept fade is released like an end mark, and the prebuffer is re-armed
+      for whatever is written next.
+
+    Thread safety: `write`, `mark_end`, `flush` and `set_prebuffer` are called from one thread
+    (the event loop); `read_into` from one other thread (the audio callback). The counters are
+    plain ints, each safe to read from the loop without the lock (a value may be one block old).
+    """
+
+    def __init__(self, capacity_frames: int, prebuffer_frames: int, fade_frames: int) -> None:
+        if capacity_frames <= 0:
+            raise ValueError(f"capacity_frames must be positive, got {capacity_frames}")
+        if fade_frames < 0:
+            raise ValueError(f"fade_frames must not be negative, got {fade_frames}")
+        self._ring = np.zeros(capacity_frames, dtype=np.int16)
+        self._capacity = capacity_frames
+        self._prebuffer = self._clamp_prebuffer(prebuffer_frames)
+        self._fade_frames = fade_frames
+        self._lock = threading.Lock()
+        self._head = 0  # play position of the next frame for the device (== consumed_total)
+        self._tail = 0  # play position of the next frame written (== write_position)
+        self._release_end = 0  # frames before this play position play regardless of prebuffer
+        self._playing = False
+        self._in_underrun = False
+        self._written_total = 0
+        self._flushed_frames_total = 0
+        self._overflow_frames = 0
+        self._underruns = 0
+        self._underrun_frames = 0
+
+    # ---- loop side -------------------------------------------------------------------------
+
+    def write(self, samples: npt.NDArray[np.int16]) -> int:
+        """Append int16 mono frames; return how many were accepted (the rest overflowed).
+
+        Raises:
+            ValueError: ``samples`` is not a 1-D int16 array.
+        """
+        x = np.asarray(samples)
+        if x.dtype != np.int16 or x.ndim != 1:
+            raise ValueError(f"expected 1-D int16 samples, got {x.dtype} with shape {x.shape}")
+        n = x.shape[0]
+        with self._lock:
+            tail = self._tail
+            take = min(n, self._capacity - (tail - self._head))
+            if take > 0:
+                self._copy_in(tail, x[:take])
+                self._tail = tail + take
+                self._written_total += take
+            self._overflow_frames += n - take
+        return take
+
+    def mark_end(self) -> None:
+        """Release everything queued so far: play it out even below the prebuffer target."""
+        with self._lock:
+            self._release_end = self._tail
+            self._in_underrun = False
+
+    def flush(self) -> int:
+        """Barge-in: fade out the next ``fade_frames`` frames, drop the rest; return frames dropped.
+
+        The kept frames are multiplied by ``(k - i) / (k + 1)`` for ``i`` in ``0..k-1`` (``k``
+        frames kept): a straight line from full level at the last frame already played down to
+        zero at the first silent frame. After they play the buffer is empty and the prebuffer is
+        re-armed. When nothing is playing, nothing is kept. The position where the kept fade ends
+        is `write_position` right after this call (pass it to `PlayoutTracker.on_flush`).
+        """
+        with self._lock:
+            head = self._head
+            count = self._tail - head
+            keep = min(self._fade_frames, count) if self._playing else 0
+            if keep:
+                self._fade_out(head, keep)
+            dropped = count - keep
+            self._tail = head + keep
+            self._release_end = self._tail
+            self._flushed_frames_total += dropped
+            self._in_underrun = False
+            if not keep:
+                self._playing = False
+        return dropped
+
+    def set_prebuffer(self, frames: int) -> None:
+        """Change the prebuffer target (clamped to ``[0, capacity]``); applies from the next start."""
+        with self._lock:
+            self._prebuffer = self._clamp_prebuffer(frames)
+
+    # ---- audio-thread side -----------------------------------------------------------------
+
+    def read_into(self, out: npt.NDArray[np.int16]) -> int:
+        """Fill ``out`` (1-D int16) completely; return the number of real audio frames in it.
+
+        Real audio comes first, then zeros. Nothing is allocated beyond numpy views.
+        """
+        n = out.shape[0]
+        if n == 0:
+            return 0
+        ring = self._ring
+        with self._lock:
+            head = self._head
+            take = min(n, self._available(head))
+            if take:
+                start = head % self._capacity
+                first = min(take, self._capacity - start)
+                out[:first] = ring[start : start + first]
+                if take > first:
+                    out[first:take] = ring[: take - first]
+                head += take
+                self._head = head
+            self._settle(n, take, head)
+        if take < n:
+            out[take:] = 0
+        return take
+
+    def _available(self, head: int) -> int:
+        """Frames the device may take now (under the lock)."""
+        count = self._tail - head
+        released = self._release_end - head
+        if released > 0:
+            after = count - released
+            return count if after >= max(self._prebuffer, 1) else released
+        if self._playing or (count > 0 and count >= self._prebuffer):
+            return count
+        return 0
+
+    def _settle(self, n: int, take: int, head: int) -> None:
+        """Update play state and underrun counters after handing ``take`` of ``n`` frames."""
+        if take == n:
+            self._playing = head != self._release_end
+            self._in_underrun = False
+            return
+        if head > self._release_end and (take or self._playing):
+            self._underruns += 1
+            self._in_underrun = True
+        elif take:
+            self._in_underrun = False
+        if self._in_underrun:
+            self._underrun_frames += n - take
+        self._playing = False
+
+    # ---- ring helpers (called under the lock) ----------------------------------------------
+
+    def _copy_in(self, position: int, x: npt.NDArray[np.int16]) -> None:
+        start = position % self._capacity
+        first = min(x.shape[0], self._capacity - start)
+        self._ring[start : start + first] = x[:first]
+        if x.shape[0] > first:
+            self._ring[: x.shape[0] - first] = x[first:]
+
+    def _fade_out(self, position: int, frames: int) -> None:
+        ramp = np.arange(frames, 0, -1, dtype=np.float32) / np.float32(frames + 1)
+        start = position % self._capacity
+        first = min(frames, self._capacity - start)
+        head_part = self._ring[start : start + first]
+        head_part[:] = np.rint(head_part * ramp[:first])
+        if frames > first:
+            wrap_part = self._ring[: frames - first]
+            wrap_part[:] = np.rint(wrap_part * ramp[first:])
+
+    def _clamp_prebuffer(self, frames: int) -> int:
+        return max(0, min(int(frames), self._capacity))
+
+    # ---- read-only state -------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Ring size in frames."""
+        return self._capacity
+
+    @property
+    def prebuffer(self) -> int:
+        """Current prebuffer target in frames."""
+        return self._prebuffer
+
+    @property
+    def fade_frames(self) -> int:
+        """Length of the barge-in fade-out in frames."""
+        return self._fade_frames
+
+    @property
+    def written_total(self) -> int:
+        """Frames accepted by `write` since creation."""
+        return self._written_total
+
+    @property
+    def consumed_total(self) -> int:
+        """Frames of real audio (faded ones included, silence excluded) handed to the device."""
+        return self._head
+
+    @property
+    def flushed_frames_total(self) -> int:
+        """Frames discarded by `flush` since creation (the faded frames it keeps are not counted)."""
+        return self._flushed_frames_total
+
+    @property
+    def write_position(self) -> int:
+        """Play position of the next frame written: ``written_total - flushed_frames_total``."""
+        return self._tail
+
+    @property
+    def queued(self) -> int:
+        """Frames in the ring awaiting the device: written, not yet consumed, not discarded.
+
+        ``written_total == consumed_total + queued + flushed_frames_total`` always holds.
+        """
+        return self._tail - self._head
+
+    @property
+    def overflow_frames(self) -> int:
+        """Frames dropped by `write` because the ring was full."""
+        return self._overflow_frames
+
+    @property
+    def underruns(self) -> int:
+        """Times the ring ran dry while playing, past any end mark."""
+        return self._underruns
+
+    @property
+    def underrun_frames(self) -> int:
+        """Silence frames output during underrun gaps."""
+        return self._underrun_frames
+
+    @property
+    def playing(self) -> bool:
+        """True while the device is being handed real audio with more to follow in this stream."""
+        return self._playing
+
+
+class PlayoutTracker:
+    """Maps play positions of a `PlaybackBuffer` back to wire samples of each assistant item.
+
+    Usage (all on the event loop): before writing an item's resampled delta, note
+    ``start = buffer.write_position``; write it; then call ``on_write(item_id, len(wire_delta),
+    start, accepted)`` with the frames the buffer accepted. After ``buffer.flush()`` call
+    ``on_flush(buffer.write_position)``. Query with ``buffer.consumed_total``.
+
+    Each recorded piece converts linearly: ``h`` of its ``f`` device frames heard means
+    ``floor(w * h / f)`` of its ``w`` wire samples heard, so a partial piece never over-reports.
+    A piece with wire samples but no device frames (a resampler still filling its filter) counts
+    as heard once the device has passed its position. If overflow cut a write short, pass the
+    wire samples the accepted frames stand for (the rest never reaches the speaker).
+
+    Memory is bounded: only the ``max_items`` most recently started items are remembered
+    (default 64); older ones are forgotten (reported as unknown: 0 received, 0 played, not fully
+    played). `forget` drops an item early.
+    """
+
+    def __init__(self, device_rate: int, wire_rate: int = WIRE_RATE, max_items: int = 64) -> None:
+        if device_rate <= 0 or wire_rate <= 0:
+            raise ValueError(f"rates must be positive, got {device_rate} and {wire_rate}")
+        if max_items <= 0:
+            raise ValueError(f"max_items must be positive, got {max_items}")
+        self.device_rate = device_rate
+        self.wire_rate = wire_rate
+        self.max_items = max_items
+        self._items: OrderedDict[str, _Item] = OrderedDict()
+
+    def on_write(
+        self, item_id: str, wire_samples: int, device_start: int, device_frames: int
+    ) -> None:
+        """Record ``wire_samples`` of ``item_id`` written as ``device_frames`` frames at ``device_start``."""
+        if wire_samples < 0 or device_frames < 0 or device_start < 0:
+            raise ValueError("wire_samples, device_start and device_frames must not be negative")
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _Item()
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+        item.received += wire_samples
+        if wire_samples or device_frames:
+            item.pieces.append([device_start, device_frames, device_frames, wire_samples])
+
+    def on_flush(self, flush_position: int) -> None:
+        """Frames at play positions ``>= flush_position`` were discarded and will never play.
+
+        ``flush_position`` is ``buffer.write_position`` right after ``buffer.flush()``: the end
+        of the faded tail, i.e. ``consumed_total`` plus the faded frames at the time of the flush.
+        The faded frames still count as played once the device consumes them.
+        """
+        for item in self._items.values():
+            for piece in item.pieces:
+                start, _frames, valid, _wire = piece
+                if valid < 0:
+                    continue
+                if start >= flush_position:
+                    piece[2] = _DEAD
+                elif start + valid > flush_position:
+                    piece[2] = flush_position - start
+                else:
+                    continue
+                item.truncated = True
+
+    def played_wire_samples(self, item_id: str, consumed_total: int) -> int:
+        """Wire samples of ``item_id`` handed to the device, in ``[0, received]``."""
+        item = self._items.get(item_id)
+        if item is None:
+            return 0
+        total = 0
+        for start, frames, valid, wire in item.pieces:
+            if valid < 0 or consumed_total <= start:
+                continue
+            heard = min(consumed_total - start, valid)
+            total += wire if heard >= frames else wire * heard // frames
+        return min(total, item.received)
+
+    def played_ms(self, item_id: str, consumed_total: int) -> int:
+        """`played_wire_samples` in whole milliseconds at the wire rate (rounded down)."""
+        return self.played_wire_samples(item_id, consumed_total) * 1000 // self.wire_rate
+
+    def received_wire_samples(self, item_id: str) -> int:
+        """Wire samples of ``item_id`` recorded by `on_write` (0 for an unknown item)."""
+        item = self._items.get(item_id)
+        return 0 if item is None else item.received
+
+    def fully_played(self, item_id: str, consumed_total: int) -> bool:
+        """True when every recorded frame of the item was handed to the device.
+
+        False for an unknown item and for an item a flush cut short.
+        """
+        item = self._items.get(item_id)
+        if item is None or item.truncated:
+            return False
+        return all(consumed_total >= start + frames for start, frames, _valid, _wire in item.pieces)
+
+    def forget(self, item_id: str) -> None:
+        """Drop what is known about ``item_id`` (no error if unknown)."""
+        self._items.pop(item_id, None)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+class _Item:
+    """One assistant item's pieces: ``[device_start, device_frames, valid_frames, wire_samples]``."""
+
+    __slots__ = ("pieces", "received", "truncated")
+
+    def __init__(self) -> None:
+        self.pieces: list[list[int]] = []
+        self.received = 0
+        self.truncated = False
