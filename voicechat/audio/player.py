@@ -32,18 +32,27 @@ class Player:
         self.tracker = PlayoutTracker(device_rate, WIRE_RATE)
         self._resampler = StreamResampler(WIRE_RATE, device_rate)
         self.ended = True
+        self._last_item: str | None = None
 
     def play(self, item_id: str, pcm: bytes) -> None:
         wire = np.frombuffer(pcm, dtype="<i2").astype(np.int16, copy=False)
         frames = self._resampler.process(wire)
         start = self.buffer.write_position
         accepted = self.buffer.write(frames)
-        wire_accepted = wire.size if accepted == frames.size else wire.size * accepted // max(1, frames.size)
+        wire_accepted = (
+            wire.size if accepted == frames.size else wire.size * accepted // max(1, frames.size)
+        )
         self.tracker.on_write(item_id, wire_accepted, start, accepted)
+        self._last_item = item_id
         self.ended = False
 
     def end(self) -> None:
         """The current response's audio is complete: play it out even below the prebuffer."""
+        if not self._resampler.passthrough and self._last_item is not None:
+            tail = self._resampler.flush()  # the last milliseconds still inside the filter
+            start = self.buffer.write_position
+            self.tracker.on_write(self._last_item, 0, start, self.buffer.write(tail))
+        self._resampler.reset()
         self.buffer.mark_end()
         self.ended = True
 
@@ -54,7 +63,9 @@ class Player:
         self.tracker.on_flush(position)
         self._resampler.reset()
         self.ended = True
-        return {item_id: self.tracker.played_wire_samples(item_id, position) for item_id in item_ids}
+        return {
+            item_id: self.tracker.played_wire_samples(item_id, position) for item_id in item_ids
+        }
 
     def played_wire_samples(self, item_id: str) -> int:
         return self.tracker.played_wire_samples(item_id, self.buffer.consumed_total)
