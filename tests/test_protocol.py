@@ -8,7 +8,14 @@ import json
 import pytest
 from pydantic import TypeAdapter
 
-from voicechat.protocol import MalformedEvent, SessionConfig, TurnDetection, client, decode_server, encode
+from voicechat.protocol import (
+    MalformedEvent,
+    SessionConfig,
+    TurnDetection,
+    client,
+    decode_server,
+    encode,
+)
 from voicechat.protocol import events as ev
 from voicechat.protocol.codec import KNOWN_SERVER_TYPES
 

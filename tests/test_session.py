@@ -96,7 +96,7 @@ def test_rejected_session_update_is_fatal_and_says_why() -> None:
 def test_beta_shape_error_is_fatal() -> None:
     s = ready_session()
     out = s.handle(ev.ErrorEvent("e", "invalid_request_error", "beta_api_shape_disabled", "no beta"), 1)
-    assert isinstance([e for e in out if isinstance(e, fx.Fatal)][0].error, BetaShapeError)
+    assert isinstance(next(e for e in out if isinstance(e, fx.Fatal)).error, BetaShapeError)
 
 
 def test_voice_turn_plays_audio_and_writes_user_then_assistant() -> None:
@@ -170,7 +170,7 @@ def test_barge_in_on_speech_flushes_truncates_at_played_and_does_not_cancel() ->
     late = s.handle(ev.AudioDelta("e", "resp_1", "item_a1", 0, 0, b"\x00\x00" * 10), 4.1)
     assert not [e for e in late if isinstance(e, fx.Play)]
     out = finish_reply(s, "resp_1", "item_a1", "one two three four", 4.2, status="cancelled")
-    assistant = [t for t in turns(out) if t.role == "assistant"][0]
+    assistant = next(t for t in turns(out) if t.role == "assistant")
     assert assistant.interrupted and assistant.text == "one two"  # only what was heard
 
 
@@ -279,7 +279,7 @@ def test_tool_call_result_then_reply_after_response_done() -> None:
     s = ready_session(SessionConfig(transcribe_model=None))
     s.handle(ev.ResponseCreated("e", ev.Response("r1", "in_progress")), 1)
     out = s.handle(ev.FunctionCallArgumentsDone("e", "r1", "f1", 0, "call_1", "now", "{}"), 1)
-    call = [e for e in out if isinstance(e, fx.ToolCall)][0]
+    call = next(e for e in out if isinstance(e, fx.ToolCall))
     out = s.tool_result(call.call_id, '{"time": "noon"}', 1)
     assert types(out) == ["conversation.item.create"]
     out = s.handle(ev.ResponseDone("e", ev.Response("r1", "completed")), 2)

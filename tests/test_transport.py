@@ -61,7 +61,7 @@ async def test_dns_failure_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
 
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
-    with pytest.raises(DnsError, match="cannot resolve host 'api.openai.com'"):
+    with pytest.raises(DnsError, match=r"cannot resolve host 'api\.openai\.com'"):
         await connect(Endpoint("wss://api.openai.com/v1/realtime?model=m", api_key="k"), open_timeout=5)
 
 

@@ -35,7 +35,9 @@ def load_sounddevice() -> Any:
     try:
         import sounddevice
     except OSError as exc:  # raised by sounddevice when libportaudio cannot be loaded
-        raise PortAudioMissing(f"the PortAudio library is not installed ({exc})", hint=INSTALL_HINT) from None
+        raise PortAudioMissing(
+            f"the PortAudio library is not installed ({exc})", hint=INSTALL_HINT
+        ) from None
     return sounddevice
 
 
@@ -84,10 +86,14 @@ def find_device(spec: str | int | None, kind: str) -> int | None:
         index = int(spec)
         if any(d.index == index for d in usable):
             return index
-        raise AudioError(f"no {kind} device with index {index}", hint="list them with: voicechat devices")
+        raise AudioError(
+            f"no {kind} device with index {index}", hint="list them with: voicechat devices"
+        )
     matches = [d for d in usable if str(spec).lower() in d.name.lower()]
     if not matches:
-        raise AudioError(f"no {kind} device matches {spec!r}", hint="list them with: voicechat devices")
+        raise AudioError(
+            f"no {kind} device matches {spec!r}", hint="list them with: voicechat devices"
+        )
     return matches[0].index
 
 
@@ -95,11 +101,16 @@ def _stream_error(exc: Exception, kind: str, device: int | None, rate: int) -> A
     text = str(exc)
     where = f"{kind} device {device if device is not None else '(default)'}"
     if "Invalid sample rate" in text:
-        return AudioError(f"{where} does not support {rate} Hz", hint="try --sample-rate 48000 or 44100")
+        return AudioError(
+            f"{where} does not support {rate} Hz", hint="try --sample-rate 48000 or 44100"
+        )
     if "Device unavailable" in text or "busy" in text.lower():
         return AudioError(f"{where} is busy or unavailable", hint="close other programs using it")
     if "Invalid number of channels" in text:
-        return AudioError(f"{where} has no {kind} channels", hint="pick another with --input-device/--output-device")
+        return AudioError(
+            f"{where} has no {kind} channels",
+            hint="pick another with --input-device/--output-device",
+        )
     return AudioError(f"cannot open {where}: {text}")
 
 
@@ -157,22 +168,33 @@ class DeviceAudio:
             def finished_callback() -> None:
                 if self._lost is None:
                     self._lost = kind
+
             return finished_callback
 
         streams = []
         try:
             try:
                 inp = self.sd.InputStream(
-                    samplerate=self.rate, blocksize=self.block, device=self.input_device, channels=1,
-                    dtype="int16", callback=capture_callback, finished_callback=lost("input"),
+                    samplerate=self.rate,
+                    blocksize=self.block,
+                    device=self.input_device,
+                    channels=1,
+                    dtype="int16",
+                    callback=capture_callback,
+                    finished_callback=lost("input"),
                 )
             except self.sd.PortAudioError as exc:
                 raise _stream_error(exc, "input", self.input_device, self.rate) from None
             streams.append(inp)
             try:
                 out = self.sd.OutputStream(
-                    samplerate=self.rate, blocksize=self.block, device=self.output_device, channels=1,
-                    dtype="int16", callback=playback_callback, finished_callback=lost("output"),
+                    samplerate=self.rate,
+                    blocksize=self.block,
+                    device=self.output_device,
+                    channels=1,
+                    dtype="int16",
+                    callback=playback_callback,
+                    finished_callback=lost("output"),
                 )
             except self.sd.PortAudioError as exc:
                 raise _stream_error(exc, "output", self.output_device, self.rate) from None
@@ -182,7 +204,10 @@ class DeviceAudio:
             while True:
                 await asyncio.sleep(self.block / self.rate)
                 if self._lost is not None:
-                    raise AudioError(f"the {self._lost} audio device stopped (unplugged?)", hint="the transcript so far is kept")
+                    raise AudioError(
+                        f"the {self._lost} audio device stopped (unplugged?)",
+                        hint="the transcript so far is kept",
+                    )
                 if not on_block():
                     return
         finally:
