@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import soxr
+import soxr  # type: ignore[import-untyped]
 
 from voicechat.protocol.constants import WIRE_RATE
 

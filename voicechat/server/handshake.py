@@ -66,7 +66,7 @@ def _key(headers: Mapping[str, str], query: dict[str, list[str]], azure: bool) -
         if proto.startswith(KEY_PROTOCOL_PREFIX):
             return proto[len(KEY_PROTOCOL_PREFIX) :]
     if azure:
-        return headers.get("api-key") or (query.get("api-key") or [None])[0]
+        return headers.get("api-key") or next(iter(query.get("api-key", [])), None)
     return None
 
 

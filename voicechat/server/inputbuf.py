@@ -14,8 +14,6 @@ import binascii
 import logging
 from typing import Any
 
-import numpy as np
-
 from voicechat.protocol.constants import MIN_COMMIT_MS, WIRE_RATE
 from voicechat.server import apierrors as E
 from voicechat.server.items import Item
@@ -183,7 +181,7 @@ class InputAudioMixin(SessionBase):
         self.pending_tx[item.id] = PendingTranscript(mode, transcription is not None, model, item.audio_ms())
         self._out.jobs.append(TranscriptionJob(item.id, pcm))
 
-    def transcription_done(self, item_id: str, text: str | None, now: float) -> None:
+    def apply_transcript(self, item_id: str, text: str | None, now: float) -> None:
         """The recogniser finished (``text`` is ``None`` when it failed)."""
         pending = self.pending_tx.get(item_id)
         if pending is None:
@@ -216,8 +214,3 @@ class InputAudioMixin(SessionBase):
                        "content_index": 0, "transcript": pending.text,
                        "usage": transcription_usage(pending.model, pending.audio_ms, pending.text)})
         return events
-
-    def turn_audio(self, item: Item) -> np.ndarray | None:
-        if 0 not in item.audio:
-            return None
-        return np.frombuffer(bytes(item.audio[0]), dtype=np.int16)

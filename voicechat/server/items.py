@@ -18,6 +18,8 @@ from voicechat.server import apierrors as E
 from voicechat.server import schema as S
 
 AudioEncoder = Callable[[bytes], str]
+MAX_AUDIO_BYTES = 64 * 2**20
+"""About 23 minutes of 24 kHz audio kept per conversation; older items lose theirs first."""
 
 
 @dataclass
@@ -32,9 +34,11 @@ class Item:
     call_id: str | None = None
     arguments: str | None = None
     output: str | None = None
+    dropped_ms: dict[int, float] = field(default_factory=dict)
+    """Audio dropped to bound memory (still counted in usage, gone from retrieve)."""
 
     def audio_ms(self, index: int = 0) -> float:
-        return len(self.audio.get(index, b"")) / 2 / WIRE_RATE * 1000
+        return len(self.audio.get(index, b"")) / 2 / WIRE_RATE * 1000 + self.dropped_ms.get(index, 0.0)
 
     def wire(self, encode_audio: AudioEncoder | None = None) -> dict[str, Any]:
         """The GA item object; with ``encode_audio`` audio content carries its bytes."""
@@ -95,6 +99,19 @@ class Conversation:
     def delete(self, item_id: str) -> None:
         self._order.remove(item_id)
         del self._items[item_id]
+
+    def bound_audio(self, limit_bytes: int = MAX_AUDIO_BYTES) -> None:
+        """Drop the audio of the oldest items while the conversation holds more than the limit."""
+        total = sum(len(a) for item in self._items.values() for a in item.audio.values())
+        for item_id in self._order:
+            if total <= limit_bytes:
+                return
+            item = self._items[item_id]
+            for index, audio in item.audio.items():
+                if audio:
+                    item.dropped_ms[index] = item.audio_ms(index)
+                    total -= len(audio)
+                    audio.clear()
 
     def has_call(self, call_id: str) -> bool:
         return any(i.type == "function_call" and i.call_id == call_id for i in self._items.values())

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import soxr
+import soxr  # type: ignore[import-untyped]
 
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.server import apierrors as E
@@ -23,7 +23,13 @@ from voicechat.server.brain import Reply, Turn, tone_speech
 from voicechat.server.items import Item
 from voicechat.server.state import ActiveResponse, Event, SessionBase
 from voicechat.server.stream import Pacing, PlannedOutput, ResponseStream, StreamContext
-from voicechat.server.usage import Tokens, context_tokens, response_usage
+from voicechat.server.usage import (
+    Tokens,
+    assistant_audio_tokens,
+    context_tokens,
+    response_usage,
+    text_tokens,
+)
 
 
 def _metadata(value: Any, path: str) -> dict[str, str]:
@@ -54,6 +60,33 @@ RESPONSE_PARAMS = S.nullable(
         }
     )
 )
+
+
+def _cost(out: PlannedOutput) -> int:
+    audio_ms = len(out.audio or b"") / 2 / WIRE_RATE * 1000
+    return text_tokens(out.text) + text_tokens(out.arguments) + assistant_audio_tokens(audio_ms)
+
+
+def _limit_tokens(outputs: list[PlannedOutput], limit: Any) -> bool:
+    """Cut the planned outputs to ``max_output_tokens``; True when something was cut."""
+    if not isinstance(limit, int):
+        return False
+    remaining = limit
+    for k, out in enumerate(outputs):
+        cost = _cost(out)
+        if cost <= remaining:
+            remaining -= cost
+            continue
+        if out.kind == "function_call" or remaining <= 0:
+            del outputs[k:]
+        else:
+            share = remaining / cost
+            if out.audio is not None:
+                out.audio = out.audio[: int(len(out.audio) * share) // 2 * 2]
+            out.text = out.text[: int(len(out.text) * share)]
+            del outputs[k + 1 :]
+        return True
+    return False
 
 
 class ResponsesMixin(SessionBase):
@@ -135,6 +168,7 @@ class ResponsesMixin(SessionBase):
         modality = active.base["output_modalities"][0]
         reply = self.brain.reply(self._build_turn(active, modality))
         outputs = self._plan_outputs(reply, modality)
+        incomplete = _limit_tokens(outputs, active.base["max_output_tokens"])
         instructions = active.params.get("instructions", self.config["instructions"])
         context = context_tokens(self.conversation.items(), instructions, self.config["tools"])
         cached, self.cached = self.cached, context
@@ -145,7 +179,7 @@ class ResponsesMixin(SessionBase):
             encode_audio=self.encode_for(active.base["audio"]["output"]["format"]),
         )
         pacing = Pacing(self.opts.speed, self.opts.delta_ms, self.opts.delta_delay_ms)
-        active.stream = ResponseStream(ctx, outputs, modality, now, pacing, self.rng)
+        active.stream = ResponseStream(ctx, outputs, modality, now, pacing, self.rng, incomplete=incomplete)
         active.started_at = now
         active.audio_seconds = sum(len(o.audio or b"") for o in outputs) / 2 / WIRE_RATE
         self.tick_responses(now)

@@ -77,7 +77,7 @@ class RealtimeSession(InputAudioMixin, ResponsesMixin):
 
     def transcription_done(self, item_id: str, text: str | None, now: float) -> Output:
         if not self.closed:
-            super().transcription_done(item_id, text, now)
+            self.apply_transcript(item_id, text, now)
             self._timers(now)
         return self.take_output()
 

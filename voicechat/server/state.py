@@ -20,7 +20,7 @@ from voicechat.server.audioformat import InputDecoder, encode_output
 from voicechat.server.brain import Brain
 from voicechat.server.config import default_session
 from voicechat.server.ids import IdFactory
-from voicechat.server.items import Conversation
+from voicechat.server.items import Conversation, Item
 from voicechat.server.options import ServerOptions
 from voicechat.server.stream import ResponseStream
 from voicechat.server.usage import RateLimits, Tokens
@@ -133,6 +133,7 @@ class SessionBase:
         self.emit({"type": "error", "error": error.body(client_event_id)})
 
     def take_output(self) -> Output:
+        self.conversation.bound_audio()
         out, self._out = self._out, Output()
         return out
 
@@ -156,6 +157,13 @@ class SessionBase:
         raise NotImplementedError
 
     # ---- audio helpers ----------------------------------------------------------------
+
+    @staticmethod
+    def turn_audio(item: Item) -> np.ndarray | None:
+        """The item's first audio content as int16 samples, if it has audio."""
+        if 0 not in item.audio:
+            return None
+        return np.frombuffer(bytes(item.audio[0]), dtype=np.int16)
 
     @property
     def input_format(self) -> dict[str, Any]:

@@ -80,10 +80,13 @@ class ResponseStream:
         start: float,
         pacing: Pacing,
         rng: random.Random,
+        *,
+        incomplete: bool = False,
     ) -> None:
         self.ctx = ctx
         self.outputs = outputs
         self.modality = modality
+        self.incomplete = incomplete
         self.done = False
         self._ops: list[_Op] = []
         self._cursor = 0
@@ -173,6 +176,8 @@ class ResponseStream:
 
     def _run(self, op: _Op) -> list[Event]:
         if op.kind == "response_done":
+            if self.incomplete:
+                return [self._response_done("incomplete", {"type": "incomplete", "reason": "max_output_tokens"})]
             return [self._response_done("completed", None)]
         out = self.outputs[op.index]
         if op.kind == "item_added":
@@ -180,7 +185,8 @@ class ResponseStream:
         if op.kind == "part_added":
             return [self._part_event("response.content_part.added", op.index, self._part(out, empty=True))]
         if op.kind == "item_done":
-            return self._item_done(op.index, "completed")
+            last = op.index == len(self.outputs) - 1
+            return self._item_done(op.index, "incomplete" if self.incomplete and last else "completed")
         if op.kind == "audio":
             start, size = op.payload
             chunk = out.audio[start * 2 : (start + size) * 2] if out.audio else b""

@@ -32,7 +32,7 @@ class PocketSphinxRecognizer:
 
     def _load(self) -> Any:
         if self._decoder is None:
-            from pocketsphinx import Decoder
+            from pocketsphinx import Decoder  # type: ignore[import-untyped]
 
             self._decoder = Decoder(samprate=_DECODER_RATE, loglevel="FATAL")
         return self._decoder
@@ -43,7 +43,7 @@ class PocketSphinxRecognizer:
             self._load()
 
     def __call__(self, pcm: bytes) -> str:
-        import soxr
+        import soxr  # type: ignore[import-untyped]
 
         samples = np.frombuffer(pcm, dtype=np.int16)
         if samples.size == 0:

@@ -66,16 +66,16 @@ class EnergyVad:
     def __init__(self, params: VadParams, position: int = 0) -> None:
         self.params = params
         self._level = threshold_rms(params.threshold)
+        self.reset(position)
+
+    def reset(self, position: int) -> None:
+        """Forget all state, e.g. after ``input_audio_buffer.clear``; resume at ``position``."""
         self._pending = np.zeros(0, dtype=np.int16)
         self._pos = position  # timeline sample where ``_pending`` starts
         self._run_start = -1  # first sample of the current loud run (not in speech)
         self._run_frames = 0
         self._quiet_frames = 0
         self.in_speech = False
-
-    def reset(self, position: int) -> None:
-        """Forget all state, e.g. after ``input_audio_buffer.clear``; resume at ``position``."""
-        self.__init__(self.params, position)  # type: ignore[misc]
 
     def process(self, samples: np.ndarray) -> list[VadEvent]:
         """Feed int16 samples; return the start/stop transitions they complete."""

@@ -15,13 +15,14 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from voicechat.errors import UsageError
 from voicechat.protocol.codec import encode
@@ -97,7 +98,7 @@ class LocalServer:
             self.host,
             self._requested_port,
             process_request=self._process_request,
-            select_subprotocol=lambda _conn, offered: "realtime" if "realtime" in offered else None,
+            select_subprotocol=_select_subprotocol,
             max_size=None,
             compression=None,
             server_header="voicechat-local",
@@ -153,6 +154,11 @@ class LocalServer:
                 pass
             return
         await _Connection(self, ws, number, decision.model).run()
+
+
+def _select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+    """Browsers authenticate with subprotocols and must get ``realtime`` back."""
+    return Subprotocol("realtime") if "realtime" in offered else None
 
 
 class _Connection:
