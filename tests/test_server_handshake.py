@@ -119,3 +119,26 @@ def test_non_loopback_host_needs_allow_remote() -> None:
     with pytest.raises(UsageError):
         LocalServer(ServerOptions(), host="0.0.0.0", port=0)
     LocalServer(ServerOptions(allow_remote=True), host="0.0.0.0", port=0)  # constructing binds nothing
+
+
+def test_run_server_blocks_and_ctrl_c_ends_it_quietly() -> None:
+    import signal
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from voicechat.server import ServerOptions, run_server\n"
+        "run_server(ServerOptions(recognizer='none'), '127.0.0.1', 0,"
+        " ready=lambda s: (sys.stdout.write(f'{s.port}\\n'), sys.stdout.flush()))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline())
+        assert port > 0
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=TIMEOUT * 2)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err
