@@ -118,7 +118,7 @@ class InputAudioMixin(SessionBase):
         if self.active is not None:
             log.debug("turn ended while %s is active: no automatic response", self.active.id)
             return
-        self.request_response({}, now, None)
+        self.request_response({}, now)
 
     def commit_range(self, item_id: str, start: int, end: int) -> Item:
         """Commit timeline samples ``[start, end)`` as a user audio item (emits §4.2 events)."""

@@ -101,8 +101,7 @@ class ResponsesMixin(SessionBase):
             )
         if conversation not in ("auto", self.conversation_id):
             raise E.invalid_value("response.conversation", conversation, ("auto", "none"))
-        client_event_id = event.get("event_id") if isinstance(event.get("event_id"), str) else None
-        self.request_response(params, now, client_event_id)
+        self.request_response(params, now)
 
     def handle_response_cancel(self, event: Event, now: float) -> None:
         wanted = event.get("response_id")
@@ -114,7 +113,7 @@ class ResponsesMixin(SessionBase):
 
     # ---- lifecycle --------------------------------------------------------------------
 
-    def request_response(self, params: dict[str, Any], now: float, client_event_id: str | None) -> None:
+    def request_response(self, params: dict[str, Any], now: float) -> None:
         if self.active is not None:
             raise E.active_response(self.active.id)
         turn = self._turn_item()

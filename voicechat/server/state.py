@@ -144,7 +144,7 @@ class SessionBase:
 
     # ---- implemented by the mixins (session.py assembles them) -------------------------
 
-    def request_response(self, params: dict[str, Any], now: float, client_event_id: str | None) -> None:
+    def request_response(self, params: dict[str, Any], now: float) -> None:
         raise NotImplementedError
 
     def cancel_active(self, reason: str, now: float) -> None:
