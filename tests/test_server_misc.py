@@ -245,9 +245,10 @@ async def test_inject_frames_follow_session_created() -> None:
 
 
 async def test_delta_delay_slows_the_stream() -> None:
-    async with server_and_client(delta_delay_ms=30, **LONG) as (_, c):
+    brain = ScriptedBrain([ScriptedReply("short", audio_ms=1000)])
+    async with server_and_client(delta_delay_ms=30, brain=brain, delta_ms=(50, 50)) as (_, c):
         start = time.monotonic()
         await c.send({"type": "response.create"})
         events = await c.until("response.done")
     n = types(events).count("response.output_audio.delta")
-    assert n == 60 and time.monotonic() - start >= n * 0.030
+    assert n == 20 and time.monotonic() - start >= n * 0.030
