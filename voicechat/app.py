@@ -24,7 +24,7 @@ from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.audio.wav import load_wav_at
 from voicechat.config import Settings
-from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
+from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError
 from voicechat.protocol import codec
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
@@ -120,7 +120,7 @@ class Conversation:
         self.outbox = Outbox()
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()
-        self.error: VoicechatError | None = None
+        self.error: BaseException | None = None
         self._committed_file = False
         self.clock: Callable[[], float] = time.time
 
@@ -151,7 +151,7 @@ class Conversation:
                 case fx.Fatal(error):
                     self.fail(error)
 
-    def fail(self, error: VoicechatError) -> None:
+    def fail(self, error: BaseException) -> None:
         if self.error is None:
             self.error = error
         self.finished.set()
@@ -213,7 +213,8 @@ class Conversation:
             done, _ = await asyncio.wait([*tasks, finished], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task is not finished and not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                    # An error the server explained (an error event) beats the close that follows it.
+                    self.fail(task.exception())  # type: ignore[arg-type]
         finally:
             for task in [*tasks, finished]:
                 task.cancel()

@@ -156,6 +156,11 @@ def talk(
         _fail(error, debug)
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitStatus.SIGINT)) from None
+    except Exception as exc:  # a bug: say so in one line; --debug shows where
+        if debug:
+            raise
+        typer.echo(f"voicechat: internal error: {exc!r}\n  hint: run again with --debug for the traceback", err=True)
+        raise typer.Exit(int(ExitStatus.ERROR)) from None
 
 
 @app.command()

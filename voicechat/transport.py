@@ -143,6 +143,8 @@ def closed_error_code(code: int, reason: str) -> ConnectError | SessionError:
         )
     if code == 1001:
         return SessionError(f"the server ended the session (1001{why})")
+    if code == 1008 and "model_not_found" in reason:
+        return NotFoundError(f"the server does not know this model (1008{why})", hint="check --model")
     if code == 1008:
         return ConnectError(f"the server closed the connection as a policy violation (1008{why})")
     return ConnectError(f"the server closed the connection ({code}{why})")
