@@ -173,31 +173,9 @@ class DeviceAudio:
 
         streams = []
         try:
-            try:
-                inp = self.sd.InputStream(
-                    samplerate=self.rate,
-                    blocksize=self.block,
-                    device=self.input_device,
-                    channels=1,
-                    dtype="int16",
-                    callback=capture_callback,
-                    finished_callback=lost("input"),
-                )
-            except self.sd.PortAudioError as exc:
-                raise _stream_error(exc, "input", self.input_device, self.rate) from None
+            inp = self._open("input", capture_callback, lost("input"))
             streams.append(inp)
-            try:
-                out = self.sd.OutputStream(
-                    samplerate=self.rate,
-                    blocksize=self.block,
-                    device=self.output_device,
-                    channels=1,
-                    dtype="int16",
-                    callback=playback_callback,
-                    finished_callback=lost("output"),
-                )
-            except self.sd.PortAudioError as exc:
-                raise _stream_error(exc, "output", self.output_device, self.rate) from None
+            out = self._open("output", playback_callback, lost("output"))
             streams.append(out)
             inp.start()
             out.start()
@@ -213,6 +191,17 @@ class DeviceAudio:
         finally:
             for stream in streams:
                 stream.close(ignore_errors=True)
+
+    def _open(self, kind: str, callback: Callable[..., None], finished: Callable[[], None]) -> Any:
+        device = self.input_device if kind == "input" else self.output_device
+        cls = self.sd.InputStream if kind == "input" else self.sd.OutputStream
+        try:
+            return cls(
+                samplerate=self.rate, blocksize=self.block, device=device, channels=1, dtype="int16",
+                callback=callback, finished_callback=finished,
+            )
+        except self.sd.PortAudioError as exc:
+            raise _stream_error(exc, kind, device, self.rate) from None
 
     def _resample_and_send(self, block: np.ndarray, on_mic: Callable[[bytes], None]) -> None:
         wire = self._to_wire.process(block)
