@@ -33,25 +33,32 @@ class Player:
         self._resampler = StreamResampler(WIRE_RATE, device_rate)
         self.ended = True
         self._last_item: str | None = None
+        self._frames_total = 0  # device frames accepted, for wire-time accounting
 
     def play(self, item_id: str, pcm: bytes) -> None:
         wire = np.frombuffer(pcm, dtype="<i2").astype(np.int16, copy=False)
-        frames = self._resampler.process(wire)
-        start = self.buffer.write_position
-        accepted = self.buffer.write(frames)
-        wire_accepted = (
-            wire.size if accepted == frames.size else wire.size * accepted // max(1, frames.size)
-        )
-        self.tracker.on_write(item_id, wire_accepted, start, accepted)
+        self._write(item_id, self._resampler.process(wire))
         self._last_item = item_id
         self.ended = False
+
+    def _write(self, item_id: str, frames: np.ndarray) -> None:
+        """Write device frames, crediting the item with the wire time they stand for.
+
+        The resampler's output is time-aligned with its input but delayed by its filter, so
+        the frames a delta produces are not that delta's samples: counting ``frames × 24000 /
+        rate`` (with the remainder carried) keeps "played" from running ahead of the speaker.
+        """
+        start = self.buffer.write_position
+        accepted = self.buffer.write(frames)
+        before = self._frames_total * WIRE_RATE // self.device_rate
+        self._frames_total += accepted
+        wire = self._frames_total * WIRE_RATE // self.device_rate - before
+        self.tracker.on_write(item_id, wire, start, accepted)
 
     def end(self) -> None:
         """The current response's audio is complete: play it out even below the prebuffer."""
         if not self._resampler.passthrough and self._last_item is not None:
-            tail = self._resampler.flush()  # the last milliseconds still inside the filter
-            start = self.buffer.write_position
-            self.tracker.on_write(self._last_item, 0, start, self.buffer.write(tail))
+            self._write(self._last_item, self._resampler.flush())  # the tail still in the filter
         self._resampler.reset()
         self.buffer.mark_end()
         self.ended = True
