@@ -7,7 +7,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install sysdeps test demo bench lint fuzz clean distclean
+.PHONY: install sysdeps test demo bench lint clean distclean
 
 # The virtualenv, created only when missing.
 $(PY):
@@ -37,9 +37,6 @@ bench: sysdeps install
 
 lint: install
 	$(VENV)/bin/ruff check voicechat tests bench
-
-fuzz: install
-	$(PY) -m pytest tests -m fuzz --hypothesis-profile=long $(PYTEST_ARGS)
 
 # Build and tool artefacts; keeps the virtualenv (and bench/results).
 clean:
