@@ -28,7 +28,7 @@ from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError
 from voicechat.protocol import codec
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
-from voicechat.transcript import FileSink, Sink, escape_control
+from voicechat.transcript import FileSink, Sink, StreamSink, escape_control
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
 
 log = logging.getLogger(__name__)
@@ -98,7 +98,8 @@ class AudioIO(Protocol):
     """A clocked microphone + speaker pair (files or PortAudio devices)."""
 
     rate: int
-    input_done: bool
+    input_done: bool  # a file ran out (a microphone never does)
+    tail_ms: int  # quiet microphone audio sent since the input ran out
 
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
@@ -191,7 +192,7 @@ class Conversation:
         if self.settings.vad == "none" and not self._committed_file:
             self._committed_file = True
             self.dispatch(self.session.commit(now))
-        tail = getattr(self.audio, "tail_ms", 0)
+        tail = self.audio.tail_ms
         quiet_enough = tail >= self.settings.turn_silence_ms + TAIL_MARGIN_MS
         if quiet_enough and not self.session.busy and self.player.drained:
             self.finished.set()
@@ -292,8 +293,6 @@ def _signals(conversation: Conversation):  # type: ignore[no-untyped-def]
 
 
 def make_output(settings: Settings, stdout: TextIO, stderr: TextIO) -> Output:
-    from voicechat.transcript import StreamSink
-
     sinks: list[Sink] = [StreamSink(stdout)]
     if settings.transcript is not None:
         sinks.append(FileSink(settings.transcript))

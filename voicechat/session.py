@@ -84,6 +84,7 @@ class Session:
         self._interrupted: deque[str] = deque(maxlen=MAX_REMEMBERED)
         self._entries: dict[str, _Entry] = {}
         self._order: list[str] = []
+        self._by_response: dict[str, list[str]] = {}  # assistant items of unfinished responses
         self._emit_from = 0
         self._audible: list[str] = []  # assistant items whose audio may still be unplayed
         self._speech_item: str | None = None
@@ -207,24 +208,20 @@ class Session:
             self._committed_waiting = True
         return []
 
-    def _on_item_added(self, e: ev.ItemAdded, now: float) -> list[fx.Effect]:
-        item = e.item
+    def _on_item(self, e: ev.ItemAdded | ev.ItemDone, now: float) -> list[fx.Effect]:
+        entry = self._entry_for(e.item, e.previous_item_id, now)
+        if entry is None:
+            return []
+        return self._apply_item(entry, e.item, now, done=isinstance(e, ev.ItemDone))
+
+    def _entry_for(self, item: ev.Item, previous_item_id: str | None, now: float) -> _Entry | None:
+        """The transcript entry of ``item``, created and placed in order on first sight."""
         entry = self._entries.get(item.id)
         if entry is None:
             entry = self._new_entry(item, now)
-            if entry is None:
-                return []
-            self._insert(item.id, e.previous_item_id)
-        return self._apply_item(entry, item, now, done=False)
-
-    def _on_item_done(self, e: ev.ItemDone, now: float) -> list[fx.Effect]:
-        entry = self._entries.get(e.item.id)
-        if entry is None:
-            entry = self._new_entry(e.item, now)
-            if entry is None:
-                return []
-            self._insert(e.item.id, e.previous_item_id)
-        return self._apply_item(entry, e.item, now, done=True)
+            if entry is not None:
+                self._insert(item.id, previous_item_id)
+        return entry
 
     def _new_entry(self, item: ev.Item, now: float) -> _Entry | None:
         if item.type == "message" and item.role in ("user", "assistant"):
@@ -301,20 +298,19 @@ class Session:
         return []
 
     def _on_output_item_added(self, e: ev.OutputItemAdded, now: float) -> list[fx.Effect]:
-        entry = self._entries.get(e.item.id)
-        if entry is None:
-            entry = self._new_entry(e.item, now)
-            if entry is None:
-                return []
-            self._insert(e.item.id, self._last_item_of(e.response_id))
-        entry.response_id = e.response_id
+        entry = self._entry_for(e.item, self._last_item_of(e.response_id), now)
+        if entry is not None:
+            self._attach(entry, e.response_id)
         return []
 
     def _last_item_of(self, response_id: str) -> str | None:
-        for item_id in reversed(self._order):
-            if self._entries[item_id].response_id == response_id:
-                return item_id
-        return None
+        items = self._by_response.get(response_id)
+        return items[-1] if items else None
+
+    def _attach(self, entry: _Entry, response_id: str) -> None:
+        if entry.response_id != response_id:
+            entry.response_id = response_id
+            self._by_response.setdefault(response_id, []).append(entry.item_id)
 
     def _on_audio_delta(self, e: ev.AudioDelta, now: float) -> list[fx.Effect]:
         if e.response_id in self._interrupted:
@@ -328,8 +324,9 @@ class Session:
     def _assistant_entry(self, item_id: str, response_id: str, now: float) -> _Entry:
         entry = self._entries.get(item_id)
         if entry is None:  # a server that skips output_item.added
-            entry = self._remember(_Entry(item_id, "assistant", "audio", now, response_id=response_id))
+            entry = self._remember(_Entry(item_id, "assistant", "audio", now))
             self._insert(item_id, self._last_item_of(response_id))
+            self._attach(entry, response_id)
         return entry
 
     def _on_text_delta(self, e: ev.AudioTranscriptDelta | ev.TextDelta, now: float) -> list[fx.Effect]:
@@ -374,11 +371,10 @@ class Session:
                     entry.text = " ".join(p.words or "" for p in item.content).strip()
                 self._finish(entry, now)
         last = None
-        for entry in self._entries.values():
-            if entry.response_id == r.id:
-                entry.audio_complete = True
-                self._finish(entry, now)
-                last = entry
+        for item_id in self._by_response.pop(r.id, ()):
+            last = self._entries[item_id]
+            last.audio_complete = True
+            self._finish(last, now)
         if last is not None:
             last.usage = r.usage
         if r.status == "failed":
@@ -552,8 +548,8 @@ _HANDLERS = {
     ev.SpeechStarted: Session._on_speech_started,
     ev.SpeechStopped: Session._on_speech_stopped,
     ev.BufferCommitted: Session._on_committed,
-    ev.ItemAdded: Session._on_item_added,
-    ev.ItemDone: Session._on_item_done,
+    ev.ItemAdded: Session._on_item,
+    ev.ItemDone: Session._on_item,
     ev.InputTranscriptDelta: Session._on_transcript_delta,
     ev.InputTranscriptCompleted: Session._on_transcript_completed,
     ev.InputTranscriptFailed: Session._on_transcript_failed,

@@ -142,6 +142,7 @@ class DeviceAudio:
         self.callbacks_in = 0
         self.frames_in = 0
         self.input_done = False  # a microphone never runs out
+        self.tail_ms = 0
         self._lost: str | None = None
 
     async def run(
