@@ -287,7 +287,7 @@ def install(device_rate: int = WIRE_RATE, prebuffer_ms: float | None = None) -> 
 
     ``device_rate`` (a multiple of 24 kHz) makes the file "device" run at that rate, so the
     client's Player resamples as it would for a 48 kHz sound card. ``prebuffer_ms`` is a
-    what-if: the Player is built with that prebuffer target instead of its default.
+    what-if: the Player is built with that fixed (non-adaptive) prebuffer instead of its default.
     """
     global _CURRENT
     if device_rate % WIRE_RATE:
@@ -299,7 +299,7 @@ def install(device_rate: int = WIRE_RATE, prebuffer_ms: float | None = None) -> 
     app_module.Conversation = ProbeConversation  # type: ignore[misc]
     if prebuffer_ms is not None:
         player_class = saved[2]
-        app_module.Player = lambda rate: player_class(rate, prebuffer_ms=prebuffer_ms)  # type: ignore[misc,assignment]
+        app_module.Player = lambda rate: player_class(rate, prebuffer_ms=prebuffer_ms, adaptive=False)  # type: ignore[misc,assignment]
     try:
         yield probe
     finally:

@@ -7,8 +7,12 @@ speaker was handed, fade included). The device side only ever calls ``buffer.rea
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
 import numpy as np
 
+from voicechat.audio.jitter import JitterEstimator
 from voicechat.audio.playback import PlaybackBuffer, PlayoutTracker
 from voicechat.audio.resample import StreamResampler
 from voicechat.protocol.constants import WIRE_RATE
@@ -20,10 +24,15 @@ class Player:
         device_rate: int,
         *,
         prebuffer_ms: float = 60.0,
+        adaptive: bool = True,
         capacity_s: float = 120.0,
         fade_ms: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.device_rate = device_rate
+        self.clock = clock
+        # The prebuffer starts at ``prebuffer_ms`` and, when adaptive, follows measured jitter.
+        self.jitter = JitterEstimator(floor_ms=prebuffer_ms) if adaptive else None
         self.buffer = PlaybackBuffer(
             capacity_frames=int(capacity_s * device_rate),
             prebuffer_frames=int(prebuffer_ms * device_rate / 1000),
@@ -37,6 +46,9 @@ class Player:
 
     def play(self, item_id: str, pcm: bytes) -> None:
         wire = np.frombuffer(pcm, dtype="<i2").astype(np.int16, copy=False)
+        if self.jitter is not None:
+            self.jitter.on_delta(self.clock(), wire.shape[0])
+            self._retarget()
         self._write(item_id, self._resampler.process(wire))
         self._last_item = item_id
         self.ended = False
@@ -62,6 +74,8 @@ class Player:
         self._resampler.reset()
         self.buffer.mark_end()
         self.ended = True
+        if self.jitter is not None:
+            self.jitter.end_response()
 
     def flush(self, item_ids: tuple[str, ...]) -> dict[str, int]:
         """Silence now (short fade); return wire samples handed to the speaker per item."""
@@ -70,9 +84,21 @@ class Player:
         self.tracker.on_flush(position)
         self._resampler.reset()
         self.ended = True
+        if self.jitter is not None:
+            self.jitter.end_response()
         return {
             item_id: self.tracker.played_wire_samples(item_id, position) for item_id in item_ids
         }
+
+    def _retarget(self) -> None:
+        assert self.jitter is not None
+        frames = int(self.jitter.target_ms * self.device_rate / 1000)
+        if frames != self.buffer.prebuffer:
+            self.buffer.set_prebuffer(frames)
+
+    @property
+    def prebuffer_ms(self) -> float:
+        return self.buffer.prebuffer * 1000 / self.device_rate
 
     def played_wire_samples(self, item_id: str) -> int:
         return self.tracker.played_wire_samples(item_id, self.buffer.consumed_total)
