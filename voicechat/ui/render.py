@@ -1,0 +1,317 @@
+"""Draw a :class:`Snapshot` as one Rich panel.
+
+``render`` is pure: it reads the snapshot and returns a renderable, with no clock, no terminal
+query and no output. Rich lays the renderable out when a console prints it; the conversation
+is laid out newest first and stops as soon as the screen is full, so the cost of a redraw
+depends on the panel's height, not on the length of the conversation.
+
+Every string that came from the server or the keyboard goes into a ``rich.text.Text`` (never
+through markup) after ``escape_control``; colour is only ever a style name, so a console with
+``NO_COLOR`` or no colour system prints no colour codes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from rich.cells import cell_len, get_character_cell_size
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.panel import Panel
+from rich.rule import Rule
+from rich.text import Text
+
+from voicechat.transcript import escape_control
+from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
+
+DEFAULT_MAX_TURNS = 100  # more than any terminal shows; the layout stops earlier anyway
+METER_CELLS = 24
+METER_FLOOR_DB = -60.0  # the empty end of a level meter
+LABEL_CELLS = 10  # "assistant" plus a space; wrapped turn text hangs under it
+TOOL_FIELD_CHARS = 160  # tool arguments and results are cut to this many characters
+MIN_CONVERSATION_ROWS = 1
+
+_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool", "notice": "voicechat"}
+_ROLE_STYLE = {
+    "user": "bold cyan",
+    "assistant": "bold magenta",
+    "tool": "bold yellow",
+    "notice": "bold red",
+}
+_CONNECTION_STYLE = {
+    "connecting": "yellow",
+    "connected": "green",
+    "reconnecting": "bold yellow",
+    "closed": "red",
+}
+_ACTIVITY_STYLE = {
+    "idle": "dim",
+    "listening": "green",
+    "user speaking": "bold cyan",
+    "committed": "cyan",
+    "thinking": "yellow",
+    "assistant speaking": "bold magenta",
+}
+
+
+def render(
+    snapshot: Snapshot,
+    *,
+    width: int | None = None,
+    height: int | None = None,
+    max_turns: int = DEFAULT_MAX_TURNS,
+) -> RenderableType:
+    """The live panel for ``snapshot``.
+
+    ``width`` fixes the panel's width (default: the console's). ``height`` bounds the panel's
+    height (default: the console's); the conversation gets whatever the fixed lines leave.
+    Only the newest ``max_turns`` turns are even looked at.
+    """
+    turns = snapshot.turns[-max_turns:] if max_turns > 0 else ()
+    fixed: list[RenderableType] = [
+        Rule(style="dim"),
+        _activity_line(snapshot),
+        _meter("mic", snapshot.mic_dbfs, dim=snapshot.muted),
+        _meter("out", snapshot.output_dbfs),
+        _stats_line(snapshot.stats),
+        _TailLine(Text("> ", style="bold"), safe_text(snapshot.input_line), Text("▌")),
+    ]
+    if snapshot.status:
+        fixed.append(_one_line(Text(safe_text(snapshot.status), style="dim")))
+    reserve = 2 + 2 + len(fixed)  # panel borders, header and its rule, the fixed lines
+    body = Group(
+        _header_line(snapshot.header),
+        Rule(style="dim"),
+        _Conversation(turns, reserve=reserve, height=height),
+        *fixed,
+    )
+    return Panel(
+        body,
+        title=_title(snapshot.header),
+        title_align="left",
+        width=width,
+        padding=(0, 1),
+    )
+
+
+# ---- the conversation ------------------------------------------------------------------------
+
+
+class _Conversation:
+    """The newest turns that fit, wrapped under a role label, laid out at print time."""
+
+    def __init__(self, turns: Sequence[TurnView], *, reserve: int, height: int | None) -> None:
+        self.turns = turns
+        self.reserve = reserve
+        self.height = height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        avail = self.height if self.height is not None else options.max_height
+        rows = max(MIN_CONVERSATION_ROWS, avail - self.reserve)
+        text_width = max(8, options.max_width - LABEL_CELLS)
+        blocks: list[list[Text]] = []
+        used = 0
+        for view in reversed(self.turns[-rows:]):  # every turn takes at least one row
+            block = _turn_lines(view, console, text_width, rows - used)
+            blocks.append(block)
+            used += len(block)
+            if used >= rows:
+                break
+        lines = [line for block in reversed(blocks) for line in block][-rows:]
+        if not lines:
+            lines = [Text("speak, or type a message and press enter", style="dim italic")]
+        shown = Text("\n").join(lines)
+        shown.no_wrap = True  # already wrapped: don't pay for a second word split
+        shown.overflow = "crop"
+        yield shown
+
+
+def _turn_lines(view: TurnView, console: Console, text_width: int, rows: int) -> list[Text]:
+    body = _turn_body(view, max_chars=rows * text_width)
+    wrapped = body.wrap(console, text_width, overflow="fold")
+    label = _LABEL.get(view.role, view.role)[: LABEL_CELLS - 1]
+    lines: list[Text] = []
+    for i, part in enumerate(wrapped):
+        head = Text(label.ljust(LABEL_CELLS), style=_ROLE_STYLE.get(view.role, "bold"))
+        lines.append((head if i == 0 else Text(" " * LABEL_CELLS)) + part)
+    return lines[-rows:]
+
+
+def _turn_body(view: TurnView, *, max_chars: int) -> Text:
+    """The text of one turn, styled; only its last ``max_chars`` characters when longer."""
+    if view.role == "tool" and view.tool_name is not None:
+        return _tool_body(view)
+    text = safe_text(view.text)
+    if len(text) > max_chars:
+        text = "…" + text[-max_chars:]
+    out = Text(text, style="italic" if view.role == "notice" else "")
+    if view.role == "assistant" and view.interrupted:
+        out.append("…" if text else "[interrupted before any words]", style="dim")
+        out.append(" [interrupted]" if text else "", style="bold red")
+    elif not text:
+        out.append(_wordless(view), style="dim italic")
+    elif not view.final:
+        out.append(" ▌", style="dim")  # still streaming
+    if view.note and text:
+        out.append(f" ({safe_text(view.note)})", style="dim")
+    return out
+
+
+def _wordless(view: TurnView) -> str:
+    if view.role == "user" and view.kind == "audio":
+        if not view.final:
+            return "[transcribing…]"
+        secs = f"{view.audio_ms / 1000:.1f} s " if view.audio_ms else ""
+        return f"[{secs}speech, {safe_text(view.note or 'no transcript')}]"
+    return "…" if not view.final else "[no text]"
+
+
+def _tool_body(view: TurnView) -> Text:
+    out = Text(safe_text(view.tool_name or ""), style="bold")
+    out.append("(")
+    out.append(_cut(safe_text(view.tool_args or "")), style="dim")
+    out.append(")")
+    if view.tool_result is not None:
+        out.append(" → ")
+        out.append(_cut(safe_text(view.tool_result)))
+    else:
+        out.append(" …", style="dim")
+    return out
+
+
+# ---- the fixed lines -------------------------------------------------------------------------
+
+
+def _header_line(header: Header) -> RenderableType:
+    parts: list[Text] = []
+    for value, prefix in (
+        (header.model, ""),
+        (header.voice, "voice "),
+        (header.turn_mode, ""),
+        (header.echo, "echo "),
+    ):
+        if value:
+            parts.append(Text(prefix + safe_text(value)))
+    return _one_line(Text(" · ", style="dim").join(parts))
+
+
+def _title(header: Header) -> Text:
+    """The top border: the connection and the session's time left, which must stay visible."""
+    title = Text.assemble(
+        ("voicechat", "bold"),
+        (" · ", "dim"),
+        (safe_text(header.connection), _CONNECTION_STYLE.get(header.connection, "")),
+    )
+    if header.seconds_left is not None:
+        title.append(" · ", style="dim")
+        title.append(f"{_clock(header.seconds_left)} left")
+    return title
+
+
+def _activity_line(s: Snapshot) -> RenderableType:
+    line = Text.assemble(
+        (f"{safe_text(s.activity):<21}", _ACTIVITY_STYLE.get(s.activity, "")),
+        "you ",
+        _dot(s.user_speaking, "cyan"),
+        "   assistant ",
+        _dot(s.assistant_speaking, "magenta"),
+    )
+    if s.muted:
+        line.append("   [muted]", style="bold red")
+    if s.ptt_talking:
+        line.append("   [talking]", style="bold green")
+    return _one_line(line)
+
+
+def _dot(on: bool, style: str) -> tuple[str, str]:
+    return ("●", f"bold {style}") if on else ("○", "dim")
+
+
+def _meter(label: str, dbfs: float | None, *, dim: bool = False) -> RenderableType:
+    if dbfs is None or math.isnan(dbfs):
+        filled, reading = 0, "     — dBFS"
+    elif dbfs == -math.inf:
+        filled, reading = 0, "    -∞ dBFS"
+    else:
+        frac = min(1.0, max(0.0, (dbfs - METER_FLOOR_DB) / -METER_FLOOR_DB))
+        filled, reading = round(frac * METER_CELLS), f"{dbfs:6.1f} dBFS"
+    if dim:
+        style = "dim"
+    elif dbfs is not None and dbfs >= -3.0:
+        style = "red"
+    elif dbfs is not None and dbfs >= -12.0:
+        style = "yellow"
+    else:
+        style = "green"
+    return _one_line(
+        Text.assemble(
+            (f"{label:<4}", "bold"),
+            ("█" * filled, style),
+            ("░" * (METER_CELLS - filled), "dim"),
+            " ",
+            reading,
+        )
+    )
+
+
+def _stats_line(stats: Stats) -> RenderableType:
+    latency = "—" if stats.latency_ms is None else f"{stats.latency_ms:.0f} ms"
+    parts = [
+        Text(f"latency {latency}"),
+        Text(f"underruns {stats.underruns}", style="bold red" if stats.underruns else ""),
+        Text(f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out"),
+        Text("cost n/a" if stats.cost_usd is None else _dollars(stats.cost_usd)),
+    ]
+    return _one_line(Text(" · ", style="dim").join(parts))
+
+
+class _TailLine:
+    """One line that keeps its end in view (the cursor) when too long for the width."""
+
+    def __init__(self, prefix: Text, text: str, suffix: Text) -> None:
+        self.prefix, self.text, self.suffix = prefix, text, suffix
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        room = options.max_width - self.prefix.cell_len - self.suffix.cell_len
+        text = self.text
+        if cell_len(text) > room:
+            text = "…" + _tail_cells(text, room - 1)
+        yield _one_line(Text.assemble(self.prefix, text, self.suffix))
+
+
+# ---- helpers ---------------------------------------------------------------------------------
+
+
+def _one_line(text: Text) -> Text:
+    text.no_wrap = True
+    text.overflow = "ellipsis"
+    return text
+
+
+def safe_text(text: str) -> str:
+    """Server or keyboard text made safe for one terminal line: no line breaks, no controls."""
+    return escape_control(text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TOOL_FIELD_CHARS else text[: TOOL_FIELD_CHARS - 1] + "…"
+
+
+def _tail_cells(text: str, cells: int) -> str:
+    used = 0
+    start = len(text)
+    while start > 0 and used + get_character_cell_size(text[start - 1]) <= cells:
+        start -= 1
+        used += get_character_cell_size(text[start])
+    return text[start:]
+
+
+def _clock(seconds: float) -> str:
+    whole = max(0, int(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _dollars(usd: float) -> str:
+    return f"${usd:.2f}" if usd >= 10 else f"${usd:.4f}"

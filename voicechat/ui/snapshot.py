@@ -1,0 +1,121 @@
+"""Everything the live panel shows, as frozen plain data.
+
+The event loop builds a new :class:`Snapshot` whenever it wants the panel to change (at most
+every ~66 ms) and publishes it by rebinding one attribute. The panel's refresh thread only reads
+that attribute, so a snapshot must never refer to live objects: every field is a string, a
+number, a bool or a tuple of further frozen views. Build updates with ``dataclasses.replace``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voicechat.effects import Turn
+from voicechat.pricing import cost
+from voicechat.protocol.events import Usage
+from voicechat.session import Activity
+
+ACTIVITIES: tuple[str, ...] = tuple(a.value for a in Activity)
+ROLES: tuple[str, ...] = ("user", "assistant", "tool", "notice")
+CONNECTION_STATES: tuple[str, ...] = ("connecting", "connected", "reconnecting", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The panel's first line: what is talking to what, and for how much longer."""
+
+    model: str = ""
+    voice: str = ""
+    turn_mode: str = ""  # "server VAD" | "semantic VAD" | "push-to-talk"
+    echo: str = ""  # "aec" | "gate" | "half-duplex" | "off"
+    connection: str = "connecting"  # one of CONNECTION_STATES
+    seconds_left: float | None = None  # of the server session, when known
+
+
+@dataclass(frozen=True, slots=True)
+class TurnView:
+    """One line of the conversation as the panel draws it.
+
+    ``role`` is one of :data:`ROLES`; ``notice`` is a message from voicechat itself (an error,
+    a reconnect) shown in line with the conversation. ``final`` is false while assistant text is
+    still streaming or a user transcript is still awaited. An interrupted assistant turn holds
+    only the words the user actually heard.
+    """
+
+    role: str
+    text: str = ""
+    interrupted: bool = False
+    final: bool = True
+    kind: str = "text"  # "audio" | "text" | "function_call"
+    tool_name: str | None = None
+    tool_args: str | None = None
+    tool_result: str | None = None
+    note: str | None = None  # e.g. "no transcript"
+    audio_ms: int = 0  # length of the user's speech, for turns with no words
+    item_id: str = ""
+
+    @classmethod
+    def from_turn(
+        cls, turn: Turn, *, final: bool = True, tool_result: str | None = None
+    ) -> TurnView:
+        """A view of a session ``Turn``; a tool turn's ``name(args)`` text is split apart."""
+        name = args = None
+        text = turn.text
+        if turn.role == "tool" or turn.kind == "function_call":
+            head, paren, rest = text.partition("(")
+            if paren and rest.endswith(")"):
+                name, args, text = head, rest[:-1], ""
+        return cls(
+            role=turn.role,
+            text=text,
+            interrupted=turn.interrupted,
+            final=final,
+            kind=turn.kind,
+            tool_name=name,
+            tool_args=args,
+            tool_result=tool_result,
+            note=turn.note,
+            audio_ms=turn.audio_ms,
+            item_id=turn.item_id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """The stats line: how quick, how smooth and how expensive the conversation has been."""
+
+    latency_ms: float | None = None  # last turn: end of user speech -> first assistant audio
+    underruns: int = 0
+    tokens_in: int = 0  # text + audio (+ image)
+    tokens_out: int = 0
+    cost_usd: float | None = None  # None when the model has no known price
+
+    @classmethod
+    def from_usage(
+        cls, model: str, usage: Usage, *, latency_ms: float | None = None, underruns: int = 0
+    ) -> Stats:
+        return cls(
+            latency_ms=latency_ms,
+            underruns=underruns,
+            tokens_in=usage.input_tokens,
+            tokens_out=usage.output_tokens,
+            cost_usd=cost(model, usage),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The whole panel at one instant. ``Snapshot()`` is a valid, empty panel."""
+
+    header: Header = Header()
+    turns: tuple[TurnView, ...] = ()  # the whole conversation; the renderer shows what fits
+    activity: str = Activity.IDLE.value  # one of ACTIVITIES
+    muted: bool = False
+    ptt_talking: bool = False  # push-to-talk key held
+    user_speaking: bool = False
+    assistant_speaking: bool = False
+    mic_dbfs: float | None = None  # None (or -inf) when there is no signal to show
+    output_dbfs: float | None = None
+    stats: Stats = Stats()
+    input_line: str = ""  # what the user is typing
+    status: str | None = None  # one line of status or help under the input line
