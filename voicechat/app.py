@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from voicechat import effects as fx
+from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
@@ -100,6 +101,7 @@ class AudioIO(Protocol):
     rate: int
     input_done: bool  # a file ran out (a microphone never does)
     tail_ms: int  # quiet microphone audio sent since the input ran out
+    echo: EchoPath | None  # the microphone's processing, set before run()
 
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
@@ -118,6 +120,8 @@ class Conversation:
         self.out = out
         self.session = Session(settings.session_config())
         self.player = Player(audio.rate)
+        self.echo = make_echo_path(settings, audio.rate, on_onset=self._on_onset)
+        audio.echo = self.echo
         self.outbox = Outbox()
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()
@@ -139,6 +143,10 @@ class Conversation:
                 case fx.Flush(_, item_ids):
                     played = self.player.flush(item_ids)
                     self.dispatch(self.session.playback_flushed(played, self.clock()))
+                case fx.Pause():
+                    self.player.pause()
+                case fx.Resume():
+                    self.player.resume()
                 case fx.TurnFinished(turn):
                     for sink in self.out.sinks:
                         sink.write(turn)
@@ -178,6 +186,9 @@ class Conversation:
 
     def _on_mic(self, pcm: bytes) -> None:
         self.dispatch(self.session.mic_audio(pcm, self.clock()))
+
+    def _on_onset(self) -> None:
+        self.dispatch(self.session.local_onset(self.clock()))
 
     def _on_block(self) -> bool:
         """After each audio block: housekeeping and the end-of-file-conversation check."""
@@ -225,14 +236,38 @@ class Conversation:
             raise self.error
 
 
-async def talk(settings: Settings, out: Output) -> None:
-    """Run one ``voicechat talk`` from resolved settings to the end of the conversation."""
-    audio: AudioIO
+def echo_mode(settings: Settings) -> str:
+    """``auto`` made concrete: no echo to handle from a file, else aec where installed, else gate."""
+    if settings.echo != "auto":
+        return settings.echo
     if settings.input_file is not None:
+        return "off"
+    from voicechat.audio.aec import aec_available
+
+    return "aec" if aec_available() else "gate"
+
+
+def make_echo_path(settings: Settings, rate: int, on_onset: Callable[[], None]) -> EchoPath:
+    mode = echo_mode(settings)
+    canceller = None
+    if mode == "aec":
+        from voicechat.audio.aec import EchoCanceller
+
+        canceller = EchoCanceller(rate)
+    threshold = settings.vad_threshold if settings.vad_threshold is not None else 0.5
+    return EchoPath(mode, rate, onset_db=threshold_db(threshold), canceller=canceller, on_onset=on_onset)
+
+
+async def talk(settings: Settings, out: Output, *, audio: AudioIO | None = None) -> None:
+    """Run one ``voicechat talk`` from resolved settings to the end of the conversation.
+
+    ``audio`` replaces the adapter the settings would pick (tests use a file "room" with echo).
+    """
+    if audio is None and settings.input_file is not None:
         audio = FileAudio(
             load_wav_at(settings.input_file, WIRE_RATE), settings.output_file, speed=10.0 if settings.fast else 1.0
         )
-    else:
+    elif audio is None:
         from voicechat.audio.device import DeviceAudio
 
         audio = DeviceAudio(

@@ -96,6 +96,13 @@ def talk(
     silence_duration_ms: Annotated[
         int | None, typer.Option("--silence-duration-ms", help="Silence that ends a turn (ms).")
     ] = None,
+    echo: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the assistant's voice out of the mic: auto (aec if installed, else gate), aec, gate, "
+            "half-duplex, or off (headphones)."
+        ),
+    ] = None,
     no_transcribe: Annotated[bool, typer.Option("--no-transcribe", help="Do not transcribe what you say.")] = False,
     text_only: Annotated[bool, typer.Option("--text-only", help="The assistant answers in text only.")] = False,
     input_device: Annotated[str | None, typer.Option("--input-device", help="Microphone: index or name substring.")] = None,
@@ -130,6 +137,7 @@ def talk(
         "vad_threshold": vad_threshold,
         "prefix_padding_ms": prefix_padding_ms,
         "silence_duration_ms": silence_duration_ms,
+        "echo": echo,
         "text_only": text_only or None,
         "input_device": input_device,
         "output_device": output_device,

@@ -25,6 +25,7 @@ from voicechat.protocol.session_config import SessionConfig, TurnDetection
 
 BACKENDS = ("openai", "local")
 VAD_MODES = ("server", "semantic", "none")
+ECHO_MODES = ("auto", "aec", "gate", "half-duplex", "off")
 
 # Environment variables that map onto settings (also read from .env).
 ENV_KEYS = {
@@ -50,6 +51,7 @@ class Settings:
     silence_duration_ms: int | None = None
     interrupt: bool = True
     auto_response: bool = True
+    echo: str = "auto"
     transcribe_model: str | None = DEFAULT_TRANSCRIBE_MODEL
     text_only: bool = False
     input_device: str | None = None
@@ -154,6 +156,8 @@ def validate(s: Settings) -> None:
         raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, not {s.backend!r}")
     if s.vad not in VAD_MODES:
         raise UsageError(f"--vad must be one of {', '.join(VAD_MODES)}, not {s.vad!r}")
+    if s.echo not in ECHO_MODES:
+        raise UsageError(f"--echo must be one of {', '.join(ECHO_MODES)}, not {s.echo!r}")
     if s.voice not in VOICES and not s.voice.startswith("voice_"):
         raise UsageError(
             f"--voice {s.voice!r} is not a known voice",

@@ -53,6 +53,18 @@ class Flush:
 
 
 @dataclass(frozen=True, slots=True)
+class Pause:
+    """Hold the speaker (short fade), keeping queued audio: a local barge-in awaiting the server."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The held audio plays on: the server did not hear the user start a turn."""
+
+
+@dataclass(frozen=True, slots=True)
 class TurnFinished:
     turn: Turn
 
@@ -82,4 +94,4 @@ class Fatal:
     error: VoicechatError
 
 
-Effect = Send | Play | AudioEnd | Flush | TurnFinished | Notice | Ready | ToolCall | Fatal
+Effect = Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | ToolCall | Fatal

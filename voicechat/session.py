@@ -25,6 +25,7 @@ from voicechat.protocol.session_config import SessionConfig
 log = logging.getLogger(__name__)
 
 SESSION_UPDATE_ID = "vc_session_update"
+LOCAL_ONSET_WAIT_S = 1.5  # a paused reply plays on if the server hears no speech by then
 MAX_REMEMBERED = 256  # interrupted response ids and finished items kept for late events
 
 
@@ -93,6 +94,9 @@ class Session:
         self._appended_ms = 0.0
         self._pending_user_ms = 0
         self._event_seq = 0
+        self._paused_at: float | None = None  # a local onset paused the speaker at this time
+        self.local_onsets = 0
+        self.false_onsets = 0
         self.muted = False
 
     # ---- derived state --------------------------------------------------------------------
@@ -419,6 +423,25 @@ class Session:
         out: list[fx.Effect] = [fx.Send(cmd.function_call_output(call_id, output, event_id=self._next_id()))]
         return out + self._request_response()
 
+    def local_onset(self, now: float) -> list[fx.Effect]:
+        """The microphone heard the user start talking over the assistant (before the server did).
+
+        The speaker is paused at once rather than flushed: if the server's VAD confirms with
+        ``speech_started`` the usual barge-in flushes and truncates at what was heard; if it does
+        not within ``LOCAL_ONSET_WAIT_S`` (a cough, a door), the reply plays on.
+        """
+        if not self.ready or not self._audible or self._paused_at is not None:
+            return []
+        if not self.config.server_interrupts:
+            return []  # the server will not stop for speech, so neither do we
+        self._paused_at = now
+        self.local_onsets += 1
+        return [fx.Pause("local onset")]
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_at is not None
+
     def interrupt(self, now: float, reason: str = "user") -> list[fx.Effect]:
         """The user asked the assistant to stop talking."""
         return self._barge_in(reason, cancel=True)
@@ -445,12 +468,18 @@ class Session:
         self._audible.clear()
 
     def tick(self, now: float) -> list[fx.Effect]:
-        """Time passes: give up waiting for late user transcripts."""
+        """Time passes: give up waiting for late user transcripts; end unconfirmed pauses."""
+        out: list[fx.Effect] = []
+        if self._paused_at is not None and (not self._audible or now - self._paused_at >= LOCAL_ONSET_WAIT_S):
+            self._paused_at = None
+            if self._audible:
+                self.false_onsets += 1
+            out.append(fx.Resume())
         for item_id in self._order[self._emit_from :]:
             entry = self._entries[item_id]
             if not entry.final and entry.deadline is not None and now >= entry.deadline:
                 self._finish(entry, now, note="no transcript")
-        return self._emit_ready()
+        return out + self._emit_ready()
 
     def close(self) -> list[fx.Effect]:
         """The conversation ends: write out everything, finished or not."""
@@ -483,6 +512,10 @@ class Session:
 
     def _barge_in(self, reason: str, *, cancel: bool) -> list[fx.Effect]:
         out: list[fx.Effect] = []
+        if self._paused_at is not None:
+            self._paused_at = None  # a flush ends the pause; with nothing to flush, lift it
+            if not self._audible:
+                out.append(fx.Resume())
         if self.active_response is not None:
             self._interrupted.append(self.active_response)
             if cancel:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from voicechat.audio.echo import EchoPath, RefTap
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.resample import StreamResampler
 from voicechat.errors import AudioError, PortAudioMissing
@@ -144,6 +145,8 @@ class DeviceAudio:
         self.input_done = False  # a microphone never runs out
         self.tail_ms = 0
         self._lost: str | None = None
+        self.echo: EchoPath | None = None  # set by the conversation before run()
+        self.tap = RefTap(self.rate * 2)  # what the speaker was handed, for the echo path
 
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
@@ -152,6 +155,9 @@ class DeviceAudio:
 
         def deliver(block: np.ndarray) -> None:
             self.frames_in += block.shape[0]
+            ref = self.tap.take(block.shape[0])
+            if self.echo is not None:
+                block = self.echo.process(block, ref, buffer.queued > 0 or buffer.playing)
             self._resample_and_send(block, on_mic)
 
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
@@ -164,6 +170,7 @@ class DeviceAudio:
             if status.output_underflow:
                 self.underflows += 1
             buffer.read_into(outdata[:, 0])
+            self.tap.write(outdata[:, 0])
 
         def lost(kind: str) -> Callable[[], None]:
             def finished_callback() -> None:

@@ -4,16 +4,21 @@ It behaves like a duplex device running on a clock: every block it hands one blo
 input file (then silence, as a quiet microphone would) to the loop and reads one block out of
 the playback ring, exactly as a PortAudio callback would. ``speed`` > 1 runs the clock faster
 than real time (for tests); the audio timeline is the same, only compressed.
+
+For echo tests, ``echo_gain`` leaks the played audio back into the microphone ``echo_delay_ms``
+later, as laptop speakers do; the conversation's `EchoPath` then sees what a real one would.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from voicechat.audio.echo import EchoPath
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.wav import WavWriter
 from voicechat.protocol.constants import WIRE_RATE
@@ -29,6 +34,8 @@ class FileAudio:
         *,
         speed: float = 1.0,
         block_ms: int = 20,
+        echo_gain: float = 0.0,
+        echo_delay_ms: int = 60,
     ) -> None:
         self.mic = mic
         self.output = output
@@ -39,6 +46,9 @@ class FileAudio:
         self.tail_ms = 0  # quiet microphone audio sent after the file ended
         self.played_frames = 0
         self._writer: WavWriter | None = WavWriter(output, WIRE_RATE) if output else None
+        self.echo: EchoPath | None = None  # set by the conversation before run()
+        self.echo_gain = echo_gain
+        self._echo_line: deque[np.ndarray] = deque(maxlen=max(1, echo_delay_ms // block_ms))
 
     @property
     def input_done(self) -> bool:
@@ -63,22 +73,30 @@ class FileAudio:
                 await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(0)
-            on_mic(self._next_mic_block())
             real = buffer.read_into(out)
             if real and self._writer is not None:
                 self._writer.write(out[:real])
             self.played_frames += real
+            mic = self._next_mic_block()
+            if self.echo_gain:
+                if len(self._echo_line) == self._echo_line.maxlen:
+                    leak = self._echo_line[0][: mic.size] * self.echo_gain
+                    mic = np.clip(mic + np.rint(leak), -32768, 32767).astype(np.int16)
+                self._echo_line.append(out.astype(np.float32))
+            if self.echo is not None:
+                mic = self.echo.process(mic, out, buffer.queued > 0 or buffer.playing)
+            on_mic(mic.astype("<i2", copy=False).tobytes())
             if not on_block():
                 return
 
-    def _next_mic_block(self) -> bytes:
+    def _next_mic_block(self) -> np.ndarray:
         chunk = self.mic[self.position : self.position + self.block]
         self.position += self.block
         if chunk.size < self.block:
             if chunk.size == 0:
                 self.tail_ms += self.block_ms
             chunk = np.concatenate([chunk, np.zeros(self.block - chunk.size, dtype=np.int16)])
-        return chunk.astype("<i2", copy=False).tobytes()
+        return chunk
 
     def close(self) -> None:
         if self._writer is not None:

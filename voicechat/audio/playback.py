@@ -52,6 +52,10 @@ class PlaybackBuffer:
       dry until audio resumes, the end is marked, or a flush.
     * Overflow: a write that does not fit keeps the frames that fit and drops the newest rest,
       counted in `overflow_frames`.
+    * Pause (a local barge-in the server has not confirmed yet): like a flush, the next
+      ``fade_frames`` are faded out, but the rest stays queued and the device gets silence
+      without consuming anything (no underruns are counted). `resume` fades the held audio back
+      in where it stopped; a flush ends the pause and drops the held audio.
     * Flush (barge-in): if audio is playing, the next ``fade_frames`` queued frames are kept
       and faded out, everything after them is dropped; if nothing is playing (still
       prebuffering, or stopped) everything queued is dropped, since nothing is sounding that
@@ -78,6 +82,7 @@ class PlaybackBuffer:
         self._release_end = 0  # frames before this play position play regardless of prebuffer
         self._playing = False
         self._in_underrun = False
+        self._pause_at: int | None = None  # while paused: play position where output stops
         self._written_total = 0
         self._flushed_frames_total = 0
         self._overflow_frames = 0
@@ -124,9 +129,13 @@ class PlaybackBuffer:
         with self._lock:
             head = self._head
             count = self._tail - head
-            keep = min(self._fade_frames, count) if self._playing else 0
-            if keep:
-                self._fade_out(head, keep)
+            if self._pause_at is not None:
+                keep = max(0, self._pause_at - head)  # the pause's own fade is still playing
+                self._pause_at = None
+            else:
+                keep = min(self._fade_frames, count) if self._playing else 0
+                if keep:
+                    self._fade_out(head, keep)
             dropped = count - keep
             self._tail = head + keep
             self._release_end = self._tail
@@ -135,6 +144,32 @@ class PlaybackBuffer:
             if not keep:
                 self._playing = False
         return dropped
+
+    def pause(self) -> None:
+        """Stop output within ``fade_frames`` (faded), keeping the rest queued for `resume`."""
+        with self._lock:
+            if self._pause_at is not None:
+                return
+            head = self._head
+            keep = min(self._fade_frames, self._tail - head) if self._playing else 0
+            if keep:
+                self._fade_out(head, keep)
+            self._pause_at = head + keep
+
+    def resume(self) -> None:
+        """Continue a paused stream where it stopped, fading the first ``fade_frames`` back in."""
+        with self._lock:
+            if self._pause_at is None:
+                return
+            self._pause_at = None
+            head = self._head
+            frames = min(self._fade_frames, self._tail - head)
+            if frames:
+                self._fade_in(head, frames)
+
+    @property
+    def paused(self) -> bool:
+        return self._pause_at is not None
 
     def set_prebuffer(self, frames: int) -> None:
         """Change the prebuffer target (clamped to ``[0, capacity]``); applies from the next start."""
@@ -170,6 +205,8 @@ class PlaybackBuffer:
 
     def _available(self, head: int) -> int:
         """Frames the device may take now (under the lock)."""
+        if self._pause_at is not None:
+            return max(0, self._pause_at - head)
         count = self._tail - head
         released = self._release_end - head
         if released > 0:
@@ -181,6 +218,10 @@ class PlaybackBuffer:
 
     def _settle(self, n: int, take: int, head: int) -> None:
         """Update play state and underrun counters after handing ``take`` of ``n`` frames."""
+        if self._pause_at is not None and head >= self._pause_at:
+            self._playing = False  # held, not dry: no underrun, and resume re-checks the target
+            self._in_underrun = False
+            return
         if take == n:
             self._playing = head != self._release_end
             self._in_underrun = False
@@ -205,6 +246,16 @@ class PlaybackBuffer:
 
     def _fade_out(self, position: int, frames: int) -> None:
         ramp = np.arange(frames, 0, -1, dtype=np.float32) / np.float32(frames + 1)
+        start = position % self._capacity
+        first = min(frames, self._capacity - start)
+        head_part = self._ring[start : start + first]
+        head_part[:] = np.rint(head_part * ramp[:first])
+        if frames > first:
+            wrap_part = self._ring[: frames - first]
+            wrap_part[:] = np.rint(wrap_part * ramp[first:])
+
+    def _fade_in(self, position: int, frames: int) -> None:
+        ramp = np.arange(1, frames + 1, dtype=np.float32) / np.float32(frames + 1)
         start = position % self._capacity
         first = min(frames, self._capacity - start)
         head_part = self._ring[start : start + first]

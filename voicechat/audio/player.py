@@ -77,6 +77,14 @@ class Player:
         if self.jitter is not None:
             self.jitter.end_response()
 
+    def pause(self) -> None:
+        """Silence now (short fade) but keep the queued audio: the barge-in is not confirmed yet."""
+        self.buffer.pause()
+
+    def resume(self) -> None:
+        """A false alarm: play on from where the pause stopped."""
+        self.buffer.resume()
+
     def flush(self, item_ids: tuple[str, ...]) -> dict[str, int]:
         """Silence now (short fade); return wire samples handed to the speaker per item."""
         self.buffer.flush()

@@ -1,0 +1,220 @@
+"""Keeping the assistant's own voice out of the microphone, and noticing the user talk over it.
+
+Loop-side and pure apart from the optional canceller: each captured block is processed with the
+block of speaker output handed to the device over the same stretch of time (the *reference*,
+from `RefTap`), and comes out as the audio to send. Modes (``--echo``):
+
+* ``off``: the microphone goes out untouched (headphones).
+* ``gate``: a playback-relative energy gate. While the speaker is active, a block passes only if
+  it is louder than the loudest recent reference block times the learned echo-path gain plus a
+  margin; otherwise silence is sent in its place (the server's clock keeps running, its VAD hears
+  nothing). A real barge-in is louder than the echo and gets through; once open, the gate holds
+  for a short hangover so words are not chopped.
+* ``aec``: acoustic echo cancellation (`voicechat.audio.aec`, an optional extra), then the same
+  gate on the residual as a safety net.
+* ``half-duplex``: the microphone is silenced while the assistant is audible and for a short tail
+  after; the user interrupts with a key or a typed line instead.
+
+Every mode also runs local onset detection: when near-end speech has passed for ``onset_ms``
+while the assistant is audible, ``on_onset`` is called so the app can pause the speaker at once,
+without waiting for the server's VAD and a network round trip.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+MODES = ("auto", "aec", "gate", "half-duplex", "off")
+
+SILENT_DB = -120.0
+SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
+
+
+def level_db(block: npt.NDArray[np.int16]) -> float:
+    """RMS level of an int16 block in dBFS (-120 for digital silence)."""
+    if block.size == 0:
+        return SILENT_DB
+    x = block.astype(np.float32)
+    power = float(np.dot(x, x)) / block.size
+    if power <= 0.0:
+        return SILENT_DB
+    return max(SILENT_DB, 10.0 * math.log10(power / (32768.0 * 32768.0)))
+
+
+def threshold_db(vad_threshold: float) -> float:
+    """The level a server VAD threshold (0..1) stands for; the local server uses the same map."""
+    return -60.0 + 50.0 * vad_threshold
+
+
+class RefTap:
+    """What the speaker was handed, copied in the audio callback and read in order on the loop.
+
+    Single producer (the output callback: one copy and a counter bump), single consumer (the
+    loop). A reader that falls more than the capacity behind skips the lost audio.
+    """
+
+    def __init__(self, capacity_frames: int) -> None:
+        self._ring = np.zeros(capacity_frames, dtype=np.int16)
+        self._capacity = capacity_frames
+        self._written = 0  # frames ever written (only the producer changes it)
+        self._read = 0
+        self._lock = threading.Lock()
+
+    def write(self, block: npt.NDArray[np.int16]) -> None:
+        n = min(block.shape[0], self._capacity)
+        start = self._written % self._capacity
+        first = min(n, self._capacity - start)
+        self._ring[start : start + first] = block[:first]
+        if n > first:
+            self._ring[: n - first] = block[first:n]
+        with self._lock:
+            self._written += n
+
+    def take(self, n: int) -> npt.NDArray[np.int16]:
+        """The next ``n`` frames in order; zeros where the speaker has not been handed them yet."""
+        with self._lock:
+            written = self._written
+        # Keep a block of slack from the writer so it never overwrites what is being copied.
+        self._read = max(self._read, written - self._capacity + 2 * n)
+        avail = max(0, min(n, written - self._read))
+        out = np.zeros(n, dtype=np.int16)
+        if avail:
+            start = self._read % self._capacity
+            first = min(avail, self._capacity - start)
+            out[n - avail : n - avail + first] = self._ring[start : start + first]
+            if avail > first:
+                out[n - avail + first :] = self._ring[: avail - first]
+            self._read += avail
+        return out
+
+
+class Canceller(Protocol):
+    def process(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
+
+
+class EchoPath:
+    """One conversation's microphone processing: echo handling, levels, and local onset."""
+
+    def __init__(
+        self,
+        mode: str,
+        rate: int,
+        *,
+        block_ms: float = 20.0,
+        onset_db: float = -35.0,
+        onset_ms: float = 60.0,
+        margin_db: float = 6.0,
+        hangover_ms: float = 300.0,
+        memory_ms: float = 400.0,
+        tail_ms: float = 300.0,
+        canceller: Canceller | None = None,
+        on_onset: Callable[[], None] | None = None,
+    ) -> None:
+        if mode not in ("aec", "gate", "half-duplex", "off"):
+            raise ValueError(f"unknown echo mode {mode!r}")
+        if mode == "aec" and canceller is None:
+            raise ValueError("echo mode 'aec' needs a canceller")
+        self.mode = mode
+        self.rate = rate
+        self.onset_db = onset_db
+        self.margin_db = margin_db
+        self.canceller = canceller
+        self.on_onset = on_onset
+        blocks = lambda ms: max(1, math.ceil(ms / block_ms))  # noqa: E731
+        self._onset_blocks = blocks(onset_ms)
+        self._hangover_blocks = blocks(hangover_ms)
+        self._tail_blocks = blocks(tail_ms)
+        self._refs: deque[float] = deque(maxlen=blocks(memory_ms))  # recent reference levels
+        self.erl_db = 0.0  # learned echo-path gain (mic echo level minus reference level)
+        self._open_for = 0  # hangover blocks left with the gate held open
+        self._talk = 0  # consecutive blocks of near-end speech
+        self._quiet = 0  # consecutive blocks without it
+        self._onset_fired = False
+        self._since_active = 1 << 30  # blocks since the speaker was last active
+        # Exposed for the panel and the bench.
+        self.mic_db = SILENT_DB
+        self.out_db = SILENT_DB
+        self.gated_blocks = 0
+        self.onsets = 0
+
+    @property
+    def echo_floor_db(self) -> float:
+        """The level of echo to expect now: the loudest recent reference through the echo path."""
+        return max(self._refs, default=SILENT_DB) + self.erl_db
+
+    def process(
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], active: bool
+    ) -> npt.NDArray[np.int16]:
+        """One captured block (int16, ``rate``) and the reference over the same time; the audio to send.
+
+        ``active`` says whether assistant audio is queued or playing (the reference alone cannot
+        tell a pause between words from the end of a reply).
+        """
+        ref_db = level_db(ref)
+        self.out_db = ref_db
+        self._refs.append(ref_db)
+        if self.canceller is not None:
+            mic = self.canceller.process(mic, ref)
+        mic_db = level_db(mic)
+        self.mic_db = mic_db
+        sounding = active or ref_db > SPEAKER_QUIET_DB  # a block that drained the queue still sounded
+        self._since_active = 0 if sounding else self._since_active + 1
+        speaker_on = self._since_active <= self._tail_blocks
+        if self.mode == "off":
+            passed = True
+            speech = mic_db >= self.onset_db
+        elif self.mode == "half-duplex":
+            passed = not speaker_on
+            speech = False  # nothing the user says over the assistant is heard
+        else:
+            passed, speech = self._gate(mic_db, speaker_on)
+        self._onset(speech, active)
+        if passed:
+            return mic
+        self.gated_blocks += 1
+        return np.zeros_like(mic)
+
+    def _gate(self, mic_db: float, speaker_on: bool) -> tuple[bool, bool]:
+        floor = self.echo_floor_db
+        if not speaker_on or floor < self.onset_db - 30.0:
+            self._open_for = 0
+            return True, mic_db >= self.onset_db
+        loud = mic_db >= max(floor + self.margin_db, self.onset_db)
+        if loud:
+            self._open_for = self._hangover_blocks
+            return True, True
+        if self._open_for > 0:
+            self._open_for -= 1
+            return True, False
+        if mic_db > SILENT_DB + 1:
+            self._learn(mic_db - (floor - self.erl_db))
+        return False, False
+
+    def _learn(self, ratio_db: float) -> None:
+        """Track the echo-path gain from blocks judged to be echo: quick to rise, slow to fall."""
+        ratio_db = min(12.0, max(-60.0, ratio_db))
+        rate = 0.1 if ratio_db > self.erl_db else 0.03
+        self.erl_db += rate * (ratio_db - self.erl_db)
+
+    def _onset(self, speech: bool, active: bool) -> None:
+        """Fire once per stretch of talk: re-armed only after a hangover of quiet (words have gaps)."""
+        if speech:
+            self._talk += 1
+            self._quiet = 0
+        else:
+            self._talk = 0
+            self._quiet += 1
+            if self._quiet >= self._hangover_blocks:
+                self._onset_fired = False
+        if active and self._talk >= self._onset_blocks and not self._onset_fired:
+            self._onset_fired = True
+            self.onsets += 1
+            if self.on_onset is not None:
+                self.on_onset()
