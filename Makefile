@@ -15,7 +15,7 @@ $(PY):
 
 # (Re)install the package and its test extra only when pyproject.toml changed since last time.
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -e '.[test,asr]'
+	$(PY) -m pip install --disable-pip-version-check -e '.[test,asr,aec]'
 	touch $@
 
 install: $(STAMP)
