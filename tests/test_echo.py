@@ -10,6 +10,7 @@ import pytest
 
 from voicechat import effects as fx
 from voicechat.app import Output, talk
+from voicechat.audio.aec import EchoCanceller, aec_available
 from voicechat.audio.echo import EchoPath, RefTap, level_db, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
@@ -133,6 +134,38 @@ def test_off_passes_everything_and_detects_onset_by_level() -> None:
     assert len(onsets) == 1
 
 
+needs_aec = pytest.mark.skipif(not aec_available(), reason="the aec extra is not installed (pip install 'voicechat[aec]')")
+
+
+@needs_aec
+def test_aec_never_swallows_a_barge_in_on_headphones() -> None:
+    # No echo path at all: the canceller alone suppresses the near end while the speaker plays.
+    onsets: list[int] = []
+    path = EchoPath("aec", RATE, canceller=EchoCanceller(RATE), on_onset=lambda: onsets.append(1))
+    ref = speech_like(4.0)
+    rng = np.random.default_rng(0)
+    mic = rng.normal(0, 10, ref.size)
+    user = speech_like(1.0, f0=210, seed=1)
+    mic[2 * RATE : 3 * RATE] += user
+    out = run_path(path, np.clip(mic, -32768, 32767).astype(np.int16), ref)
+    assert level_db(out[2 * RATE + 2400 : 3 * RATE]) > level_db(user) - 3
+    assert len(onsets) == 1
+
+
+@needs_aec
+def test_aec_removes_a_full_level_echo_and_lets_a_louder_barge_in_through() -> None:
+    onsets: list[int] = []
+    path = EchoPath("aec", RATE, canceller=EchoCanceller(RATE), on_onset=lambda: onsets.append(1))
+    ref = speech_like(5.0)
+    mic = echo_of(ref, gain=0.5).astype(np.int32)
+    user = speech_like(1.0, amplitude=8000, f0=210, seed=1)
+    mic[3 * RATE : 4 * RATE] += user
+    out = run_path(path, np.clip(mic, -32768, 32767).astype(np.int16), ref)
+    assert level_db(out[RATE : 3 * RATE]) < level_db(ref) - 25  # the echo is gone
+    assert level_db(out[3 * RATE + 2400 : 4 * RATE]) > level_db(user) - 10  # the user is not
+    assert len(onsets) == 1
+
+
 def test_aec_mode_needs_a_canceller_and_modes_are_checked() -> None:
     with pytest.raises(ValueError):
         EchoPath("aec", RATE)
@@ -245,17 +278,18 @@ async def test_without_echo_handling_the_assistant_interrupts_itself(tmp_path: P
     assert any(e["type"] == "conversation.item.truncate" for e in srv.received)
 
 
-async def test_gate_stops_self_interruption_but_not_a_real_barge_in(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["gate", pytest.param("aec", marks=needs_aec)])
+async def test_echo_handling_stops_self_interruption_but_not_a_real_barge_in(tmp_path: Path, mode: str) -> None:
     # Turn 1; its reply (the echo brain plays turn 1 back) leaks into the mic at full level;
     # 0.9 s into the reply the user talks over it, louder than the echo.
     z = lambda s: np.zeros(int(s * RATE), np.int16)  # noqa: E731
     quiet_run = np.concatenate([z(0.2), speech_like(2.0), z(3.0)])
-    srv, out = await converse_in_room(tmp_path, quiet_run, "gate")
+    srv, out = await converse_in_room(tmp_path, quiet_run, mode)
     assert speech_starts(srv) == 1, out
     assert not any(e["type"] == "conversation.item.truncate" for e in srv.received)
 
     barge = np.concatenate([z(0.2), speech_like(2.0), z(1.4), speech_like(1.0, amplitude=15000, f0=210, seed=1), z(3.0)])
-    srv, out = await converse_in_room(tmp_path, barge, "gate")
+    srv, out = await converse_in_room(tmp_path, barge, mode)
     truncates = [e for e in srv.received if e["type"] == "conversation.item.truncate"]
     assert len(truncates) == 1, out
     assert "[interrupted]" in out

@@ -45,7 +45,8 @@ def user_audio_turn(s: Session, uid: str = "item_u1", prev: str | None = None, t
     return out
 
 
-def assistant_reply(s: Session, rid: str, aid: str, text: str, samples: int, t: float = 3.0, done: bool = True) -> list:
+def assistant_reply(s: Session, rid: str, aid: str, text: str, samples: int, t: float = 3.0, done: bool = True,
+                    played: bool = True) -> list:
     out = []
     out += s.handle(ev.ResponseCreated("e", ev.Response(rid, "in_progress")), t)
     item = ev.Item(aid, "message", "assistant", "in_progress")
@@ -57,11 +58,13 @@ def assistant_reply(s: Session, rid: str, aid: str, text: str, samples: int, t: 
     out += s.handle(ev.AudioTranscriptDelta("e", rid, aid, 0, 0, half[1]), t)
     out += s.handle(ev.AudioDelta("e", rid, aid, 0, 0, b"\x01\x00" * (samples - samples // 2)), t)
     if done:
-        out += finish_reply(s, rid, aid, text, t + 0.5)
+        out += finish_reply(s, rid, aid, text, t + 0.5, played=played)
     return out
 
 
-def finish_reply(s: Session, rid: str, aid: str, text: str, t: float, status: str = "completed") -> list:
+def finish_reply(s: Session, rid: str, aid: str, text: str, t: float, status: str = "completed",
+                 played: bool = True) -> list:
+    """The reply's last events; with ``played``, the speaker then plays it out."""
     out = []
     out += s.handle(ev.AudioDone("e", rid, aid, 0, 0), t)
     out += s.handle(ev.AudioTranscriptDone("e", rid, aid, 0, 0, text), t)
@@ -71,6 +74,8 @@ def finish_reply(s: Session, rid: str, aid: str, text: str, t: float, status: st
     out += s.handle(ev.ItemDone("e", done_item, None), t)
     usage = ev.Usage(input_tokens=10, output_tokens=20, total_tokens=30)
     out += s.handle(ev.ResponseDone("e", ev.Response(rid, status, output=(done_item,), usage=usage)), t)
+    if played:
+        out += s.playback_drained()
     return out
 
 
@@ -150,8 +155,9 @@ def test_several_assistant_items_in_one_response_keep_their_order() -> None:
     done = tuple(ev.Item(a, "message", "assistant", "completed", (ev.ContentPart("audio", transcript=f"part {i}"),))
                  for i, a in enumerate(("a1", "a2")))
     out += s.handle(ev.ResponseDone("e", ev.Response("r1", "completed", output=done)), 2)
-    assert [t.text for t in turns(out)] == ["part 0", "part 1"]
     assert s.audible_items == ("a1", "a2")
+    assert turns(out) == []  # written once heard (a barge-in could still cut them)
+    assert [t.text for t in turns(s.playback_drained())] == ["part 0", "part 1"]
 
 
 def test_barge_in_on_speech_flushes_truncates_at_played_and_does_not_cancel() -> None:
@@ -176,12 +182,12 @@ def test_barge_in_on_speech_flushes_truncates_at_played_and_does_not_cancel() ->
 
 def test_truncate_is_clamped_to_received_and_skipped_when_fully_played() -> None:
     s = ready_session(SessionConfig(transcribe_model=None))
-    assistant_reply(s, "r1", "a1", "done reply", 2400)
+    assistant_reply(s, "r1", "a1", "done reply", 2400, played=False)
     out = s.handle(ev.SpeechStarted("e", "u2", 0), 5)
     assert [e for e in out if isinstance(e, fx.Flush)]
     assert sends(s.playback_flushed({"a1": 2400}, 5)) == []  # fully heard: nothing to cut
     s2 = ready_session(SessionConfig(transcribe_model=None))
-    assistant_reply(s2, "r1", "a1", "reply", 2400)
+    assistant_reply(s2, "r1", "a1", "reply", 2400, played=False)
     s2.handle(ev.SpeechStarted("e", "u2", 0), 5)
     t = sends(s2.playback_flushed({"a1": 999_999}, 5))
     assert t == []  # clamped to received, and received was complete

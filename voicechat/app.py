@@ -14,18 +14,20 @@ import logging
 import signal
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from voicechat import effects as fx
+from voicechat import keys
 from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.audio.wav import load_wav_at
 from voicechat.config import Settings
-from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError
+from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
 from voicechat.protocol import codec
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
@@ -113,12 +115,23 @@ class AudioIO(Protocol):
 class Conversation:
     """One live conversation over an open connection."""
 
-    def __init__(self, settings: Settings, conn: Connection, audio: AudioIO, out: Output) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        conn: Connection,
+        audio: AudioIO,
+        out: Output,
+        *,
+        actions: AsyncIterator[keys.Action] | None = None,
+        push_to_talk: bool = False,
+    ) -> None:
         self.settings = settings
+        self.actions = actions
         self.conn = conn
         self.audio = audio
         self.out = out
         self.session = Session(settings.session_config())
+        self.session.push_to_talk_mode = push_to_talk
         self.player = Player(audio.rate)
         self.echo = make_echo_path(settings, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
@@ -187,6 +200,71 @@ class Conversation:
     def _on_mic(self, pcm: bytes) -> None:
         self.dispatch(self.session.mic_audio(pcm, self.clock()))
 
+    async def _keyboard(self) -> None:
+        if self.actions is not None:
+            await self.ready.wait()
+            async for action in self.actions:
+                self.on_action(action)
+                if self.finished.is_set():
+                    return
+        await self.finished.wait()  # no keyboard, or no more keys: the conversation goes on
+
+    def on_action(self, action: keys.Action) -> None:
+        """A typed line, a slash command or the push-to-talk key."""
+        now = self.clock()
+        match action:
+            case keys.Submit(text):
+                self.dispatch(self.session.say(text, now))
+            case keys.PushToTalk():
+                self.dispatch(self.session.push_to_talk(now))
+                if self.session.talking:
+                    self.out.notice("info", "talking: press the key again to send")
+            case keys.Quit():
+                self.finished.set()
+            case keys.UnknownCommand(text):
+                self.out.notice("warning", f"unknown command {text.split()[0]!r}: /help lists them")
+            case keys.Command(name, arg):
+                self._command(name, arg, now)
+
+    def _command(self, name: str, arg: str, now: float) -> None:
+        match name:
+            case "mute" | "unmute":
+                self.session.muted = name == "mute"
+                self.out.notice("info", "microphone muted" if self.session.muted else "microphone on")
+            case "interrupt":
+                self.dispatch(self.session.interrupt(now))
+            case "image":
+                self._send_image(arg)
+            case "save":
+                self._save(arg, now)
+            case "cost":
+                self.out.notice("info", cost_line(self.settings.model, self.session.usage))
+            case "help":
+                self.out.notice("info", "commands: " + "; ".join(f"{u} {d}" for u, d in keys.COMMANDS.values()))
+
+    def _send_image(self, arg: str) -> None:
+        if not arg:
+            self.out.notice("warning", "/image needs a file: /image photo.png")
+            return
+        try:
+            url = image_data_url(Path(arg).expanduser())
+        except ValueError as exc:
+            self.out.notice("warning", str(exc))
+            return
+        self.dispatch(self.session.send_image(url, self.clock()))
+
+    def _save(self, arg: str, now: float) -> None:
+        path = Path(arg).expanduser() if arg else Path(time.strftime("voicechat-%Y%m%d-%H%M%S.md"))
+        try:
+            sink = FileSink(path)
+            for turn in self.session.transcript():
+                sink.write(turn)
+            sink.close()
+        except (OSError, VoicechatError) as exc:
+            self.out.notice("warning", f"could not save the transcript to {path}: {exc}")
+            return
+        self.out.notice("info", f"transcript saved to {path}")
+
     def _on_onset(self) -> None:
         self.dispatch(self.session.local_onset(self.clock()))
 
@@ -194,13 +272,13 @@ class Conversation:
         """After each audio block: housekeeping and the end-of-file-conversation check."""
         now = self.clock()
         if self.player.drained and self.session.audible_items:
-            self.session.playback_drained()
+            self.dispatch(self.session.playback_drained())
         self.dispatch(self.session.tick(now))
         if self.finished.is_set():
             return False
         if not self.audio.input_done:
             return True
-        if self.settings.vad == "none" and not self._committed_file:
+        if self.settings.vad == "none" and not self.session.push_to_talk_mode and not self._committed_file:
             self._committed_file = True
             self.dispatch(self.session.commit(now))
         tail = self.audio.tail_ms
@@ -219,6 +297,7 @@ class Conversation:
             asyncio.create_task(self._receive(), name="receive"),
             asyncio.create_task(self._send(), name="send"),
             asyncio.create_task(self._audio(), name="audio"),
+            asyncio.create_task(self._keyboard(), name="keyboard"),
         ]
         finished = asyncio.create_task(self.finished.wait(), name="finished")
         try:
@@ -234,6 +313,43 @@ class Conversation:
             self.dispatch(self.session.close())
         if self.error is not None:
             raise self.error
+
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+def image_data_url(path: Path) -> str:
+    """A picture file as a ``data:`` URL for an ``input_image`` part."""
+    import base64
+
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None:
+        raise ValueError(f"{path}: not a picture voicechat can send (use {', '.join(IMAGE_TYPES)})")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > MAX_IMAGE_BYTES:
+        raise ValueError(f"{path} is {len(data) // 1024 // 1024} MB; the limit is 10 MB")
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def cost_line(model: str, usage: Any) -> str:
+    from voicechat.pricing import cost
+
+    tokens = f"{usage.input_tokens:,} tokens in, {usage.output_tokens:,} out"
+    dollars = cost(model, usage)
+    return f"{tokens}, about ${dollars:.4f}" if dollars is not None else f"{tokens} (no price known for {model})"
+
+
+async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterator[keys.Action]:
+    """Actions typed on the terminal (nothing when ``fd`` is not a tty)."""
+    async with keys.KeyReader(fd) as reader:
+        async for key in reader:
+            action = editor.feed(key, time.monotonic())
+            if action is not None:
+                yield action
 
 
 def echo_mode(settings: Settings) -> str:
@@ -258,10 +374,17 @@ def make_echo_path(settings: Settings, rate: int, on_onset: Callable[[], None]) 
     return EchoPath(mode, rate, onset_db=threshold_db(threshold), canceller=canceller, on_onset=on_onset)
 
 
-async def talk(settings: Settings, out: Output, *, audio: AudioIO | None = None) -> None:
+async def talk(
+    settings: Settings,
+    out: Output,
+    *,
+    audio: AudioIO | None = None,
+    actions: AsyncIterator[keys.Action] | None = None,
+) -> None:
     """Run one ``voicechat talk`` from resolved settings to the end of the conversation.
 
-    ``audio`` replaces the adapter the settings would pick (tests use a file "room" with echo).
+    ``audio`` replaces the adapter the settings would pick (tests use a file "room" with echo);
+    ``actions`` replaces the terminal keyboard (and makes ``--vad none`` push-to-talk).
     """
     if audio is None and settings.input_file is not None:
         audio = FileAudio(
@@ -283,7 +406,13 @@ async def talk(settings: Settings, out: Output, *, audio: AudioIO | None = None)
         stack.push_async_callback(_close_quietly, conn)
         for sink in out.sinks:
             stack.callback(sink.close)
-        conversation = Conversation(settings, conn, audio, out)
+        terminal = stack.enter_context(keys.Terminal(0)) if actions is None else None
+        push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
+        if actions is None and terminal is not None and terminal.active:
+            actions = keyboard_actions(keys.LineEditor(push_to_talk=push_to_talk))
+        if push_to_talk:
+            out.notice("info", "push-to-talk: press space to talk, again to send")
+        conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk)
         with _signals(conversation):
             await conversation.run()
 

@@ -98,6 +98,8 @@ class Session:
         self.local_onsets = 0
         self.false_onsets = 0
         self.muted = False
+        self.push_to_talk_mode = False  # live --vad none: the mic is sent only while talking
+        self.talking = False
 
     # ---- derived state --------------------------------------------------------------------
 
@@ -109,7 +111,7 @@ class Session:
     def activity(self) -> Activity:
         if self.phase is not Phase.READY:
             return Activity.IDLE
-        if self._speech_item is not None:
+        if self._speech_item is not None or self.talking:
             return Activity.USER_SPEAKING
         if self._audible:
             return Activity.ASSISTANT_SPEAKING
@@ -396,6 +398,8 @@ class Session:
         """A chunk of 24 kHz PCM16 from the microphone, ready to send."""
         if not self.ready or self.muted or not pcm:
             return []
+        if self.push_to_talk_mode and not self.talking:
+            return []
         self._appended_ms += len(pcm) / (2 * WIRE_RATE) * 1000
         return [fx.Send(cmd.input_audio_append(pcm))]
 
@@ -409,12 +413,44 @@ class Session:
         out: list[fx.Effect] = [fx.Send(cmd.input_audio_commit(self._next_id()))]
         return out + self._request_response()
 
+    def push_to_talk(self, now: float) -> list[fx.Effect]:
+        """The push-to-talk key (a toggle): start a turn, interrupting the assistant, or end it.
+
+        Starting clears the server's input buffer so the turn holds only what is said now;
+        ending commits it (at least 100 ms, or it is dropped with a warning) and asks for a reply.
+        """
+        if not self.ready:
+            return []
+        if not self.talking:
+            self.talking = True
+            out = self._barge_in("push-to-talk", cancel=True)
+            self._appended_ms = 0.0
+            out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
+            return out
+        self.talking = False
+        if self._appended_ms < MIN_COMMIT_MS:
+            self._appended_ms = 0.0
+            return [
+                fx.Send(cmd.input_audio_clear(self._next_id())),
+                fx.Notice("warning", "too short to send (100 ms minimum): press the key, speak, press it again"),
+            ]
+        return self.commit(now)
+
     def say(self, text: str, now: float) -> list[fx.Effect]:
         """A typed user turn: interrupts the assistant, then asks for a reply."""
         if not self.ready or not text.strip():
             return []
         out = self._barge_in("text", cancel=True)
         out.append(fx.Send(cmd.user_text(text, event_id=self._next_id())))
+        out.extend(self._request_response())
+        return out
+
+    def send_image(self, data_url: str, now: float) -> list[fx.Effect]:
+        """A picture from the user; the assistant answers it like a typed turn."""
+        if not self.ready:
+            return []
+        out = self._barge_in("image", cancel=True)
+        out.append(fx.Send(cmd.user_image(data_url, event_id=self._next_id())))
         out.extend(self._request_response())
         return out
 
@@ -463,9 +499,10 @@ class Session:
         out.extend(self._emit_ready())
         return out
 
-    def playback_drained(self) -> None:
-        """The speaker has played everything queued: no item is still audible."""
+    def playback_drained(self) -> list[fx.Effect]:
+        """The speaker has played everything queued: no item is still audible (their turns are out)."""
         self._audible.clear()
+        return self._emit_ready()
 
     def tick(self, now: float) -> list[fx.Effect]:
         """Time passes: give up waiting for late user transcripts; end unconfirmed pauses."""
@@ -568,6 +605,8 @@ class Session:
             entry = self._entries[self._order[self._emit_from]]
             if not entry.final:
                 break
+            if entry.item_id in self._audible and self.phase is not Phase.CLOSED:
+                break  # still being played: a barge-in may yet cut it to what was heard
             entry.emitted = True
             self._emit_from += 1
             out.append(fx.TurnFinished(self._turn(entry)))

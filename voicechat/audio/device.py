@@ -185,6 +185,9 @@ class DeviceAudio:
             streams.append(inp)
             out = self._open("output", playback_callback, lost("output"))
             streams.append(out)
+            canceller = getattr(self.echo, "canceller", None)
+            if canceller is not None:  # speaker-to-mic delay hint: both streams' latencies
+                canceller.set_delay_ms(min(500, int((inp.latency + out.latency) * 1000)))
             inp.start()
             out.start()
             while True:

@@ -35,6 +35,8 @@ MODES = ("auto", "aec", "gate", "half-duplex", "off")
 
 SILENT_DB = -120.0
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
+OVERSUPPRESSED_DB = 12.0  # a canceller output this far below its input while the user talks
+LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
 
 
 def level_db(block: npt.NDArray[np.int16]) -> float:
@@ -114,6 +116,7 @@ class EchoPath:
         hangover_ms: float = 300.0,
         memory_ms: float = 400.0,
         tail_ms: float = 300.0,
+        learn_ms: float = 160.0,
         canceller: Canceller | None = None,
         on_onset: Callable[[], None] | None = None,
     ) -> None:
@@ -131,6 +134,7 @@ class EchoPath:
         self._onset_blocks = blocks(onset_ms)
         self._hangover_blocks = blocks(hangover_ms)
         self._tail_blocks = blocks(tail_ms)
+        self._learn_blocks = blocks(learn_ms)
         self._refs: deque[float] = deque(maxlen=blocks(memory_ms))  # recent reference levels
         self.erl_db = 0.0  # learned echo-path gain (mic echo level minus reference level)
         self._open_for = 0  # hangover blocks left with the gate held open
@@ -160,26 +164,48 @@ class EchoPath:
         ref_db = level_db(ref)
         self.out_db = ref_db
         self._refs.append(ref_db)
-        if self.canceller is not None:
-            mic = self.canceller.process(mic, ref)
-        mic_db = level_db(mic)
-        self.mic_db = mic_db
         sounding = active or ref_db > SPEAKER_QUIET_DB  # a block that drained the queue still sounded
         self._since_active = 0 if sounding else self._since_active + 1
         speaker_on = self._since_active <= self._tail_blocks
+        mic_db = level_db(mic)
+        out = mic
         if self.mode == "off":
             passed = True
             speech = mic_db >= self.onset_db
         elif self.mode == "half-duplex":
             passed = not speaker_on
             speech = False  # nothing the user says over the assistant is heard
-        else:
+        elif self.mode == "gate":
             passed, speech = self._gate(mic_db, speaker_on)
+        else:
+            out, speech = self._cancel(mic, ref, mic_db, speaker_on)
+            passed = True
+        self.mic_db = level_db(out) if out is not mic else mic_db
         self._onset(speech, active)
         if passed:
-            return mic
+            return out
         self.gated_blocks += 1
         return np.zeros_like(mic)
+
+    def _cancel(
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], mic_db: float, speaker_on: bool
+    ) -> tuple[npt.NDArray[np.int16], bool]:
+        """Echo cancellation, with the gate judging the raw microphone alongside it.
+
+        A canceller that has not yet found an echo path (headphones: there is none) can suppress
+        the user's voice outright while the speaker plays. When the gate hears speech clearly
+        above any echo the speaker could cause and the canceller's output is far quieter than
+        its input, the raw microphone is sent instead, so a barge-in is never swallowed.
+        """
+        assert self.canceller is not None
+        clean = self.canceller.process(mic, ref)
+        clean_db = level_db(clean)
+        if not speaker_on:
+            return clean, clean_db >= self.onset_db
+        opened, loud = self._gate(mic_db, speaker_on)
+        if opened and clean_db < mic_db - OVERSUPPRESSED_DB:
+            return mic, loud
+        return clean, loud or clean_db >= self.onset_db
 
     def _gate(self, mic_db: float, speaker_on: bool) -> tuple[bool, bool]:
         floor = self.echo_floor_db
@@ -193,8 +219,12 @@ class EchoPath:
         if self._open_for > 0:
             self._open_for -= 1
             return True, False
-        if mic_db > SILENT_DB + 1:
-            self._learn(mic_db - (floor - self.erl_db))
+        # Learn only while the speaker has sounded throughout the recent past, so the echo of
+        # what it played has had time to arrive (not at a reply's first words or after its last).
+        # Then a quiet mic under a loud speaker is evidence of a weak echo path too.
+        recent = list(self._refs)[-self._learn_blocks :]
+        if len(recent) == self._learn_blocks and min(recent) > LEARN_REF_DB:
+            self._learn(max(mic_db, SILENT_DB + 20) - (floor - self.erl_db))
         return False, False
 
     def _learn(self, ratio_db: float) -> None:
