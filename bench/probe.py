@@ -232,9 +232,9 @@ class ProbeConnection:
 
 
 class ProbeConversation(app_module.Conversation):
-    def __init__(self, settings: Any, conn: Any, audio: Any, out: Any) -> None:
+    def __init__(self, settings: Any, conn: Any, audio: Any, out: Any, **kwargs: Any) -> None:
         probe = _probe()
-        super().__init__(settings, ProbeConnection(conn, probe), audio, out)
+        super().__init__(settings, ProbeConnection(conn, probe), audio, out, **kwargs)
         probe.conversation = self
         buffer = self.player.buffer
         probe.buffer = buffer
