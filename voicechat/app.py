@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -33,9 +34,11 @@ from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
 from voicechat.transcript import FileSink, Sink, StreamSink, escape_control
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
+from voicechat.ui.view import View
 
 log = logging.getLogger(__name__)
 
+PANEL_PERIOD_S = 1 / 15  # the panel redraws at most 15 times a second
 AUDIO_BACKLOG = 250  # appends (~5 s of 20 ms chunks) queued before the oldest is dropped
 CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed stuck
 TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
@@ -49,17 +52,30 @@ class Output:
     sinks: list[Sink] = field(default_factory=list)
     status: TextIO | None = None
     quiet: bool = False
+    front: Any = None  # the live panel (LivePanel) or the plain status log (PlainStatus), if any
+    view: View | None = None  # what the front end draws; notices go there while the panel is live
 
     def notice(self, level: str, message: str) -> None:
         if level == "debug":
             log.debug("%s", message)
             return
+        prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
+        if self.view is not None and self.panel_live:
+            self.view.notice(prefix + message)
+            return
         if self.status is None or (self.quiet and level != "error"):
             return
-        prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
         with contextlib.suppress(BrokenPipeError, ValueError):
             self.status.write(f"voicechat: {prefix}{escape_control(message)}\n")
             self.status.flush()
+
+    @property
+    def panel_live(self) -> bool:
+        return self.front is not None and getattr(self.front, "is_started", False)
+
+    def publish(self, snapshot: Any) -> None:
+        if self.front is not None:
+            self.front.update(snapshot)
 
 
 class Outbox:
@@ -124,9 +140,12 @@ class Conversation:
         *,
         actions: AsyncIterator[keys.Action] | None = None,
         push_to_talk: bool = False,
+        editor: keys.LineEditor | None = None,
+        view: View | None = None,
     ) -> None:
         self.settings = settings
         self.actions = actions
+        self.editor = editor
         self.conn = conn
         self.audio = audio
         self.out = out
@@ -135,6 +154,8 @@ class Conversation:
         self.player = Player(audio.rate)
         self.echo = make_echo_path(settings, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
+        self.view = view if view is not None else View(settings, self.echo.mode)
+        out.view = self.view
         self.outbox = Outbox()
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()
@@ -165,8 +186,12 @@ class Conversation:
                         sink.write(turn)
                 case fx.Notice(level, message):
                     self.out.notice(level, message)
-                case fx.Ready():
+                case fx.Ready(server_session):
                     self.ready.set()
+                    self.view.connection = "connected"
+                    expires = server_session.get("expires_at")
+                    if isinstance(expires, int | float) and expires > 0:
+                        self.view.expires_at = float(expires)
                 case fx.ToolCall(_, _, call_id, name, _):
                     result = f'{{"error": "no tool named {name!r} is configured"}}'
                     self.dispatch(self.session.tool_result(call_id, result, self.clock()))
@@ -208,6 +233,19 @@ class Conversation:
                 if self.finished.is_set():
                     return
         await self.finished.wait()  # no keyboard, or no more keys: the conversation goes on
+
+    async def _panel(self) -> None:
+        """Publish a fresh snapshot for the front end at most 15 times a second."""
+        if self.out.front is None:
+            await self.finished.wait()
+            return
+        while not self.finished.is_set():
+            self.publish()
+            await asyncio.sleep(PANEL_PERIOD_S)
+
+    def publish(self) -> None:
+        line = self.editor.line if self.editor is not None else ""
+        self.out.publish(self.view.snapshot(self.session, self.player, self.echo, line))
 
     def on_action(self, action: keys.Action) -> None:
         """A typed line, a slash command or the push-to-talk key."""
@@ -298,6 +336,7 @@ class Conversation:
             asyncio.create_task(self._send(), name="send"),
             asyncio.create_task(self._audio(), name="audio"),
             asyncio.create_task(self._keyboard(), name="keyboard"),
+            asyncio.create_task(self._panel(), name="panel"),
         ]
         finished = asyncio.create_task(self.finished.wait(), name="finished")
         try:
@@ -311,6 +350,9 @@ class Conversation:
                 task.cancel()
             await asyncio.gather(*tasks, finished, return_exceptions=True)
             self.dispatch(self.session.close())
+            self.view.connection = "closed"
+            if self.out.front is not None:
+                self.publish()
         if self.error is not None:
             raise self.error
 
@@ -400,6 +442,11 @@ async def talk(
         )
     async with contextlib.AsyncExitStack() as stack:
         stack.callback(audio.close)
+        view = View(settings, echo_mode(settings))
+        out.view = view
+        if out.front is not None:
+            stack.enter_context(out.front)
+            out.publish(view.snapshot_idle())
         endpoint = await _endpoint(settings, stack)
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
         conn = await connect(endpoint)
@@ -408,11 +455,16 @@ async def talk(
             stack.callback(sink.close)
         terminal = stack.enter_context(keys.Terminal(0)) if actions is None else None
         push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
+        editor = None
         if actions is None and terminal is not None and terminal.active:
-            actions = keyboard_actions(keys.LineEditor(push_to_talk=push_to_talk))
+            editor = keys.LineEditor(push_to_talk=push_to_talk)
+            actions = keyboard_actions(editor)
+            view.status = "space: talk/send · type + Enter: message · /help · ctrl-c: quit" if push_to_talk else (
+                "type + Enter: message · /help · ctrl-c: quit")
         if push_to_talk:
             out.notice("info", "push-to-talk: press space to talk, again to send")
-        conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk)
+        conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
+                                    editor=editor, view=view)
         with _signals(conversation):
             await conversation.run()
 
@@ -456,8 +508,33 @@ def _signals(conversation: Conversation):  # type: ignore[no-untyped-def]
             loop.remove_signal_handler(signum)
 
 
-def make_output(settings: Settings, stdout: TextIO, stderr: TextIO) -> Output:
-    sinks: list[Sink] = [StreamSink(stdout)]
+class _CurrentStdout:
+    """Writes to whatever ``sys.stdout`` is now (the live panel redirects it above itself)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bool = True) -> Output:
+    """Transcript lines to stdout (and the transcript file); the panel or a status log on stderr."""
+    from voicechat.ui.live import LivePanel
+
+    front = None
+    if panel and not settings.quiet:
+        front = LivePanel.for_stream(stderr, stdout=stdout)
+    live = isinstance(front, LivePanel)
+    stream: Any = _CurrentStdout() if live and _isatty(stdout) else stdout
+    sinks: list[Sink] = [StreamSink(stream)]
     if settings.transcript is not None:
         sinks.append(FileSink(settings.transcript))
-    return Output(sinks=sinks, status=stderr, quiet=settings.quiet)
+    return Output(sinks=sinks, status=stderr, quiet=settings.quiet, front=front)
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False

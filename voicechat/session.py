@@ -99,6 +99,8 @@ class Session:
         self.false_onsets = 0
         self.muted = False
         self.push_to_talk_mode = False  # live --vad none: the mic is sent only while talking
+        self.last_latency_ms: float | None = None  # end of the user's turn -> first reply audio
+        self._turn_ended_at: float | None = None
         self.talking = False
 
     # ---- derived state --------------------------------------------------------------------
@@ -140,6 +142,15 @@ class Session:
     def transcript(self) -> list[fx.Turn]:
         """Every item so far in conversation order, finished or not (for the live panel)."""
         return [self._turn(self._entries[i]) for i in self._order]
+
+    @property
+    def written(self) -> int:
+        """How many turns, from the start, are written out (they no longer change)."""
+        return self._emit_from
+
+    def turns_from(self, start: int) -> list[tuple[fx.Turn, bool]]:
+        """Turns from index ``start`` on, each with whether it is final (for the live panel)."""
+        return [(self._turn(self._entries[i]), self._entries[i].final) for i in self._order[start:]]
 
     # ---- inputs: server events --------------------------------------------------------------
 
@@ -205,6 +216,7 @@ class Session:
             entry.audio_ms = duration
         self._pending_user_ms = duration
         self._speech_item = None
+        self._turn_ended_at = now
         return []
 
     def _on_committed(self, e: ev.BufferCommitted, now: float) -> list[fx.Effect]:
@@ -322,6 +334,9 @@ class Session:
         if e.response_id in self._interrupted:
             return []  # late audio of a response the user already talked over
         entry = self._assistant_entry(e.item_id, e.response_id, now)
+        if self._turn_ended_at is not None:
+            self.last_latency_ms = (now - self._turn_ended_at) * 1000
+            self._turn_ended_at = None
         entry.audio_samples += len(e.audio) // 2
         if e.item_id not in self._audible:
             self._audible.append(e.item_id)
@@ -428,6 +443,7 @@ class Session:
             out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
             return out
         self.talking = False
+        self._turn_ended_at = now
         if self._appended_ms < MIN_COMMIT_MS:
             self._appended_ms = 0.0
             return [
