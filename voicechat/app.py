@@ -26,7 +26,7 @@ from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
-from voicechat.audio.wav import load_wav_at
+from voicechat.audio.wav import ConversationRecorder, load_wav_at
 from voicechat.config import Settings
 from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
 from voicechat.protocol import codec
@@ -154,6 +154,10 @@ class Conversation:
         self.player = Player(audio.rate)
         self.echo = make_echo_path(settings, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
+        self.recorder: ConversationRecorder | None = None
+        if settings.record is not None:
+            self.recorder = ConversationRecorder(settings.record, audio.rate)
+            self.echo.recorder = self.recorder
         self.view = view if view is not None else View(settings, self.echo.mode)
         out.view = self.view
         self.outbox = Outbox()
@@ -350,6 +354,8 @@ class Conversation:
                 task.cancel()
             await asyncio.gather(*tasks, finished, return_exceptions=True)
             self.dispatch(self.session.close())
+            if self.recorder is not None:
+                self.recorder.close()
             self.view.connection = "closed"
             if self.out.front is not None:
                 self.publish()

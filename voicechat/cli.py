@@ -117,6 +117,10 @@ def talk(
     transcript: Annotated[
         Path | None, typer.Option("--transcript", help="Append the transcript to FILE (.txt, .md or .jsonl).")
     ] = None,
+    record: Annotated[
+        Path | None,
+        typer.Option("--record", help="Record the conversation to FILE.wav: microphone left, assistant right."),
+    ] = None,
     fast: Annotated[bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
@@ -145,6 +149,7 @@ def talk(
         "input_file": input_file,
         "output_file": output_file,
         "transcript": transcript,
+        "record": record,
         "fast": fast or None,
         "quiet": quiet or None,
         "debug": debug or None,

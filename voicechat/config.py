@@ -60,6 +60,7 @@ class Settings:
     input_file: Path | None = None
     output_file: Path | None = None
     transcript: Path | None = None
+    record: Path | None = None
     fast: bool = False
     debug: bool = False
     quiet: bool = False
@@ -118,7 +119,7 @@ def parse_config_file(path: Path, text: str) -> dict[str, Any]:
             raise ConfigError(f"{path}: keep the API key in OPENAI_API_KEY or .env, not in the config file")
         if key not in FILE_KEYS:
             raise ConfigError(f"{path}: unknown setting {key!r}", hint="see config.example.toml for the keys")
-        values[key] = Path(value) if key == "transcript" else value
+        values[key] = Path(value) if key in ("transcript", "record") else value
     return values
 
 
@@ -169,6 +170,8 @@ def validate(s: Settings) -> None:
     _range("--sample-rate", s.sample_rate, 8000, 192_000)
     if not s.model.strip():
         raise UsageError("--model must not be empty")
+    if s.record is not None and s.record.suffix.lower() != ".wav":
+        raise UsageError(f"--record {s.record}: the recording is a WAV file; name it FILE.wav")
     if s.input_file is not None and not s.input_file.is_file():
         raise UsageError(f"--input-file {s.input_file}: no such file")
 

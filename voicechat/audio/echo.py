@@ -142,6 +142,7 @@ class EchoPath:
         self._quiet = 0  # consecutive blocks without it
         self._onset_fired = False
         self._since_active = 1 << 30  # blocks since the speaker was last active
+        self.recorder: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16]], None] | None = None
         # Exposed for the panel and the bench.
         self.mic_db = SILENT_DB
         self.out_db = SILENT_DB
@@ -161,6 +162,8 @@ class EchoPath:
         ``active`` says whether assistant audio is queued or playing (the reference alone cannot
         tell a pause between words from the end of a reply).
         """
+        if self.recorder is not None:
+            self.recorder(mic, ref)
         ref_db = level_db(ref)
         self.out_db = ref_db
         self._refs.append(ref_db)

@@ -231,3 +231,28 @@ def write_wav(path: str | Path, samples: npt.NDArray[np.int16], rate: int) -> No
     channels = 1 if arr.ndim == 1 else arr.shape[1]
     with WavWriter(path, rate, channels) as writer:
         writer.write(arr)
+
+
+class ConversationRecorder:
+    """``--record``: the microphone (left) and what the speaker was handed (right), time-aligned.
+
+    Fed one captured block and the speaker's block over the same stretch of time (the echo path's
+    pair); the header is finalised on `close`.
+    """
+
+    def __init__(self, path: str | Path, rate: int) -> None:
+        self._writer: WavWriter | None = WavWriter(path, rate, channels=2)
+
+    def __call__(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> None:
+        if self._writer is None:
+            return
+        frames = np.zeros((mic.shape[0], 2), dtype=np.int16)
+        frames[:, 0] = mic
+        n = min(mic.shape[0], ref.shape[0])
+        frames[:n, 1] = ref[:n]
+        self._writer.write(frames)
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
