@@ -514,3 +514,14 @@ def test_front_end_is_chosen_by_whether_stderr_is_a_terminal(
     assert LivePanel.for_stream(FakeTTY(), stdout=FakeTTY())._live._redirect_stdout is True  # type: ignore[union-attr]
     monkeypatch.setenv("TERM", "dumb")
     assert isinstance(LivePanel.for_stream(FakeTTY()), PlainStatus)
+
+
+def test_live_panel_without_auto_refresh_redraws_only_what_changed() -> None:
+    console = terminal_console()
+    with LivePanel(console=console, auto_refresh=False) as panel:
+        panel.update(Snapshot(input_line="first"))
+        panel.update(Snapshot(input_line="first"))  # the same picture: nothing to draw
+        assert panel.redraws == 1
+        panel.update(Snapshot(input_line="second"))
+        assert panel.redraws == 2
+        assert "second" in console.file.getvalue()  # type: ignore[attr-defined]

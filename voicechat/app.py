@@ -530,7 +530,7 @@ def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bo
 
     front = None
     if panel and not settings.quiet:
-        front = LivePanel.for_stream(stderr, stdout=stdout)
+        front = LivePanel.for_stream(stderr, stdout=stdout, auto_refresh=False)
     live = isinstance(front, LivePanel)
     stream: Any = _CurrentStdout() if live and _isatty(stdout) else stdout
     sinks: list[Sink] = [StreamSink(stream)]

@@ -18,6 +18,7 @@ return an already-built immutable snapshot, never build one from live objects.
 from __future__ import annotations
 
 import sys
+import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -54,16 +55,20 @@ class LivePanel:
         transient: bool = True,
         redirect_stdout: bool = False,
         redirect_stderr: bool = True,
+        auto_refresh: bool = True,
     ) -> None:
         if not 0 < refresh_per_second <= MAX_REFRESH_PER_SECOND:
             raise ValueError(f"refresh_per_second must be in (0, {MAX_REFRESH_PER_SECOND:g}]")
         self.console = console if console is not None else Console(file=sys.stderr)
         self._latest = Snapshot()
+        self._drawn: Snapshot | None = None
+        self._drawn_at = 0.0
+        self.redraws = 0
         self._snapshot_fn = snapshot_fn if snapshot_fn is not None else self._published
         self._live = Live(
             console=self.console,
             get_renderable=self._renderable,
-            auto_refresh=True,
+            auto_refresh=auto_refresh,
             refresh_per_second=refresh_per_second,
             transient=transient,
             redirect_stdout=redirect_stdout,
@@ -77,6 +82,7 @@ class LivePanel:
         snapshot_fn: Callable[[], Snapshot] | None = None,
         *,
         stdout: TextIO | None = None,
+        auto_refresh: bool = True,
     ) -> LivePanel | PlainStatus:
         """A LivePanel when ``stream`` (default stderr) is a capable terminal, else PlainStatus.
 
@@ -90,13 +96,27 @@ class LivePanel:
         if console.is_dumb_terminal:
             return PlainStatus(stream)
         out = stdout if stdout is not None else sys.stdout
-        return cls(snapshot_fn, console=console, redirect_stdout=_is_tty(out))
+        return cls(snapshot_fn, console=console, redirect_stdout=_is_tty(out), auto_refresh=auto_refresh)
 
     # ---- the loop's side ----------------------------------------------------------------------
 
     def update(self, snapshot: Snapshot) -> None:
-        """Publish ``snapshot``; the next redraw shows it. One attribute store, no locking."""
+        """Publish ``snapshot``; the next redraw shows it. One attribute store, no locking.
+
+        Without auto refresh (the app's choice: it publishes at most 15 times a second), the
+        panel is redrawn here, on the caller's thread, only when the snapshot differs from the
+        one last drawn (or a second has passed, for a resized terminal): a quiet conversation
+        costs no drawing at all.
+        """
         self._latest = snapshot
+        if self._live.auto_refresh or not self._live.is_started:
+            return
+        now = time.monotonic()
+        if snapshot == self._drawn and now - self._drawn_at < 1.0:
+            return
+        self._drawn, self._drawn_at = snapshot, now
+        self.redraws += 1
+        self._live.refresh()
 
     def start(self) -> None:
         """Show the panel (hides the cursor). Starting a started panel does nothing."""

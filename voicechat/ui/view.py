@@ -100,4 +100,5 @@ class View:
 
 
 def _level(db: float) -> float | None:
-    return None if db <= -100 or math.isnan(db) else db
+    """Levels in 2 dB steps (about one meter cell): a steady level does not force a redraw."""
+    return None if db <= -100 or math.isnan(db) else 2.0 * round(db / 2.0)
