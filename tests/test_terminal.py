@@ -76,6 +76,7 @@ class Pane:
     def __init__(self, env: dict[str, str]) -> None:
         self.socket = f"voicechat-test-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.env = env
+        self.socket_path: Path | None = None
 
     def tmux(self, *args: str) -> str:
         proc = subprocess.run(["tmux", "-L", self.socket, "-f", "/dev/null", *args], env=self.env,
@@ -86,11 +87,14 @@ class Pane:
     def start(self) -> None:
         self.tmux("new-session", "-d", "-s", "vc", "-x", str(WIDTH), "-y", str(HEIGHT),
                   f"env PS1={shlex.quote(PROMPT)} bash --norc --noprofile --noediting -i")
+        self.socket_path = Path(self.tmux("display-message", "-p", "#{socket_path}").strip())
         self.wait_for(lambda s: s.rstrip().endswith(PROMPT.rstrip()), "the shell prompt")
 
     def kill(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], env=self.env, capture_output=True,
                        timeout=20, stdin=subprocess.DEVNULL)
+        if self.socket_path is not None:  # kill-server leaves the socket file behind
+            self.socket_path.unlink(missing_ok=True)
 
     def type(self, text: str) -> None:
         self.tmux("send-keys", "-t", "vc", "-l", text)
