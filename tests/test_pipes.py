@@ -262,10 +262,6 @@ async def test_server_control_characters_are_escaped_on_stdout(tmp_path: Path) -
     assert [r["text"] for r in read_jsonl(chat)] == [HOSTILE_HEARD, HOSTILE_REPLY]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: cli._fail prints a server error message raw on stderr (control characters unescaped)",
-)
 async def test_server_error_text_is_escaped_on_stderr(tmp_path: Path) -> None:
     """A server error that ends the session is reported with its control characters escaped."""
     error = {

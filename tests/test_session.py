@@ -290,3 +290,15 @@ def test_tool_call_result_then_reply_after_response_done() -> None:
     assert types(out) == ["conversation.item.create"]
     out = s.handle(ev.ResponseDone("e", ev.Response("r1", "completed")), 2)
     assert types(out) == ["response.create"]
+
+
+def test_quitting_mid_reply_keeps_only_what_was_heard() -> None:
+    s = ready_session(SessionConfig(transcribe_model=None))
+    assistant_reply(s, "r1", "a1", "one two three four", 24000, played=False)  # complete, unplayed
+    out = s.close(9.0, {"a1": 12000})  # half of it reached the speaker
+    (turn,) = turns(out)
+    assert turn.interrupted and turn.text == "one two" and turn.ended_at == 9.0
+    s2 = ready_session(SessionConfig(transcribe_model=None))
+    assistant_reply(s2, "r1", "a1", "one two", 2400, played=False)
+    (turn,) = turns(s2.close(9.0, {"a1": 2400}))  # heard to the end: not cut
+    assert not turn.interrupted and turn.text == "one two"

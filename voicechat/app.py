@@ -353,7 +353,9 @@ class Conversation:
             for task in [*tasks, finished]:
                 task.cancel()
             await asyncio.gather(*tasks, finished, return_exceptions=True)
-            self.dispatch(self.session.close())
+            audible = self.session.audible_items
+            played = self.player.flush(audible) if audible else None
+            self.dispatch(self.session.close(self.clock(), played))
             if self.recorder is not None:
                 self.recorder.close()
             self.view.connection = "closed"
@@ -459,8 +461,11 @@ async def talk(
         stack.push_async_callback(_close_quietly, conn)
         for sink in out.sinks:
             stack.callback(sink.close)
-        terminal = stack.enter_context(keys.Terminal(0)) if actions is None else None
         push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
+        # The keyboard is taken over only where typing can be seen (the panel) or is needed (the
+        # push-to-talk key); otherwise the terminal keeps echoing as usual.
+        wants_keys = actions is None and (out.panel_live or push_to_talk)
+        terminal = stack.enter_context(keys.Terminal(0)) if wants_keys else None
         editor = None
         if actions is None and terminal is not None and terminal.active:
             editor = keys.LineEditor(push_to_talk=push_to_talk)

@@ -45,9 +45,14 @@ def _root(
 def _fail(error: VoicechatError, debug: bool) -> NoReturn:
     if debug:
         raise error
-    message = f"voicechat: error: {error.message}"
+    from voicechat.errors import Interrupted
+    from voicechat.transcript import escape_control
+
+    # Messages may carry the server's own text: never let it drive the terminal.
+    label = "" if isinstance(error, Interrupted) else "error: "
+    message = f"voicechat: {label}{escape_control(error.message)}"
     if error.hint:
-        message += f"\n  hint: {error.hint}"
+        message += f"\n  hint: {escape_control(error.hint)}"
     typer.echo(message, err=True)
     raise typer.Exit(int(error.status))
 

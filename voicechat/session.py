@@ -534,16 +534,33 @@ class Session:
                 self._finish(entry, now, note="no transcript")
         return out + self._emit_ready()
 
-    def close(self) -> list[fx.Effect]:
-        """The conversation ends: write out everything, finished or not."""
+    def close(self, now: float | None = None, played: Mapping[str, int] | None = None) -> list[fx.Effect]:
+        """The conversation ends: write out everything, finished or not.
+
+        ``played`` (wire samples the speaker was handed, per still-audible item) cuts a reply
+        that was only partly heard to what was heard, as a barge-in would.
+        """
         self.phase = Phase.CLOSED
+        for item_id, samples in (played or {}).items():
+            entry = self._entries.get(item_id)
+            if entry is None or entry.emitted or entry.audio_samples == 0:
+                continue
+            heard = max(0, min(samples, entry.audio_samples))
+            if not (entry.audio_complete and heard >= entry.audio_samples):
+                entry.interrupted = True
+                entry.heard_chars = self._heard_chars(entry, heard)
+                if now is not None:
+                    entry.ended_at = now
         for item_id in self._order[self._emit_from :]:
             entry = self._entries[item_id]
             if not entry.final:
                 entry.final = True
                 entry.interrupted = entry.interrupted or entry.role == "assistant"
+                if now is not None:
+                    entry.ended_at = now
                 if entry.role == "user" and not entry.text:
                     entry.note = "no transcript"
+        self._audible.clear()
         return self._emit_ready()
 
     # ---- internals ---------------------------------------------------------------------------
@@ -578,11 +595,21 @@ class Session:
         return out
 
     def _heard_chars(self, entry: _Entry, heard_samples: int) -> int:
+        """How much of the reply's text the listener heard, cut back to a whole word.
+
+        While the audio is still arriving, text counts as heard if it arrived before audio the
+        listener reached. Once all the audio is in, the text is spread over it in proportion
+        (servers may send the transcript ahead of, or after, its audio, so arrival order alone
+        can say "nothing" for a reply that was half heard).
+        """
         chars = 0
-        for samples_at, length in entry.marks:
-            if samples_at >= heard_samples:
-                break  # text that arrived with audio the listener never reached
-            chars = length
+        if entry.audio_complete and entry.audio_samples > 0:
+            chars = len(entry.text) * min(heard_samples, entry.audio_samples) // entry.audio_samples
+        else:
+            for samples_at, length in entry.marks:
+                if samples_at >= heard_samples:
+                    break  # text that arrived with audio the listener never reached
+                chars = length
         # Cut back to a word boundary so no half-heard word is kept.
         text = entry.text[:chars]
         if chars < len(entry.text) and text and not text[-1].isspace():

@@ -20,6 +20,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 ROLE_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool"}
 
 
+_C1 = re.compile("[\x7f-\x9f]")  # json.dumps leaves DEL and C1 controls raw; `cat` would obey them
+
+
 def escape_control(text: str) -> str:
     """Make server text safe to print: control characters become visible escapes."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
@@ -93,7 +96,7 @@ class FileSink:
 
     def render(self, turn: Turn) -> str:
         if self.format == ".jsonl":
-            return json.dumps(jsonl_record(turn), ensure_ascii=False) + "\n"
+            return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(jsonl_record(turn), ensure_ascii=False)) + "\n"
         if self.format == ".md":
             who = {"user": "**You**", "assistant": "**Assistant**", "tool": "**Tool**"}.get(turn.role, turn.role)
             return f"{who}: {turn_text(turn)}\n\n"
