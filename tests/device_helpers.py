@@ -3,7 +3,10 @@
 * ``headless_pulse``: start ``scripts/headless-audio.sh`` in a private directory, yield the
   client environment, stop it afterwards (skips when the Debian packages are missing).
 * ``Recorder``: ``parecord`` of one source into memory, every chunk stamped with
-  ``time.monotonic()`` on arrival, so a sample index maps to the test process's clock.
+  ``time.monotonic()`` on arrival, so a sample index maps to the test process's clock; with
+  ``monitor_stream``, of one playback stream alone (found with ``sink_inputs_of``).
+* ``PlaybackRecorder``: everything one process plays, alone, on the same clock (it follows
+  the process from stream to stream).
 * ``ServerThread``: a ``LocalServer`` on its own asyncio loop in a background thread, whose
   ``received``/``emitted`` records are stamped with the same clock.
 * ``voiced`` (speech-like test audio with no pauses and a unique correlation peak),
@@ -24,6 +27,7 @@ import asyncio
 import contextlib
 import ctypes.util
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -89,16 +93,25 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.02) 
 
 
 class Recorder:
-    """``parecord`` of ``source`` (mono s16 at ``rate``) into memory, chunks stamped on arrival."""
+    """``parecord`` of ``source`` (mono s16 at ``rate``) into memory, chunks stamped on arrival.
 
-    def __init__(self, source: str, env: dict[str, str], rate: int = RATE, latency_ms: int = 10) -> None:
+    ``monitor_stream``: record only what that sink input (one playback stream) contributes to
+    the sink whose monitor ``source`` is, before it is mixed with the sink's other streams.
+    The recording ends when that stream closes.
+    """
+
+    def __init__(
+        self, source: str, env: dict[str, str], rate: int = RATE, latency_ms: int = 10,
+        monitor_stream: int | None = None,
+    ) -> None:
         self.rate = rate
+        only = [] if monitor_stream is None else [f"--monitor-stream={monitor_stream}"]
         self._data = bytearray()
         self._stamps: list[tuple[float, int]] = []  # (arrival time, bytes received so far)
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
             ["parecord", "--raw", "-d", source, "--format=s16le", f"--rate={rate}", "--channels=1",
-             f"--latency-msec={latency_ms}", "--client-name=voicechat-test-recorder"],
+             f"--latency-msec={latency_ms}", "--client-name=voicechat-test-recorder", *only],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
         )
         self._thread = threading.Thread(target=self._read, name=f"rec-{source}", daemon=True)
@@ -155,6 +168,99 @@ class Recorder:
         self._thread.join(timeout=10)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
+
+
+def sink_inputs_of(pid: int, env: dict[str, str]) -> list[int]:
+    """Indexes of the playback streams (sink inputs) that process ``pid`` has open."""
+    out = subprocess.run(["pactl", "list", "sink-inputs"], env=dict(env, LC_ALL="C"),
+                         capture_output=True, text=True, timeout=10)
+    found = []
+    for block in re.split(r"\n(?=Sink Input #)", out.stdout):
+        head = re.match(r"Sink Input #(\d+)", block)
+        if head and f'application.process.id = "{pid}"' in block:
+            found.append(int(head.group(1)))
+    return found
+
+
+class PlaybackRecorder:
+    """What process ``pid`` plays into the sink whose monitor is ``source``, before mixing.
+
+    One ``Recorder`` with ``monitor_stream`` per playback stream of the process. ALSA's pulse
+    plugin replaces its stream whenever PortAudio re-prepares the device (after an underrun,
+    for one), so new streams are picked up as ``pactl subscribe`` announces them, and the
+    pieces are laid out on one timeline by their clocks, with silence in the gaps between
+    them. (Checked by stopping the client for 150-300 ms: the new stream was followed, and
+    what it played afterwards sat on the timeline where the sink's monitor heard it, to 1 ms.)
+    Offers the ``Recorder`` reading interface: ``len``, ``samples``, ``time_of``, ``index_at``.
+    """
+
+    def __init__(self, pid: int, source: str, env: dict[str, str], rate: int = RATE) -> None:
+        self.pid = pid
+        self.source = source
+        self.env = env
+        self.rate = rate
+        self.parts: list[Recorder] = []
+        self._seen: set[int] = set()
+        self._lock = threading.Lock()
+        self._events = subprocess.Popen(
+            ["pactl", "subscribe"], env=dict(env, LC_ALL="C"), stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+        )
+        self._thread = threading.Thread(target=self._follow, name=f"follow-{pid}", daemon=True)
+        self._thread.start()
+        self._attach()  # the streams already open
+
+    def _attach(self) -> None:
+        for index in sink_inputs_of(self.pid, self.env):
+            with self._lock:
+                if index not in self._seen:
+                    self._seen.add(index)
+                    self.parts.append(Recorder(self.source, self.env, self.rate, monitor_stream=index))
+
+    def _follow(self) -> None:
+        assert self._events.stdout is not None
+        for line in self._events.stdout:
+            if "'new' on sink-input" in line:
+                self._attach()
+
+    def _layout(self) -> list[tuple[int, Recorder]]:
+        """(offset on the common timeline, part) for every part that recorded something."""
+        with self._lock:
+            parts = [part for part in self.parts if len(part)]
+        if not parts:
+            return []
+        origin = parts[0].time_of(0)
+        return [(max(0, round((part.time_of(0) - origin) * self.rate)), part) for part in parts]
+
+    def __len__(self) -> int:
+        return max((offset + len(part) for offset, part in self._layout()), default=0)
+
+    def samples(self) -> np.ndarray:
+        layout = self._layout()
+        out = np.zeros(max((offset + len(part) for offset, part in layout), default=0), dtype=np.int16)
+        for offset, part in layout:
+            x = part.samples()
+            out[offset : offset + x.size] = x[: out.size - offset]
+        return out
+
+    def time_of(self, index: float) -> float:
+        layout = self._layout()
+        assert layout, "the recorder got no audio"
+        return layout[0][1].time_of(0) + index / self.rate
+
+    def index_at(self, t: float) -> int:
+        return max(0, round((t - self.time_of(0)) * self.rate))
+
+    def stop(self) -> None:
+        self._events.terminate()
+        self._events.wait(timeout=10)
+        self._thread.join(timeout=10)
+        if self._events.stdout is not None:
+            self._events.stdout.close()
+        with self._lock:
+            parts = list(self.parts)
+        for part in parts:
+            part.stop()
 
 
 # ---- the local server on a thread, with stamped records -------------------------------------
