@@ -5,12 +5,15 @@
 Imports the client's modules first (their one-off import cost is reported separately as
 ``startup_cpu_s``), then runs ``voicechat.cli.main()`` unchanged and writes
 ``getrusage(RUSAGE_SELF)`` before and after to OUT.json. Only this process is measured:
-the server runs elsewhere.
+the server runs elsewhere. With ``BENCH_START_AT`` (a ``time.time()`` value) in the environment
+it waits after the imports until then, so parallel clients do their imports before the clock
+that the other clients are measured on starts.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -31,6 +34,9 @@ def main() -> int:
     import voicechat.cli
     import voicechat.config
 
+    start_at = os.environ.get("BENCH_START_AT")
+    if start_at:
+        time.sleep(max(0.0, float(start_at) - time.time()))
     cpu0, wall0 = _cpu(), time.perf_counter()
     code: int | str | None = 0
     try:

@@ -5,14 +5,20 @@ Nothing in ``voicechat`` has a benchmark hook, so ``install()`` swaps two names 
 
 * ``FileAudio`` → ``ProbeFileAudio``: the unchanged block clock, but the playback buffer it is
   given is wrapped so every ``read_into`` (the "device" taking a block) is timestamped, and
-  every mic block handed to the loop (``on_mic``) is timestamped.
+  every mic block handed to the loop (``on_mic``) is timestamped. On request it is built with
+  ``echo_gain``/``echo_delay_ms``, so the played audio leaks back into the microphone.
 * ``Conversation`` → ``ProbeConversation``: the unchanged conversation, with its connection
   wrapped (every server event timestamped as the client receives it, every client event
   timestamped once ``Connection.send`` has written it to the socket) and its playback ring's
   ``write``/``flush`` wrapped so the probe keeps its *own* map from ring positions to assistant
   items. Frames handed to the device are attributed to items with that map at read time, so the
   per-item "actually played" figure is independent of the client's ``PlayoutTracker`` that
-  ``audio_end_ms`` is computed from.
+  ``audio_end_ms`` is computed from. The Player's ``pause``/``resume`` (local onset) and the
+  ring's ``set_prebuffer`` (the adaptive prebuffer) are timestamped too; with
+  ``local_onset=False`` the echo path's onset callback is removed, so only the server's
+  ``speech_started`` can stop the speaker. ``max_tail_ms`` ends a file conversation that is
+  still going that long after the input file ran out (a server answering its own echo never
+  stops by itself); the probe then says ``cut_short``.
 
 A cleaner production hook would be one optional observer on ``Conversation`` (called with
 "event received", "event sent", "mic block", "device block" and "ring write/flush") instead of
@@ -41,8 +47,14 @@ clock = time.perf_counter
 class Probe:
     """Everything one instrumented ``talk`` run observed (times from ``time.perf_counter``)."""
 
-    def __init__(self, device_rate: int = WIRE_RATE) -> None:
+    def __init__(self, device_rate: int = WIRE_RATE, *, echo_gain: float = 0.0, echo_delay_ms: int = 60,
+                 local_onset: bool = True, max_tail_ms: int | None = None) -> None:
         self.device_rate = device_rate
+        self.echo_gain = echo_gain
+        self.echo_delay_ms = echo_delay_ms
+        self.local_onset = local_onset
+        self.max_tail_ms = max_tail_ms
+        self.cut_short = False
         self.conversation: Any = None
         self.buffer: PlaybackBuffer | None = None
         self.t_start = clock()
@@ -61,7 +73,10 @@ class Probe:
         self.response_first: dict[str, tuple[float, str, int]] = {}  # rid -> (t, item, queued frames)
         self.received_samples: dict[str, int] = defaultdict(int)
         self.arrivals: list[tuple[float, int]] = []  # (t, samples) of audio deltas
-        self.speech_started: list[tuple[float, bool]] = []  # (t, ring playing)
+        self.speech_started: list[tuple[float, bool]] = []  # (t, assistant audio queued or playing)
+        self.pauses: list[float] = []  # Player.pause (a local onset's Pause effect)
+        self.resumes: list[float] = []
+        self.prebuffer_frames: list[tuple[float, int]] = []  # (t, new target) on every change
         self.flushes: list[tuple[float, tuple[str, ...], dict[str, int]]] = []
         self.truncates: list[dict[str, Any]] = []
         self.cancels = 0
@@ -126,8 +141,9 @@ class Probe:
                 queued = self.buffer.queued if self.buffer is not None else 0
                 self.response_first[event.response_id] = (t, event.item_id, queued)
         elif isinstance(event, ev.SpeechStarted):
-            playing = bool(self.buffer is not None and self.buffer.playing)
-            self.speech_started.append((t, playing))
+            buf = self.buffer
+            active = bool(buf is not None and (buf.playing or buf.queued > 0 or buf.paused))
+            self.speech_started.append((t, active))
         elif isinstance(event, ev.SessionUpdated) and self.t_ready is None:
             self.t_ready = t
 
@@ -193,6 +209,10 @@ class _DeviceSide:
 
 class ProbeFileAudio(FileAudio):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        probe = _probe()
+        if probe.echo_gain:
+            kwargs.setdefault("echo_gain", probe.echo_gain)
+            kwargs.setdefault("echo_delay_ms", probe.echo_delay_ms)
         super().__init__(*args, **kwargs)
         self.rate = _probe().device_rate  # what Conversation sizes its Player (and resampler) for
 
@@ -235,11 +255,14 @@ class ProbeConversation(app_module.Conversation):
     def __init__(self, settings: Any, conn: Any, audio: Any, out: Any, **kwargs: Any) -> None:
         probe = _probe()
         super().__init__(settings, ProbeConnection(conn, probe), audio, out, **kwargs)
+        self._bench_probe = probe
         probe.conversation = self
+        if not probe.local_onset:
+            self.echo.on_onset = None
         buffer = self.player.buffer
         probe.buffer = buffer
 
-        write, flush = buffer.write, buffer.flush
+        write, flush, set_prebuffer = buffer.write, buffer.flush, buffer.set_prebuffer
 
         def ring_write(samples: np.ndarray) -> int:
             start = buffer.write_position
@@ -252,10 +275,16 @@ class ProbeConversation(app_module.Conversation):
             probe.on_ring_flush(buffer.write_position)
             return dropped
 
+        def ring_set_prebuffer(frames: int) -> None:
+            set_prebuffer(frames)
+            probe.prebuffer_frames.append((clock(), buffer.prebuffer))
+
         buffer.write = ring_write  # type: ignore[method-assign]
         buffer.flush = ring_flush  # type: ignore[method-assign]
+        buffer.set_prebuffer = ring_set_prebuffer  # type: ignore[method-assign]
 
         play, player_flush = self.player.play, self.player.flush
+        pause, resume = self.player.pause, self.player.resume
 
         def player_play(item_id: str, pcm: bytes) -> None:
             probe.current_item = item_id
@@ -267,8 +296,18 @@ class ProbeConversation(app_module.Conversation):
             probe.flushes.append((t, tuple(item_ids), dict(played)))
             return played
 
+        def player_pause() -> None:
+            probe.pauses.append(clock())
+            pause()
+
+        def player_resume() -> None:
+            probe.resumes.append(clock())
+            resume()
+
         self.player.play = player_play  # type: ignore[method-assign]
         self.player.flush = flush_items  # type: ignore[method-assign]
+        self.player.pause = player_pause  # type: ignore[method-assign]
+        self.player.resume = player_resume  # type: ignore[method-assign]
 
         put = self.outbox.put
         outbox = self.outbox
@@ -280,20 +319,40 @@ class ProbeConversation(app_module.Conversation):
 
         self.outbox.put = outbox_put  # type: ignore[method-assign]
 
+    def _on_block(self) -> bool:
+        probe = self._bench_probe
+        if probe.max_tail_ms is not None and self.audio.tail_ms >= probe.max_tail_ms:
+            probe.cut_short = True
+            self.finished.set()
+            return False
+        return super()._on_block()
+
 
 @contextlib.contextmanager
-def install(device_rate: int = WIRE_RATE, prebuffer_ms: float | None = None) -> Iterator[Probe]:
+def install(
+    device_rate: int = WIRE_RATE,
+    prebuffer_ms: float | None = None,
+    *,
+    echo_gain: float = 0.0,
+    echo_delay_ms: int = 60,
+    local_onset: bool = True,
+    max_tail_ms: int | None = None,
+) -> Iterator[Probe]:
     """Instrument ``voicechat.app.talk`` runs in this process; yields the probe.
 
     ``device_rate`` (a multiple of 24 kHz) makes the file "device" run at that rate, so the
     client's Player resamples as it would for a 48 kHz sound card. ``prebuffer_ms`` is a
     what-if: the Player is built with that fixed (non-adaptive) prebuffer instead of its default.
+    ``echo_gain``/``echo_delay_ms`` are passed to the file device (the speaker leaking into the
+    mic); ``local_onset=False`` leaves the speaker to the server's ``speech_started`` alone;
+    ``max_tail_ms`` caps how long a conversation may go on after the input file.
     """
     global _CURRENT
     if device_rate % WIRE_RATE:
         raise ValueError("device_rate must be a multiple of 24000")
     saved = (app_module.FileAudio, app_module.Conversation, app_module.Player)
-    probe = Probe(device_rate)
+    probe = Probe(device_rate, echo_gain=echo_gain, echo_delay_ms=echo_delay_ms, local_onset=local_onset,
+                  max_tail_ms=max_tail_ms)
     _CURRENT = probe
     app_module.FileAudio = ProbeFileAudio  # type: ignore[misc]
     app_module.Conversation = ProbeConversation  # type: ignore[misc]

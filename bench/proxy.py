@@ -5,7 +5,7 @@ through, then every WebSocket frame (server frames are unmasked; the client asks
 compression) is released at ``max(previous release, arrival + d)`` with
 ``d = max(0, N(mu, sigma))`` — independent Gaussian delay per frame, order kept, as TCP would.
 ``mu`` defaults to ``3 sigma`` so the clip at zero rarely bites; the constant part only shifts
-the whole stream. Optionally, at the Nth audio delta of the Kth response, the whole
+the whole stream. With ``sigma = 0`` every frame is held exactly ``mu`` (a distant server). Optionally, at the Nth audio delta of the Kth response, the whole
 downstream stalls for ``stall_ms`` (everything due in that window waits for its end).
 """
 
@@ -95,7 +95,7 @@ class JitterProxy:
                     if self.stall and (responses, deltas) == self.stall_at:
                         self._stall_until = now + self.stall
                         self.stats["stalls"] += 1
-                d = max(0.0, self.rng.gauss(self.mu, self.sigma)) if self.sigma else 0.0
+                d = max(0.0, self.rng.gauss(self.mu, self.sigma)) if self.sigma else self.mu
                 last = max(last, now + d)
                 queue.put_nowait((last, now, frame))
             queue.put_nowait(None)

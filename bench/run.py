@@ -1,17 +1,27 @@
 """``python -m bench [--quick] [--out PATH]``: measure the DESIGN.md performance targets.
 
-Phases (about 2 min 10 s in full on 2 cores, ~25 s with ``--quick``):
+Phases (about 3 min in full on 2 cores, ~40 s with ``--quick``):
 
 1. start — ``voicechat --help`` wall time, repeated.
-2. real-time conversation — the instrumented client (``bench.client``) talks to a local server
+2. echo canceller — ``bench.erle.measure_erle`` (ERLE, double talk, CPU) in a spawned process
+   (livekit must not be used in a forked child, so the bench process never imports it).
+3. real-time conversation — the instrumented client (``bench.client``) talks to a local server
    (in its own process) at the real-time block clock, with a barge-in on every reply:
-   first-audio delay, barge-in cut, truncation error, mic-to-wire.
-3. side by side, one process each (all low-CPU at real-time pace): instrumented clients behind a
-   frame-delaying proxy (σ = 0/10/30/60 ms, a 200 ms stall, two larger-prebuffer what-ifs)
-   counting playback underruns; the barge-in conversation again with a 48 kHz file device (the
-   Player resamples); and three real CLI clients (``bench.cpu_client``) holding a 30 s
-   full-duplex conversation each for the CPU figure.
-4. memory — the real CLI with ``--fast`` (10× block clock) through 10 minutes of turns, its RSS
+   first-audio delay, barge-in cut, truncation error, mic-to-wire, talk-over silence (loopback).
+4. talk-over and echo, side by side — the same barge-in conversation against a server whose
+   events arrive ``SERVER_DELAY_MS`` late (a stand-in for a network round trip and a slower
+   server VAD), with local onset detection on and off: how soon the speaker falls silent after
+   the user starts talking over it, and what local onset gains over the server's speech_started;
+   and polite turns with the reply leaking into the mic at full level (``--echo gate``, and
+   ``aec`` when installed) counting false stops.
+5. side by side, one process each (all low-CPU at real-time pace): instrumented clients behind a
+   frame-delaying proxy (σ = 0/10/30/60 ms, a 200 ms stall, fixed-prebuffer comparisons with
+   adaptation off) counting playback underruns; the barge-in conversation again with a 48 kHz
+   file device (the Player resamples); and real CLI clients (``bench.cpu_client``) with
+   ``--echo off``/``gate``/``aec``, and ``off`` with the live panel drawing on a pseudo-terminal,
+   holding a 30 s full-duplex conversation each for the CPU figure (their servers in a second
+   server process, so they do not slow the jitter proxies down).
+6. memory — the real CLI with ``--fast`` (10× block clock) through 10 minutes of turns, its RSS
    sampled from /proc.
 
 Results: a table on stdout and JSON in ``bench/results/latest.json`` (or ``--out``).
@@ -21,21 +31,26 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import contextlib
 import datetime as dt
+import fcntl
 import json
 import multiprocessing as mp
 import os
 import platform
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from bench import audio as A
-from bench.client import run_instrumented
+from bench.client import USER_ONSET_WINDOW_S, run_instrumented
 from bench.servers import ServerHost
 from bench.stats import median, percentile, summary
 
@@ -44,6 +59,8 @@ RESULTS = ROOT / "bench" / "results" / "latest.json"
 NO_TRANSCRIPT = {"recognizer": "none"}  # the server: no offline recogniser (CPU, determinism)
 RT_PACING = {"speed": 1.0, "delta_ms": (20, 40)}  # reply generated at real time, 20–40 ms deltas
 DEFAULT_PACING: dict[str, Any] = {}  # ServerOptions defaults: 4× real time, 20–240 ms deltas
+SERVER_DELAY_MS = 150  # talk-over runs: every server event arrives this late (sigma 0: constant)
+ECHO_LEAK = {"echo_gain": 1.0, "echo_delay_ms": 60}  # false-stop runs: the reply back in the mic at full level
 
 
 def log(message: str) -> None:
@@ -69,7 +86,18 @@ def measure_start(reps: int) -> dict[str, Any]:
     return {"times_ms": times, "cmd": " ".join(Path(c).name for c in cmd)}
 
 
-# ---- phase 2: real-time conversation --------------------------------------------------------
+# ---- phase 2: echo canceller -----------------------------------------------------------------
+
+
+def echo_canceller(quick: bool) -> dict[str, Any]:
+    """``bench.erle.measure_erle`` in a spawned process (never livekit in this one: see the doc)."""
+    from bench.erle import measure_erle
+
+    with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+        return pool.submit(measure_erle, quick).result(timeout=600)
+
+
+# ---- phase 3: real-time conversation --------------------------------------------------------
 
 
 def realtime_conversation(cycles: int) -> dict[str, Any]:
@@ -77,7 +105,47 @@ def realtime_conversation(cycles: int) -> dict[str, Any]:
         return run_instrumented({"base_url": host.urls[0], "script": {"kind": "barge_in", "cycles": cycles}})
 
 
-# ---- phase 3: jitter (+ CPU alongside) --------------------------------------------------------
+# ---- phase 4: talk-over with a distant server, and the echo leaking into the mic ---------------------
+
+
+def talk_over_and_echo(quick: bool, aec: bool) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Side by side: the barge-in conversation with server events ``SERVER_DELAY_MS`` late (local
+    onset on and off), and the echo-leak runs of `echo_leak_runs`."""
+    delayed = {"sigma_ms": 0, "mu_ms": SERVER_DELAY_MS, "seed": 0, "stall_ms": 0}
+    barge_in = {"kind": "barge_in", "cycles": 2 if quick else 12}
+    runs = {"local_onset": {"script": barge_in, "local_onset": True},
+            "server_only": {"script": barge_in, "local_onset": False}}
+    specs = [{"options": {"seed": 7, **NO_TRANSCRIPT, **DEFAULT_PACING}, "proxy": delayed} for _ in runs]
+    leaks = echo_leak_runs(quick, aec)
+    specs += [{"options": {"seed": 30 + k, **NO_TRANSCRIPT, **DEFAULT_PACING}} for k in range(len(leaks))]
+    runs |= {f"leak:{name}": spec for name, spec in leaks.items()}
+    with ServerHost(specs) as host:
+        start_at = time.time() + 3.0
+        jobs = [{"base_url": url, "start_at": start_at, **spec} for url, spec in zip(host.urls, runs.values(), strict=True)]
+        with cf.ProcessPoolExecutor(max_workers=len(jobs), mp_context=mp.get_context("spawn")) as pool:
+            results = dict(zip(runs, pool.map(run_instrumented, jobs, timeout=300), strict=True))
+    talk = {name: results[name] for name in ("local_onset", "server_only")}
+    return talk, {name: results[f"leak:{name}"] for name in leaks}
+
+
+def echo_leak_runs(quick: bool, aec: bool) -> dict[str, dict[str, Any]]:
+    """Polite turns with the reply leaking into the mic at full level, per echo mode.
+
+    The headline runs use a recorded voice (the echo brain replies with it, so the echo is real
+    speech); the full run repeats them with the synthetic, strictly periodic voice."""
+    turns = 1 if quick else 4
+    recorded = {"kind": "turns", "turns": turns, "gap_s": 4.5, "recorded": True}
+    synthetic = {"kind": "turns", "turns": turns, "speech_s": 3.0, "gap_s": 4.5}
+    modes = ["gate", "aec"] if aec else ["gate"]
+    # A server answering its own echo would go on until the app's 60 s limit: stop sooner.
+    leak = {**ECHO_LEAK, "max_tail_ms": 3000 if quick else 8000}
+    runs = {mode: {"script": recorded, "echo": mode, **leak} for mode in modes}
+    if not quick:
+        runs |= {f"{mode}_synthetic_voice": {"script": synthetic, "echo": mode, **leak} for mode in modes}
+    return runs
+
+
+# ---- phase 5: jitter, false stops, CPU (side by side) --------------------------------------------
 
 
 def jitter_conditions(quick: bool) -> list[dict[str, Any]]:
@@ -88,7 +156,8 @@ def jitter_conditions(quick: bool) -> list[dict[str, Any]]:
     for sigma, seed in ((0, 1), (10, 2), (30, 3), (30, 4), (60, 5)):
         out.append({"pacing": "realtime", "sigma_ms": sigma, "stall_ms": 0, "seed": seed})
     out.append({"pacing": "realtime", "sigma_ms": 0, "stall_ms": 200, "seed": 6})
-    # Comparison: the same σ = 30 ms with the prebuffer fixed (adaptation off).
+    # Comparison: the same σ = 30 ms and jitter seed with adaptation off and the prebuffer fixed
+    # at N ms (60 = the adaptive floor, i.e. the old default; 200 = a generous fixed buffer).
     for prebuffer, seed in ((60, 3), (200, 3)):
         out.append({"pacing": "realtime", "sigma_ms": 30, "stall_ms": 0, "seed": seed, "prebuffer_ms": prebuffer})
     for sigma, seed in ((30, 7), (60, 8)):
@@ -117,28 +186,40 @@ def _talk_args(base_url: str, wav: Path, out: Path) -> list[str]:
             "--silence-duration-ms", "400", "--no-transcribe"]
 
 
-def jitter_and_cpu(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, Any]]]:
-    """Phase 3: the jitter clients, the 48 kHz-device barge-in client and the CPU clients, side by side."""
+def cpu_modes(quick: bool, aec: bool) -> list[str]:
+    """The ``--echo`` mode of each CPU client (``off`` is what ``auto`` resolves to for files);
+    ``+panel``: its stderr is a pseudo-terminal, so the live panel draws."""
+    per_mode = ({"off": 1, "off+panel": 1, "gate": 1, "aec": 1} if quick
+                else {"off": 2, "off+panel": 2, "gate": 2, "aec": 2})
+    return [mode for mode, n in per_mode.items() if aec or mode != "aec" for _ in range(n)]
+
+
+def jitter_and_cpu(quick: bool, aec: bool) -> dict[str, Any]:
+    """Phase 5: the jitter clients, the 48 kHz-device barge-in client and the CPU clients, side by side."""
     conds = jitter_conditions(quick)
     turns = {"kind": "turns", "turns": 1, "speech_s": 2.0, "gap_s": 3.0} if quick else {"kind": "turns", "turns": 4}
     cpu_turns = (1, 2.0, 3.0) if quick else (4, 3.0, 4.2)
-    n_cpu = 1 if quick else 3
+    modes = cpu_modes(quick, aec)
     device48 = {"script": {"kind": "barge_in", "cycles": 1 if quick else 12}, "device_rate": 48000}
     specs = [_server_spec(c) for c in conds]
     specs.append({"options": {"seed": 7, **NO_TRANSCRIPT, **DEFAULT_PACING}})  # the 48 kHz run
-    specs += [{"options": {"seed": 20 + k, **NO_TRANSCRIPT}} for k in range(n_cpu)]
-    with ServerHost(specs) as host, tempfile.TemporaryDirectory(prefix="vc-bench-") as tmpdir:
+    cpu_specs = [{"options": {"seed": 20 + k, **NO_TRANSCRIPT}} for k in range(len(modes))]
+    # Two server processes: the CPU clients' servers must not slow the jitter proxies down.
+    with ServerHost(specs) as host, ServerHost(cpu_specs) as cpu_host, \
+            tempfile.TemporaryDirectory(prefix="vc-bench-") as tmpdir:
         tmp = Path(tmpdir)
         wav = A.write(tmp / "cpu-in.wav", A.turns_script(*cpu_turns))
-        start_at = time.time() + (3.0 if quick else 6.0)  # let every process finish importing first
-        jobs = [{"base_url": url, "script": turns, "start_at": start_at, "prebuffer_ms": c.get("prebuffer_ms")}
-                for url, c in zip(host.urls, conds, strict=False)]
-        jobs.append({"base_url": host.urls[len(conds)], "start_at": start_at, **device48})
+        # Let every process (about 20 in full) finish importing first: ~0.4 s of CPU each, 2 cores.
+        start_at = time.time() + (3.0 if quick else 8.0)
+        urls = iter(host.urls)
+        jobs = [{"base_url": next(urls), "script": turns, "start_at": start_at, "prebuffer_ms": c.get("prebuffer_ms")}
+                for c in conds]
+        jobs.append({"base_url": next(urls), "start_at": start_at, **device48})
         ctx = mp.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=len(jobs), mp_context=ctx) as pool:
             futures = [pool.submit(run_instrumented, job) for job in jobs]
-            time.sleep(max(0.0, start_at - time.time()))
-            cpu = _cpu_runs(host.urls[len(conds) + 1 :], wav, tmp)
+            cpu_procs = _start_cpu_clients(cpu_host.urls, modes, wav, tmp, start_at)
+            cpu = _finish_cpu_clients(cpu_procs)
             results = [f.result(timeout=300) for f in futures]
     stats = host.stats
     jitter = results[: len(conds)]
@@ -147,28 +228,87 @@ def jitter_and_cpu(quick: bool) -> tuple[list[dict[str, Any]], dict[str, Any], l
         res["proxy"] = st
     for run in cpu:
         run["input_s"] = A.turns_script(*cpu_turns).size / A.RATE
-    return jitter, results[len(conds)], cpu
+    return {"jitter": jitter, "rt48": results[len(conds)], "cpu": cpu,
+            "server_hosts": {"jitter": host.usage, "cpu_clients": cpu_host.usage}}
 
 
-def _cpu_runs(urls: list[str], wav: Path, tmp: Path) -> list[dict[str, Any]]:
-    """One real CLI client per URL, in parallel, each reporting its own CPU use."""
+class _TerminalSink:
+    """The master side of a pseudo-terminal a client's stderr is attached to, read on a thread
+    (so the client never blocks on a full terminal) and counted: proof the panel drew."""
+
+    def __init__(self, rows: int = 32, cols: int = 100) -> None:
+        self.master, self.slave = os.openpty()
+        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+        self.bytes = 0
+        self.tail = b""
+        self._thread = threading.Thread(target=self._drain, daemon=True)
+
+    def start(self) -> None:
+        os.close(self.slave)  # the child holds its own copy
+        self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # EIO: every writer closed
+                break
+            if not data:
+                break
+            self.bytes += len(data)
+            self.tail = (self.tail + data)[-4000:]
+
+    def close(self) -> None:
+        self._thread.join(5)
+        with contextlib.suppress(OSError):
+            os.close(self.master)
+
+
+def _start_cpu_clients(urls: list[str], modes: list[str], wav: Path, tmp: Path,
+                       start_at: float) -> list[tuple[subprocess.Popen[str], Path, str, _TerminalSink | None]]:
+    """One real CLI client per URL (``--echo MODE``), in parallel, each reporting its own CPU use.
+
+    Each is a fresh interpreter (never a fork), so the ``aec`` clients may load livekit; each
+    imports at once and starts talking at ``start_at`` with the instrumented clients. A
+    ``MODE+panel`` client gets a 100x32 pseudo-terminal as stderr (colour on), so the live panel
+    runs as it would for a user; the others' stderr is a pipe (plain status lines)."""
     procs = []
-    for k, url in enumerate(urls):
+    env = {**_client_env(tmp), "BENCH_START_AT": repr(start_at)}
+    for k, (url, mode) in enumerate(zip(urls, modes, strict=True)):
+        echo, _, extra = mode.partition("+")
         report = tmp / f"cpu{k}.json"
-        cmd = [sys.executable, "-m", "bench.cpu_client", str(report), *_talk_args(url, wav, tmp / f"cpu{k}-out.wav")]
-        proc = subprocess.Popen(cmd, cwd=tmp, env=_client_env(tmp), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
-        procs.append((proc, report))
+        cmd = [sys.executable, "-m", "bench.cpu_client", str(report),
+               *_talk_args(url, wav, tmp / f"cpu{k}-out.wav"), "--echo", echo]
+        term = _TerminalSink() if extra == "panel" else None
+        if term is not None:
+            panel_env = {k: v for k, v in env.items() if k != "NO_COLOR"} | {"TERM": "xterm-256color"}
+            proc = subprocess.Popen(cmd, cwd=tmp, env=panel_env, stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=term.slave, text=True)
+            term.start()
+        else:
+            proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.PIPE, text=True)
+        procs.append((proc, report, mode, term))
+    return procs
+
+
+def _finish_cpu_clients(
+    procs: list[tuple[subprocess.Popen[str], Path, str, _TerminalSink | None]],
+) -> list[dict[str, Any]]:
     out = []
-    for proc, report in procs:
+    for proc, report, mode, term in procs:
         _, err = proc.communicate(timeout=240)
+        if term is not None:
+            term.close()
+            err = term.tail.decode(errors="replace")
         if proc.returncode != 0 or not report.exists():
-            raise RuntimeError(f"the CPU client failed ({proc.returncode}): {err[-2000:]}")
-        out.append(json.loads(report.read_text()))
+            raise RuntimeError(f"the CPU client ({mode}) failed ({proc.returncode}): {(err or '')[-2000:]}")
+        out.append({**json.loads(report.read_text()), "echo": mode,
+                    "terminal_bytes": term.bytes if term is not None else None})
     return out
 
 
-# ---- phase 4: memory ----------------------------------------------------------------------------
+# ---- phase 6: memory ----------------------------------------------------------------------------
 
 
 def _rss_mb(pid: int) -> float | None:
@@ -296,8 +436,10 @@ def _le(value: float | None, target: float) -> bool | None:
     return None if value is None else value <= target
 
 
-def build_metrics(start: dict[str, Any], rt: dict[str, Any], rt48: dict[str, Any], jitter: list[dict[str, Any]],
-                  cpu: list[dict[str, Any]], mem: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def build_metrics(start: dict[str, Any], rt: dict[str, Any], side: dict[str, Any], mem: dict[str, Any],
+                  talk: dict[str, dict[str, Any]], leak: dict[str, dict[str, Any]],
+                  erle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    rt48, jitter, cpu = side["rt48"], side["jitter"], side["cpu"]
     m: dict[str, dict[str, Any]] = {}
     start_med = median(start["times_ms"])
     m["start_ms"] = metric(
@@ -335,7 +477,11 @@ def build_metrics(start: dict[str, Any], rt: dict[str, Any], rt48: dict[str, Any
         **summary(cut, 2), device_48khz=summary(rt48["barge_in_cut_ms"], 2),
         speech_started=rt["speech_started"], flushes=rt["flushes"],
         flushed_before_playing=rt["barge_in_flushed_before_playing"],
-        ended_before_speech=rt["barge_in_ended_before_speech"], response_cancel_sent=rt["cancels_sent"])
+        ended_before_speech=rt["barge_in_ended_before_speech"],
+        silenced_by_local_onset_first=rt["barge_in_silenced_by_local_onset"], response_cancel_sent=rt["cancels_sent"])
+
+    m["talk_over_silence_ms"] = _talk_over(rt, talk)
+    m["echo_false_stops"] = _false_stops(leak)
 
     te24, te48 = rt["truncation_error_ms"], rt48["truncation_error_ms"]
     te_all = te24 + te48
@@ -369,22 +515,35 @@ def build_metrics(start: dict[str, Any], rt: dict[str, Any], rt48: dict[str, Any
         "written to the socket). FileAudio calls on_mic on the loop, so a PortAudio thread hop "
         "(call_soon_threadsafe) is not included.", **summary(mw, 3))
 
-    rates = [c["run_cpu_s"] / c["run_wall_s"] * 60 for c in cpu if c["run_wall_s"]]
-    per_min = median(rates)
+    by_mode: dict[str, dict[str, Any]] = {}
+    for c in cpu:
+        row = by_mode.setdefault(c["echo"], {"per_client_s_per_min": [], "run_cpu_s": [], "run_wall_s": [],
+                                             "startup_cpu_s": [], "user_s": [], "sys_s": [], "maxrss_mb": [],
+                                             "terminal_bytes": []})
+        row["terminal_bytes"].append(c.get("terminal_bytes"))
+        row["per_client_s_per_min"].append(round(c["run_cpu_s"] / c["run_wall_s"] * 60, 3) if c["run_wall_s"] else None)
+        row["run_cpu_s"].append(round(c["run_cpu_s"], 3))
+        row["run_wall_s"].append(round(c["run_wall_s"], 2))
+        row["startup_cpu_s"].append(round(c["startup_cpu_s"], 3))
+        row["user_s"].append(round(c["run_user_s"], 3))
+        row["sys_s"].append(round(c["run_sys_s"], 3))
+        row["maxrss_mb"].append(round(c["maxrss_mb"], 1))
+    for row in by_mode.values():
+        row["median_s_per_min"] = median([x for x in row["per_client_s_per_min"] if x is not None])
+    per_min = by_mode["off+panel"]["median_s_per_min"]
     m["cpu_s_per_min"] = metric(
-        per_min, "s/min", 1.5, "≤ 1.5 s per minute (2.5 % of a core)", _le(per_min, 1.5),
-        "the real CLI (`voicechat talk --input-file … --output-file …`, file audio at real time; the live "
-        "panel is not built yet, so plain transcript lines) in its own process via bench.cpu_client: "
-        "getrusage(RUSAGE_SELF) user+sys over the run after the client's modules were imported, per minute "
-        "of wall time; median over parallel clients, each with its own server in another process. "
-        "Conversation: polite turns (3 s speech, 4.2 s gap; the mic streams all the time, replies play about "
-        "half the time). File audio has no resampling: a 48 kHz device adds two soxr streams and PortAudio "
-        "callbacks. Runs alongside the jitter clients (all low-CPU).",
-        per_client_s_per_min=[round(x, 3) for x in rates],
-        run_cpu_s=[round(c["run_cpu_s"], 3) for c in cpu], run_wall_s=[round(c["run_wall_s"], 2) for c in cpu],
-        input_s=round(cpu[0]["input_s"], 1), startup_cpu_s=[round(c["startup_cpu_s"], 3) for c in cpu],
-        user_s=[round(c["run_user_s"], 3) for c in cpu], sys_s=[round(c["run_sys_s"], 3) for c in cpu],
-        maxrss_mb=[round(c["maxrss_mb"], 1) for c in cpu], panel="not built yet: not included")
+        per_min, "s/min", 1.5, "≤ 1.5 s per minute (2.5 % of a core), panel live", _le(per_min, 1.5),
+        "the real CLI (`voicechat talk --input-file … --output-file … --echo MODE`, file audio at real time) "
+        "in its own process via bench.cpu_client: getrusage(RUSAGE_SELF) user+sys over the run after the "
+        "client's modules were imported, per minute of wall time; median over parallel clients, each with its "
+        "own server in another process. Value: --echo off (what auto resolves to for files) with the live "
+        "panel drawing on a 100x32 pseudo-terminal (stderr; terminal_bytes shows it drew). by_echo_mode also "
+        "has off, gate and aec (the modes auto picks for a live device) with stderr a pipe (plain status "
+        "lines, no panel); add the panel's cost (off+panel − off) to them for a live device. Conversation: polite turns (3 s "
+        "speech, 4.2 s gap; the mic streams all the time, replies play about half the time); the file device "
+        "leaks no echo into the mic. File audio has no resampling: a 48 kHz device adds two soxr streams and "
+        "PortAudio callbacks (and aec would run at the device rate). Runs alongside the jitter clients.",
+        by_echo_mode=by_mode, input_s=round(cpu[0]["input_s"], 1))
 
     mm = analyse_memory(mem)
     rss_value = mm["extrapolated_30min_mb"] if mm["extrapolated_30min_mb"] is not None else mm["growth_mb"]
@@ -398,6 +557,8 @@ def build_metrics(start: dict[str, Any], rt: dict[str, Any], rt48: dict[str, Any
         "ring (120 s at the device rate, 5.8 MB at 24 kHz) is calloc'd and only becomes resident as it is "
         "first written, which is bounded one-off growth.", **mm)
 
+    m["erle_db"] = _erle(erle)
+
     m["loop_stall_ms"] = metric(
         None, "ms", 5, "≤ 5 ms with a 500-turn transcript on screen", None,
         "not measurable yet: the live Rich panel does not exist. (FileAudio block-clock lateness in the "
@@ -406,20 +567,101 @@ def build_metrics(start: dict[str, Any], rt: dict[str, Any], rt48: dict[str, Any
     return m
 
 
+def _talk_over(rt: dict[str, Any], talk: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def part(r: dict[str, Any]) -> dict[str, Any]:
+        return {**summary(r["talk_over_ms"], 1),
+                "from_speech_started": summary(r["talk_over_from_speech_started_ms"], 1),
+                "speech_started_after": summary(r["talk_over_speech_started_after_ms"], 1),
+                "stopped_by_local_onset": r["talk_over_by_local_onset"], "stopped_by_server": r["talk_over_by_server"],
+                "not_playing": r["talk_over_not_playing"], "not_stopped": r["talk_over_not_stopped"],
+                "attempts": r["talk_over_attempts"], "pauses": r["pauses"], "resumes": r["resumes"],
+                "false_onsets": r["false_onsets"], "echo_mode": r["echo_mode"]}
+
+    on = talk["local_onset"]
+    value = median(on["talk_over_ms"])
+    return metric(
+        value, "ms", 150, "≤ 150 ms with local onset on", _le(value, 150),
+        "the real client at the real-time block clock (file device, --echo default = auto → off for files; "
+        "local onset fires on mic level ≥ the VAD threshold level for onset_ms while the reply is audible) "
+        "in the barge-in conversation: every turn after the first starts speaking at a known mic sample "
+        "while the previous reply plays. Time from the FileAudio tick that hands the block holding that "
+        "first speech sample to the loop (on_mic) to the last device read that still handed frames of the "
+        "playing reply (the fade block; after it the device gets no more of that reply). The block clock is "
+        "20 ms, so the resolution is one block. Value: median over barge-ins with every server event "
+        f"arriving {SERVER_DELAY_MS} ms late (a loopback proxy; a stand-in for the network round trip and a "
+        "real server VAD's slower decision — the local server decides after 40 ms of speech), local onset "
+        "on. Also: the same run with local onset off (server_only: only speech_started stops the speaker), "
+        "and the phase-3 run straight to a loopback server (loopback_server). 'from_speech_started' is "
+        "the cut measured from speech_started reaching the client, as the barge_in_cut_ms row does (negative: "
+        "silent before the server spoke).",
+        **part(on), server_delay_ms=SERVER_DELAY_MS, server_only=part(talk["server_only"]),
+        loopback_server=part(rt))
+
+
+def _false_stops(runs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def stops(r: dict[str, Any]) -> int:
+        return int(r["unprompted_pauses"] + r["unprompted_speech_started"])
+
+    per_run = {
+        name: {"false_stops": stops(r), "echo_mode": r["echo_mode"],
+               "pauses": r["pauses"], "unprompted_pauses": r["unprompted_pauses"],
+               "unprompted_speech_started": r["unprompted_speech_started"],
+               "unprompted_speech_started_during_reply": r["unprompted_speech_started_during_reply"],
+               "speech_started": r["speech_started"], "user_turns": r["user_turns"],
+               "user_turns_heard": r["user_turns_heard"], "responses": r["responses"],
+               "assistant_s": round(r["assistant_played_s"], 1), "flushes": r["flushes"],
+               "truncates": r["truncates"], "local_onsets": r["local_onsets"], "echo_onsets": r["echo_onsets"],
+               "false_onsets": r["false_onsets"], "resumes": r["resumes"], "gated_blocks": r["echo_gated_blocks"],
+               "learned_erl_db": r["echo_erl_db"], "cut_short": r["cut_short"]}
+        for name, r in runs.items()
+    }
+    value = per_run["gate"]["false_stops"]
+    return metric(
+        value, "stops", 0, "0 with the reply leaking into the mic at full level", value == 0,
+        "the real client in polite turns (no barge-in: each reply plays out before the next turn; the user is "
+        "voicechat/data/question.wav, so the echo brain's replies are real speech) with the file device "
+        f"leaking what it plays back into the mic at gain {ECHO_LEAK['echo_gain']} after "
+        f"{ECHO_LEAK['echo_delay_ms']} ms (FileAudio echo_gain/echo_delay_ms), --echo gate. False stops = "
+        "Player.pause calls (a local onset's Pause effect) + input_audio_buffer.speech_started received, each "
+        f"counted unless it falls within {USER_ONSET_WINDOW_S:g} s after a user turn's first speech block "
+        "(the user's own turn). Also per run: --echo aec (when the extra is installed) and, in the full run, "
+        "both modes with the synthetic periodic voice as the user (and so as the reply); user_turns_heard "
+        "checks the echo handling did not swallow the user's own turns; responses > user_turns means the "
+        "server answered its own echo; cut_short: the bench ended the run 8 s (quick: 3 s) after the input "
+        "file because replies to the echo kept coming (so its counts are per that window).",
+        by_run=per_run)
+
+
+def _erle(erle: dict[str, Any]) -> dict[str, Any]:
+    details = {k: v for k, v in erle.items() if k not in ("erle_db",)}
+    return metric(
+        erle.get("erle_db"), "dB", None, "none in DESIGN.md (informational)", None,
+        "bench.erle.measure_erle in a spawned process: the aec canceller (livekit WebRTC AEC3) on real speech "
+        "through a synthetic room (48 kHz, 80 ms delay, RT60 200 ms, -10 dB echo path, 20 ms blocks). "
+        "ERLE = echo power / residual power after the first 2 s; dt_near_kept_db = how much of a near-end "
+        "talker at 0 dB against the echo survives double talk; cpu_ms_per_s = process time per second of "
+        "audio. n/a when the aec extra is not installed.", **details)
+
+
 def _underruns(jitter: list[dict[str, Any]]) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
     for r in jitter:
         c = r["condition"]
         key = f"{c['pacing']}_" + (f"stall{c['stall_ms']:g}ms" if c["stall_ms"] else f"sigma{c['sigma_ms']:g}ms")
         if c.get("prebuffer_ms"):
-            key += f"_prebuffer{c['prebuffer_ms']:g}ms"
-        row = rows.setdefault(key, {"runs": 0, "underruns": 0, "underrun_ms": 0.0, "assistant_s": 0.0,
-                                    "first_audio_median_ms": [], "max_proxy_hold_ms": 0.0})
+            key += f"_fixed_prebuffer{c['prebuffer_ms']:g}ms"
+        fixed = c.get("prebuffer_ms")
+        row = rows.setdefault(key, {"prebuffer": f"fixed {fixed:g} ms, adaptation off" if fixed else "adaptive",
+                                    "runs": 0, "underruns": 0, "underrun_ms": 0.0, "assistant_s": 0.0,
+                                    "first_audio_median_ms": [], "prebuffer_end_ms": [], "prebuffer_max_ms": None,
+                                    "max_proxy_hold_ms": 0.0})
         row["runs"] += 1
         row["underruns"] += r["underruns"]
         row["underrun_ms"] += r["underrun_ms"]
         row["assistant_s"] += r["assistant_played_s"]
         row["first_audio_median_ms"] += r["first_audio_ms"]
+        row["prebuffer_end_ms"].append(r["prebuffer_end_ms"])
+        row["prebuffer_max_ms"] = max(row["prebuffer_max_ms"] or 0.0, r["prebuffer_max_ms"] or 0.0)
         if r.get("proxy"):
             row["max_proxy_hold_ms"] = max(row["max_proxy_hold_ms"], r["proxy"]["max_hold_ms"])
     for row in rows.values():
@@ -427,7 +669,8 @@ def _underruns(jitter: list[dict[str, Any]]) -> dict[str, Any]:
         row["per_min"] = round(row["underruns"] / minutes, 2) if minutes else None
         row["underrun_ms"] = round(row["underrun_ms"], 1)
         row["assistant_s"] = round(row["assistant_s"], 1)
-        row["first_audio_median_ms"] = median(row["first_audio_median_ms"])
+        fa = median(row["first_audio_median_ms"])
+        row["first_audio_median_ms"] = None if fa is None else round(fa, 1)
         row["max_proxy_hold_ms"] = round(row["max_proxy_hold_ms"], 1)
     primary = rows.get("realtime_sigma30ms")
     value = primary["per_min"] if primary else None
@@ -439,8 +682,12 @@ def _underruns(jitter: list[dict[str, Any]]) -> dict[str, Any]:
         "(running dry mid-reply), per minute of assistant audio handed to the device. Value: σ = 30 ms with "
         "the reply generated at real time in 20–40 ms deltas (the hard case: the buffer never gets ahead of "
         "the prebuffer); 'default' rows use the local server's default 4x pacing (20–240 ms deltas). The "
-        "client's prebuffer adapts to measured arrival jitter (60 ms floor); '_prebufferN' rows are comparisons "
-        "with adaptation off and a fixed N ms prebuffer (same jitter seed as the first σ = 30 run).", conditions=rows)
+        "client's prebuffer adapts to measured arrival jitter (60 ms floor, 400 ms ceiling); "
+        "'_fixed_prebufferN' rows are comparisons with adaptation off and the prebuffer fixed at N ms (same "
+        "jitter seed as the first σ = 30 run). Per row: first_audio_median_ms (first delta received → first "
+        "frame handed to the device, pooled over the row's runs), prebuffer_end_ms (the target the Player "
+        "ended the run at, per run: conversation.player.prebuffer_ms) and prebuffer_max_ms (the highest "
+        "target it set), so the trade-off between gaps and first-audio delay is visible.", conditions=rows)
 
 
 # ---- output -----------------------------------------------------------------------------------
@@ -469,7 +716,25 @@ def _note(name: str, m: dict[str, Any]) -> str:
     if name == "mic_to_wire_p99_ms":
         return f"{d['n']} blocks, median {d['median']}"
     if name == "cpu_s_per_min":
-        return f"median of clients {d['per_client_s_per_min']} (~{d['run_wall_s'][0]:.0f} s each); no panel yet"
+        modes = ", ".join(f"{mode} {row['median_s_per_min']:.2f}" for mode, row in d["by_echo_mode"].items())
+        wall = d["by_echo_mode"]["off"]["run_wall_s"][0]
+        return f"--echo {modes} s/min (medians, ~{wall:.0f} s runs); only +panel has the panel live"
+    if name == "talk_over_silence_ms":
+        so, lb = d["server_only"], d["loopback_server"]
+        return (f"median of {d['n']}, p90 {d['p90']}, local onset stopped {d['stopped_by_local_onset']}/{d['n']}; "
+                f"server {d['server_delay_ms']} ms away: cut from speech_started {d['from_speech_started']['median']}; "
+                f"local onset off: {so['median']} (p90 {so['p90']}, cut from speech_started "
+                f"{so['from_speech_started']['median']}); loopback server: {lb['median']}")
+    if name == "echo_false_stops":
+        return "; ".join(
+            f"{run}: {r['unprompted_pauses']} pauses + {r['unprompted_speech_started']} speech_started "
+            f"unprompted, {r['responses']} replies to {r['user_turns']} turns" + (" (cut short)" if r["cut_short"] else "")
+            for run, r in d["by_run"].items())
+    if name == "erle_db":
+        if not d.get("available"):
+            return f"n/a: {d.get('reason')}"
+        return (f"double talk near end kept {d['dt_near_kept_db']} dB, CPU {d['cpu_ms_per_s']} ms per s of audio "
+                f"({d['rate'] // 1000} kHz, {d['block_ms']} ms blocks)")
     if name == "rss_growth_mb":
         if d["extrapolated_30min_mb"] is None:
             return f"{d['growth_mb']} MB over {d['growth_covers_minutes']} min: too short to extrapolate"
@@ -491,15 +756,19 @@ def print_table(metrics: dict[str, dict[str, Any]]) -> None:
         if k == 0:
             print("  ".join("-" * w for w in widths) + "  " + "-" * 5)
     conditions = metrics["underruns_per_min"]["details"]["conditions"]
-    print("\nunderruns by arrival condition (per minute of assistant audio played):")
-    print(f"  {'condition':36} {'per min':>8} {'count':>6} {'gap ms':>8} {'audio s':>8}")
+    print("\nunderruns by arrival condition (per minute of assistant audio played; prebuffer adaptive unless "
+          "'fixed': adaptation off):")
+    print(f"  {'condition':42} {'per min':>8} {'count':>6} {'gap ms':>8} {'audio s':>8} {'1st audio ms':>12} "
+          f"{'prebuffer end ms':>17} {'max':>6}")
     for key, row in conditions.items():
-        print(f"  {key:36} {row['per_min']!s:>8} {row['underruns']:>6} {row['underrun_ms']:>8} {row['assistant_s']:>8}")
+        ends = "/".join(f"{x:g}" for x in row["prebuffer_end_ms"] if x is not None)
+        print(f"  {key:42} {row['per_min']!s:>8} {row['underruns']:>6} {row['underrun_ms']:>8} {row['assistant_s']:>8} "
+              f"{row['first_audio_median_ms']!s:>12} {ends:>17} {row['prebuffer_max_ms']!s:>6}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a reduced run (~25 s) for smoke tests")
+    parser.add_argument("--quick", action="store_true", help="a reduced run (~40 s) for smoke tests")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS.relative_to(ROOT)})")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -508,14 +777,20 @@ def main(argv: list[str] | None = None) -> int:
 
     log("start time of `voicechat --help`")
     start = measure_start(3 if quick else 10)
+    log("echo canceller ERLE (spawned process)")
+    erle = echo_canceller(quick)
     log("real-time conversation with barge-ins")
     rt = realtime_conversation(2 if quick else 12)
-    log("arrival jitter, a 48 kHz device and client CPU (parallel clients)")
-    jitter, rt48, cpu = jitter_and_cpu(quick)
+    aec = bool(erle.get("available"))
+    log(f"talk-over with a server {SERVER_DELAY_MS} ms away (local onset on/off) and echo leaking into the mic")
+    talk, leak = talk_over_and_echo(quick, aec)
+    log("arrival jitter, a 48 kHz device and client CPU per echo mode (parallel clients)")
+    side = jitter_and_cpu(quick, aec)
     log("memory over a long --fast conversation")
     mem = memory_run(4 if quick else 83)
 
-    metrics = build_metrics(start, rt, rt48, jitter, cpu, mem)
+    rt48, jitter = side["rt48"], side["jitter"]
+    metrics = build_metrics(start, rt, side, mem, talk, leak, erle)
     report = {
         "schema": 1,
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -532,7 +807,16 @@ def main(argv: list[str] | None = None) -> int:
             "jitter_runs": [{"condition": r["condition"], "wall_s": r["wall_s"], "responses": r["responses"],
                              "underruns": r["underruns"], "assistant_s": round(r["assistant_played_s"], 2),
                              "max_delta_gap_ms": r["max_delta_gap_ms"], "proxy": r["proxy"],
+                             "prebuffer_end_ms": r["prebuffer_end_ms"], "prebuffer_max_ms": r["prebuffer_max_ms"],
+                             "prebuffer_changes": r["prebuffer_changes"],
                              "tick_lateness_ms": summary(r["tick_lateness_ms"], 2)} for r in jitter],
+            "phase5_server_processes": side["server_hosts"],
+            "talk_over_runs": {name: {"wall_s": r["wall_s"], "responses": r["responses"], "events": r["events"],
+                                      "tick_lateness_ms": summary(r["tick_lateness_ms"], 2)}
+                               for name, r in talk.items()},
+            "echo_leak_runs": {mode: {"wall_s": r["wall_s"], "responses": r["responses"], "events": r["events"],
+                                      "tick_lateness_ms": summary(r["tick_lateness_ms"], 2)}
+                               for mode, r in leak.items()},
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

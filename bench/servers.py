@@ -3,7 +3,8 @@ time never count against the client being measured.
 
 ``ServerHost(specs)`` starts one spawn child that runs a ``LocalServer`` per spec (each
 optionally behind a ``JitterProxy``) and hands back their base URLs; leaving the ``with``
-block stops them and returns the proxies' statistics.
+block stops them and returns the proxies' statistics and the child's own CPU use (``cpu_s``
+over ``wall_s``: a host near a full core delays every server and proxy in it).
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import multiprocessing as mp
+import resource
+import time
 from typing import Any
 
 
@@ -24,6 +27,7 @@ async def _host(specs: list[dict[str, Any]], conn: Any) -> None:
 
     loop = asyncio.get_running_loop()
     proxies: list[JitterProxy | None] = []
+    t0, cpu0 = time.perf_counter(), _cpu()
     async with contextlib.AsyncExitStack() as stack:
         urls = []
         for spec in specs:
@@ -40,7 +44,13 @@ async def _host(specs: list[dict[str, Any]], conn: Any) -> None:
             urls.append(url)
         conn.send(urls)
         await loop.run_in_executor(None, conn.recv)  # "stop"
-        conn.send([p.stats if p is not None else None for p in proxies])
+        usage = {"cpu_s": round(_cpu() - cpu0, 2), "wall_s": round(time.perf_counter() - t0, 2)}
+        conn.send(([p.stats if p is not None else None for p in proxies], usage))
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 class ServerHost:
@@ -48,6 +58,7 @@ class ServerHost:
         self.specs = specs
         self.urls: list[str] = []
         self.stats: list[dict[str, Any] | None] = []
+        self.usage: dict[str, float] = {}
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
         self._proc = ctx.Process(target=_host_main, args=(specs, child), daemon=True, name="bench-servers")
@@ -64,7 +75,7 @@ class ServerHost:
         try:
             self._conn.send("stop")
             if self._conn.poll(10):
-                self.stats = self._conn.recv()
+                self.stats, self.usage = self._conn.recv()
         except (BrokenPipeError, EOFError, OSError):
             pass
         self._proc.join(10)

@@ -18,6 +18,8 @@ METRICS = (
     "start_ms",
     "first_audio_ms",
     "barge_in_cut_ms",
+    "talk_over_silence_ms",
+    "echo_false_stops",
     "truncation_error_ms",
     "underruns_per_min",
     "mic_to_wire_p99_ms",
@@ -25,6 +27,7 @@ METRICS = (
     "rss_growth_mb",
 )
 NOT_YET_MEASURABLE = ("loop_stall_ms",)
+OPTIONAL = ("erle_db",)  # n/a (None) when the aec extra is not installed; no DESIGN.md target
 
 
 @pytest.mark.slow
@@ -39,7 +42,7 @@ def test_quick_bench_writes_every_metric(tmp_path: Path) -> None:
     assert report["quick"] is True
     assert report["timestamp"] and report["machine"]["cpus"]
     metrics = report["metrics"]
-    assert set(metrics) == {*METRICS, *NOT_YET_MEASURABLE}
+    assert set(metrics) == {*METRICS, *NOT_YET_MEASURABLE, *OPTIONAL}
     for name in METRICS:
         m = metrics[name]
         assert isinstance(m["value"], int | float) and not isinstance(m["value"], bool), (name, m["value"])
@@ -47,5 +50,9 @@ def test_quick_bench_writes_every_metric(tmp_path: Path) -> None:
         assert isinstance(m["target"], int | float) and m["unit"] and m["method"], name
     for name in NOT_YET_MEASURABLE:
         assert metrics[name]["value"] is None and metrics[name]["met"] is None
+    for name in OPTIONAL:
+        value = metrics[name]["value"]
+        assert value is None or (isinstance(value, int | float) and not isinstance(value, bool)), (name, value)
+        assert metrics[name]["unit"] and metrics[name]["method"], name
     for name in metrics:
         assert name in proc.stdout  # the table lists every metric
