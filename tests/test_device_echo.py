@@ -418,13 +418,19 @@ def _cut_in(call: Call, item: str, cut: Blob, after: str, t_barge: float, barge_
     return m
 
 
-def _known_bug(call: Call, mode: str) -> None:
+def _no_opening_leak(call: Call, mode: str) -> None:
     leak = call.opening_leak()
-    if leak is not None:
-        pytest.xfail(f"known bug (reported): --echo {mode} let an answer's opening echo through: {leak}")
+    assert leak is None, f"--echo {mode} let an answer's opening echo through: {leak}"
 
 
-@pytest.mark.parametrize("mode", ["gate", "aec"])
+AEC_KNOWN_ISSUE = pytest.mark.xfail(
+    strict=False,
+    reason="known issue (issue 3 note): with the echo at full level, aec still lets an answer's echo "
+    "reach the server in about 1 run in 3, and the assistant answers itself",
+)
+
+
+@pytest.mark.parametrize("mode", ["gate", pytest.param("aec", marks=AEC_KNOWN_ISSUE)])
 def test_echo_handling_keeps_the_answer_and_lets_a_barge_in_through(
     pulse: dict[str, str], tmp_path: Path, mode: str, record_property: Any
 ) -> None:
@@ -439,14 +445,14 @@ def test_echo_handling_keeps_the_answer_and_lets_a_barge_in_through(
         try:
             first, second, third, t_barge = _converse(call, barge_in, chat)
         except AssertionError:
-            _known_bug(call, mode)
+            _no_opening_leak(call, mode)
             raise
 
     assert call.returncode == 130, (call.returncode, call.stderr)
     assert call.spk is not None
     spk = call.spk
     story = call.story()
-    _known_bug(call, mode)
+    _no_opening_leak(call, mode)
     problems = [line for line in call.stderr.splitlines()
                 if ("error" in line or "warning" in line) and "interrupted by SIGINT" not in line]
     assert "Traceback" not in call.stderr and not problems, call.stderr
@@ -516,12 +522,12 @@ def test_local_onset_pauses_the_answer_before_a_slow_server_hears_the_user(
             assert player.wait(timeout=30 * TIMEUNIT) == 0
             call.play_out(reply)
         except AssertionError:
-            _known_bug(call, "gate")
+            _no_opening_leak(call, "gate")
             raise
 
     assert call.returncode == 130, (call.returncode, call.stderr)
     story = call.story()
-    _known_bug(call, "gate")
+    _no_opening_leak(call, "gate")
     segments = blobs(spk.samples())
     assert len(segments) == 2, f"expected the cut answer and the reply at the speaker, got {segments}\n{story}"
     truncates = call.server.received.events("conversation.item.truncate")

@@ -48,12 +48,15 @@ def test_level_db() -> None:
     assert threshold_db(0.5) == -35.0
 
 
-def test_ref_tap_reads_in_order_and_pads_what_is_not_there_yet() -> None:
+def test_ref_tap_starts_at_the_newest_audio_then_reads_in_order() -> None:
     tap = RefTap(1000)
+    assert tap.take(100).tolist() == [0] * 100  # the speaker has not started
     tap.write(np.arange(1, 301, dtype=np.int16))
-    assert tap.take(200).tolist() == list(range(1, 201))
-    got = tap.take(200)  # only 100 more were written: zeros first, then the audio
-    assert got[:100].tolist() == [0] * 100 and got[100:].tolist() == list(range(201, 301))
+    # The first real read starts at the newest block, so the reference leads its echo.
+    assert tap.take(100).tolist() == list(range(201, 301))
+    tap.write(np.arange(301, 401, dtype=np.int16))
+    got = tap.take(200)  # only 100 more were written: zeros first, then the audio in order
+    assert got[:100].tolist() == [0] * 100 and got[100:].tolist() == list(range(301, 401))
     assert tap.take(50).tolist() == [0] * 50
 
 

@@ -67,6 +67,7 @@ class RefTap:
         self._capacity = capacity_frames
         self._written = 0  # frames ever written (only the producer changes it)
         self._read = 0
+        self._started = False
         self._lock = threading.Lock()
 
     def write(self, block: npt.NDArray[np.int16]) -> None:
@@ -80,9 +81,17 @@ class RefTap:
             self._written += n
 
     def take(self, n: int) -> npt.NDArray[np.int16]:
-        """The next ``n`` frames in order; zeros where the speaker has not been handed them yet."""
+        """The next ``n`` frames in order; zeros where the speaker has not been handed them yet.
+
+        The first call after the speaker starts begins at the newest block handed to it, so the reference leads
+        the echo of it in the microphone by the devices' latency (echo handling looks back over
+        a window; it cannot look ahead), and the lead stays fixed from then on.
+        """
         with self._lock:
             written = self._written
+        if not self._started and written > 0:
+            self._started = True
+            self._read = max(0, written - n)
         # Keep a block of slack from the writer so it never overwrites what is being copied.
         self._read = max(self._read, written - self._capacity + 2 * n)
         avail = max(0, min(n, written - self._read))
@@ -99,6 +108,51 @@ class RefTap:
 
 class Canceller(Protocol):
     def process(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
+
+
+class _Gate:
+    """A playback-relative level gate's state: the learned echo-path gain and the hangover.
+
+    ``judge`` answers (pass the block, it is near-end speech). A block counts as speech when it
+    is louder than the loudest recent reference through the echo path plus a margin, and at
+    least at the onset level; the gate opens on the second such block in a row (one block can
+    hold the first of a sharp reply's echo before its reference is in the window) and then holds
+    open for the hangover so words are not chopped.
+    """
+
+    def __init__(self, onset_db: float, margin_db: float, hangover_blocks: int) -> None:
+        self.onset_db = onset_db
+        self.margin_db = margin_db
+        self.hangover_blocks = hangover_blocks
+        self.erl_db = 0.0  # learned echo-path gain (mic echo level minus reference level)
+        self._open_for = 0
+        self._loud_run = 0
+
+    def judge(self, mic_db: float, speaker_on: bool, ref_max_db: float, learning: bool) -> tuple[bool, bool]:
+        floor = ref_max_db + self.erl_db
+        if not speaker_on or floor < self.onset_db - 30.0:
+            self._open_for = 0
+            self._loud_run = 0
+            return True, mic_db >= self.onset_db
+        if mic_db >= max(floor + self.margin_db, self.onset_db):
+            self._loud_run += 1
+            if self._loud_run >= 2 or self._open_for > 0:
+                self._open_for = self.hangover_blocks
+                return True, True
+            return False, False
+        self._loud_run = 0
+        if self._open_for > 0:
+            self._open_for -= 1
+            return True, False
+        if learning:  # a quiet mic under a loud speaker is evidence of a weak echo path too
+            self._learn(max(mic_db, SILENT_DB + 20) - ref_max_db)
+        return False, False
+
+    def _learn(self, ratio_db: float) -> None:
+        """Track the echo-path gain from blocks judged to be echo: quick to rise, slow to fall."""
+        ratio_db = min(12.0, max(-60.0, ratio_db))
+        rate = 0.1 if ratio_db > self.erl_db else 0.03
+        self.erl_db += rate * (ratio_db - self.erl_db)
 
 
 class EchoPath:
@@ -136,8 +190,8 @@ class EchoPath:
         self._tail_blocks = blocks(tail_ms)
         self._learn_blocks = blocks(learn_ms)
         self._refs: deque[float] = deque(maxlen=blocks(memory_ms))  # recent reference levels
-        self.erl_db = 0.0  # learned echo-path gain (mic echo level minus reference level)
-        self._open_for = 0  # hangover blocks left with the gate held open
+        self._raw = _Gate(onset_db, margin_db, self._hangover_blocks)  # judges the microphone
+        self._residual = _Gate(onset_db, margin_db, self._hangover_blocks)  # aec: judges its output
         self._talk = 0  # consecutive blocks of near-end speech
         self._quiet = 0  # consecutive blocks without it
         self._onset_fired = False
@@ -150,9 +204,14 @@ class EchoPath:
         self.onsets = 0
 
     @property
+    def erl_db(self) -> float:
+        """The learned gain of the speaker-to-microphone echo path, in dB."""
+        return self._raw.erl_db
+
+    @property
     def echo_floor_db(self) -> float:
         """The level of echo to expect now: the loudest recent reference through the echo path."""
-        return max(self._refs, default=SILENT_DB) + self.erl_db
+        return self._ref_max() + self._raw.erl_db
 
     def process(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], active: bool
@@ -208,33 +267,25 @@ class EchoPath:
         opened, loud = self._gate(mic_db, speaker_on)
         if opened and clean_db < mic_db - OVERSUPPRESSED_DB:
             return mic, loud
-        return clean, loud or clean_db >= self.onset_db
+        # The same gate on the residual: echo the canceller has not learned to remove yet (the
+        # first words of the first reply) is held back; once it cancels, the residual gate
+        # learns a weak path and lets a barge-in at the echo's own level through.
+        passed, speech = self._residual.judge(clean_db, speaker_on, self._ref_max(), self._learning())
+        if not passed:
+            return np.zeros_like(clean), loud
+        return clean, loud or speech
 
     def _gate(self, mic_db: float, speaker_on: bool) -> tuple[bool, bool]:
-        floor = self.echo_floor_db
-        if not speaker_on or floor < self.onset_db - 30.0:
-            self._open_for = 0
-            return True, mic_db >= self.onset_db
-        loud = mic_db >= max(floor + self.margin_db, self.onset_db)
-        if loud:
-            self._open_for = self._hangover_blocks
-            return True, True
-        if self._open_for > 0:
-            self._open_for -= 1
-            return True, False
-        # Learn only while the speaker has sounded throughout the recent past, so the echo of
-        # what it played has had time to arrive (not at a reply's first words or after its last).
-        # Then a quiet mic under a loud speaker is evidence of a weak echo path too.
-        recent = list(self._refs)[-self._learn_blocks :]
-        if len(recent) == self._learn_blocks and min(recent) > LEARN_REF_DB:
-            self._learn(max(mic_db, SILENT_DB + 20) - (floor - self.erl_db))
-        return False, False
+        return self._raw.judge(mic_db, speaker_on, self._ref_max(), self._learning())
 
-    def _learn(self, ratio_db: float) -> None:
-        """Track the echo-path gain from blocks judged to be echo: quick to rise, slow to fall."""
-        ratio_db = min(12.0, max(-60.0, ratio_db))
-        rate = 0.1 if ratio_db > self.erl_db else 0.03
-        self.erl_db += rate * (ratio_db - self.erl_db)
+    def _ref_max(self) -> float:
+        return max(self._refs, default=SILENT_DB)
+
+    def _learning(self) -> bool:
+        """Learn only while the speaker has sounded throughout the recent past, so the echo of
+        what it played has had time to arrive (not at a reply's first words or after its last)."""
+        recent = list(self._refs)[-self._learn_blocks :]
+        return len(recent) == self._learn_blocks and min(recent) > LEARN_REF_DB
 
     def _onset(self, speech: bool, active: bool) -> None:
         """Fire once per stretch of talk: re-armed only after a hangover of quiet (words have gaps)."""
