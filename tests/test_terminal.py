@@ -329,12 +329,14 @@ def test_ctrl_c_quits_with_status_130_and_keeps_the_transcript(
     assert "never sent" not in screen, "typed text leaked to the shell"
     lines = screen.splitlines()
     assert f"you: {said}" in lines, screen
-    # The reply was cut by the quit: only what was heard is kept, marked interrupted.
-    assert any(line.startswith("assistant: You") and line.endswith("[interrupted]") for line in lines), screen
+    # The reply was cut by the quit: only what was heard is kept (how much depends on how soon
+    # the key landed after playback began), marked interrupted.
+    assert any(line.startswith("assistant: ") and line.endswith("[interrupted]") for line in lines), screen
     records = [json.loads(line) for line in (tmp_path / "chat.jsonl").read_text().splitlines()]
     assert [r["role"] for r in records] == ["user", "assistant"]
     assert records[0]["text"] == said and records[1]["interrupted"]
-    assert f"You said: {said}".startswith(records[1]["text"]) and records[1]["text"].startswith("You")
+    assert f"You said: {said}".startswith(records[1]["text"])
+    assert records[1]["text"] != f"You said: {said}"  # never the whole reply
     assert records[1]["end"] > records[1]["start"]
 
 
