@@ -141,7 +141,7 @@ class Conversation:
         actions: AsyncIterator[keys.Action] | None = None,
         push_to_talk: bool = False,
         editor: keys.LineEditor | None = None,
-        view: View | None = None,
+        view: View,
     ) -> None:
         self.settings = settings
         self.actions = actions
@@ -152,14 +152,13 @@ class Conversation:
         self.session = Session(settings.session_config())
         self.session.push_to_talk_mode = push_to_talk
         self.player = Player(audio.rate)
-        self.echo = make_echo_path(settings, audio.rate, on_onset=self._on_onset)
+        self.view = view
+        self.echo = make_echo_path(settings, view.header.echo, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
         self.recorder: ConversationRecorder | None = None
         if settings.record is not None:
             self.recorder = ConversationRecorder(settings.record, audio.rate)
             self.echo.recorder = self.recorder
-        self.view = view if view is not None else View(settings, self.echo.mode)
-        out.view = self.view
         self.outbox = Outbox()
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()
@@ -413,8 +412,8 @@ def echo_mode(settings: Settings) -> str:
     return "aec" if aec_available() else "gate"
 
 
-def make_echo_path(settings: Settings, rate: int, on_onset: Callable[[], None]) -> EchoPath:
-    mode = echo_mode(settings)
+def make_echo_path(settings: Settings, mode: str, rate: int, on_onset: Callable[[], None]) -> EchoPath:
+    """The microphone's processing for a concrete mode (see `echo_mode`)."""
     canceller = None
     if mode == "aec":
         from voicechat.audio.aec import EchoCanceller

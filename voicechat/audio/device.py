@@ -157,7 +157,7 @@ class DeviceAudio:
             self.frames_in += block.shape[0]
             ref = self.tap.take(block.shape[0])
             if self.echo is not None:
-                block = self.echo.process(block, ref, buffer.queued > 0 or buffer.playing)
+                block = self.echo.process(block, ref, buffer.active)
             self._resample_and_send(block, on_mic)
 
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:

@@ -22,6 +22,7 @@ without waiting for the server's VAD and a network round trip.
 
 from __future__ import annotations
 
+import itertools
 import math
 import threading
 from collections import deque
@@ -284,8 +285,9 @@ class EchoPath:
     def _learning(self) -> bool:
         """Learn only while the speaker has sounded throughout the recent past, so the echo of
         what it played has had time to arrive (not at a reply's first words or after its last)."""
-        recent = list(self._refs)[-self._learn_blocks :]
-        return len(recent) == self._learn_blocks and min(recent) > LEARN_REF_DB
+        if len(self._refs) < self._learn_blocks:
+            return False
+        return min(itertools.islice(reversed(self._refs), self._learn_blocks)) > LEARN_REF_DB
 
     def _onset(self, speech: bool, active: bool) -> None:
         """Fire once per stretch of talk: re-armed only after a hangover of quiet (words have gaps)."""

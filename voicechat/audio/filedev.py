@@ -84,7 +84,7 @@ class FileAudio:
                     mic = np.clip(mic + np.rint(leak), -32768, 32767).astype(np.int16)
                 self._echo_line.append(out.astype(np.float32))
             if self.echo is not None:
-                mic = self.echo.process(mic, out, buffer.queued > 0 or buffer.playing)
+                mic = self.echo.process(mic, out, buffer.active)
             on_mic(mic.astype("<i2", copy=False).tobytes())
             if not on_block():
                 return

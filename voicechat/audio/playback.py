@@ -245,17 +245,14 @@ class PlaybackBuffer:
             self._ring[: x.shape[0] - first] = x[first:]
 
     def _fade_out(self, position: int, frames: int) -> None:
-        ramp = np.arange(frames, 0, -1, dtype=np.float32) / np.float32(frames + 1)
-        start = position % self._capacity
-        first = min(frames, self._capacity - start)
-        head_part = self._ring[start : start + first]
-        head_part[:] = np.rint(head_part * ramp[:first])
-        if frames > first:
-            wrap_part = self._ring[: frames - first]
-            wrap_part[:] = np.rint(wrap_part * ramp[first:])
+        self._scale(position, np.arange(frames, 0, -1, dtype=np.float32) / np.float32(frames + 1))
 
     def _fade_in(self, position: int, frames: int) -> None:
-        ramp = np.arange(1, frames + 1, dtype=np.float32) / np.float32(frames + 1)
+        self._scale(position, np.arange(1, frames + 1, dtype=np.float32) / np.float32(frames + 1))
+
+    def _scale(self, position: int, ramp: npt.NDArray[np.float32]) -> None:
+        """Multiply the ring's frames from ``position`` on by ``ramp`` (wrapping at the end)."""
+        frames = ramp.shape[0]
         start = position % self._capacity
         first = min(frames, self._capacity - start)
         head_part = self._ring[start : start + first]
@@ -326,6 +323,11 @@ class PlaybackBuffer:
     def underrun_frames(self) -> int:
         """Silence frames output during underrun gaps."""
         return self._underrun_frames
+
+    @property
+    def active(self) -> bool:
+        """Audio is queued or playing: the speaker is (about to be) sounding."""
+        return self._tail > self._head or self._playing
 
     @property
     def playing(self) -> bool:

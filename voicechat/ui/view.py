@@ -47,9 +47,10 @@ class View:
         written = session.written
         if written < len(self._written):  # cannot shrink; rebuild if it ever does
             self._written.clear()
-        for turn, _ in session.turns_from(len(self._written))[: written - len(self._written)]:
-            self._written.append(TurnView.from_turn(turn))
-        tail = [TurnView.from_turn(turn, final=final) for turn, final in session.turns_from(written)]
+        fresh = session.turns_from(len(self._written))  # everything not yet cached, built once
+        newly_written = written - len(self._written)
+        self._written.extend(TurnView.from_turn(turn) for turn, _ in fresh[:newly_written])
+        tail = [TurnView.from_turn(turn, final=final) for turn, final in fresh[newly_written:]]
         turns = self._merge(tail)
         activity = session.activity.value
         seconds_left = None
