@@ -69,12 +69,22 @@ def validate_client_event(event: dict[str, Any]) -> None:
 # ---- audio ------------------------------------------------------------------------------
 
 
-def speech(ms: int, f0: float = 140.0, level: float = 5000.0) -> np.ndarray:
+def voiced(frames: int, f0: float = 140.0, level: float = 5000.0, phase: float = 0.0, rate: int = RATE) -> np.ndarray:
     """Voiced, syllable-modulated harmonics: speech-like for an energy VAD, no espeak needed."""
-    t = np.arange(int(RATE * ms / 1000)) / RATE
-    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    t = np.arange(frames) / rate
+    voice = sum(np.sin(2 * np.pi * f0 * k * t + phase) / k for k in range(1, 6))
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
-    return np.asarray(voice * envelope * level, dtype=np.int16)
+    return np.clip(voice * envelope * level, -32768, 32767).astype(np.int16)
+
+
+def speech(ms: int, f0: float = 140.0, level: float = 5000.0) -> np.ndarray:
+    return voiced(int(RATE * ms / 1000), f0, level)
+
+
+def speech_like(seconds: float, amplitude: float = 5000.0, f0: float = 140.0, seed: int = 0,
+                rate: int = RATE) -> np.ndarray:
+    """``seconds`` of `voiced` audio; ``seed`` shifts the phase (a different-sounding voice)."""
+    return voiced(int(seconds * rate), f0, amplitude, seed, rate)
 
 
 def silence(ms: int) -> np.ndarray:

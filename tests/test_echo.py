@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import speech_like
 
 from voicechat import effects as fx
 from voicechat.app import Output, talk
@@ -24,13 +25,6 @@ from voicechat.transcript import StreamSink
 
 RATE = 24_000
 BLOCK = 480  # 20 ms
-
-
-def speech_like(seconds: float, amplitude: float = 5000.0, f0: float = 140.0, seed: int = 0) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    voice = sum(np.sin(2 * np.pi * f0 * k * t + seed) / k for k in range(1, 6))
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
-    return np.clip(voice * envelope * amplitude, -32768, 32767).astype(np.int16)
 
 
 def blocks(x: np.ndarray) -> list[np.ndarray]:

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
+from server_helpers import speech_like
 
 from voicechat import keys
 from voicechat.app import Output, talk
@@ -18,12 +19,6 @@ from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import StreamSink
 
 RATE = 24_000
-
-
-def speech_like(seconds: float, f0: float = 140.0) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-    return (voice * (0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)) * 5000).astype(np.int16)
 
 
 def z(seconds: float) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import speech_like
 
 from voicechat.app import Output, talk
 from voicechat.audio.wav import write_wav
@@ -17,12 +18,6 @@ from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import StreamSink
 
 RATE = 24_000
-
-
-def speech_like(seconds: float) -> np.ndarray:
-    t = np.arange(int(seconds * RATE)) / RATE
-    voice = sum(np.sin(2 * np.pi * 140 * k * t) / k for k in range(1, 6))
-    return (voice * (0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)) * 5000).astype(np.int16)
 
 
 def active_span(x: np.ndarray, block: int = 480) -> tuple[float, float]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import speech_like
 
 from voicechat.app import Output, talk
 from voicechat.audio.wav import load_wav_at, read_wav, write_wav
@@ -21,14 +22,6 @@ from voicechat.transcript import FileSink, StreamSink
 
 QUESTION = Path(__file__).resolve().parents[1] / "voicechat" / "data" / "question.wav"
 VOICECHAT = [sys.executable, "-m", "voicechat"]
-
-
-def speech_like(seconds: float, rate: int = 24000, f0: float = 140.0) -> np.ndarray:
-    """Voiced, syllable-modulated harmonics: loud enough for any VAD, no espeak needed."""
-    t = np.arange(int(seconds * rate)) / rate
-    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
-    return (voice * envelope * 5000).astype(np.int16)
 
 
 def silence(seconds: float, rate: int = 24000) -> np.ndarray:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from server_helpers import speech_like
 
 from voicechat.audio.wav import write_wav
 from voicechat.server import LocalServer, ScriptedBrain, ServerOptions
@@ -56,14 +57,6 @@ def colour_codes(screen: str) -> list[str]:
         if any(int(p) in COLOUR_PARAMS for p in params):
             found.append(match.group(0))
     return found
-
-
-def speech_like(seconds: float, f0: float = 140.0) -> np.ndarray:
-    """Voiced, syllable-modulated harmonics: loud enough for the server's VAD."""
-    t = np.arange(int(seconds * RATE)) / RATE
-    voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
-    envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)
-    return np.asarray(voice * envelope * 5000, dtype=np.int16)
 
 
 def silence(seconds: float) -> np.ndarray:
