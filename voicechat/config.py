@@ -22,6 +22,7 @@ from voicechat.protocol.constants import (
     VOICES,
 )
 from voicechat.protocol.session_config import SessionConfig, TurnDetection
+from voicechat.tools import ToolSpec, available_tools, parse_tools
 
 BACKENDS = ("openai", "local")
 VAD_MODES = ("server", "semantic", "none")
@@ -64,6 +65,8 @@ class Settings:
     fast: bool = False
     debug: bool = False
     quiet: bool = False
+    tools: tuple[ToolSpec, ...] = ()  # [[tools]] of the config file, validated by voicechat.tools
+    builtin_tools: bool = True  # offer get_current_time too
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def session_config(self) -> SessionConfig:
@@ -83,6 +86,7 @@ class Settings:
             output_modalities=("text",) if self.text_only else ("audio",),
             turn_detection=turn,
             transcribe_model=self.transcribe_model,
+            tools=tuple(t.definition() for t in available_tools(self.tools, self.builtin_tools)),
         )
 
     @property
@@ -119,6 +123,10 @@ def parse_config_file(path: Path, text: str) -> dict[str, Any]:
             raise ConfigError(f"{path}: keep the API key in OPENAI_API_KEY or .env, not in the config file")
         if key not in FILE_KEYS:
             raise ConfigError(f"{path}: unknown setting {key!r}", hint="see config.example.toml for the keys")
+        if key == "tools":
+            value = parse_tools(value, str(path))
+        elif key == "builtin_tools" and not isinstance(value, bool):
+            raise ConfigError(f"{path}: 'builtin_tools' must be true or false, not {value!r}")
         values[key] = Path(value) if key in ("transcript", "record") else value
     return values
 
