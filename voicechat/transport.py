@@ -82,8 +82,10 @@ def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
             hint="use https:// (wss://); plain ws:// is allowed only for loopback hosts",
         )
     path = parts.path.rstrip("/")
-    if azure and not path.endswith("/openai/v1"):
-        path = f"{path}/openai/v1"
+    if azure:
+        # The resource endpoint as Azure shows it (https://RES.openai.azure.com/), with or
+        # without /openai or /openai/v1: all mean the GA path /openai/v1/realtime.
+        path = path.removesuffix("/openai/v1").removesuffix("/openai") + "/openai/v1"
     query = urlencode({"model": model})
     return urlunsplit((scheme, parts.netloc, f"{path}/realtime", query, ""))
 
@@ -193,7 +195,9 @@ def status_error(status: int, endpoint: Endpoint) -> ConnectError:
     if status == 401:
         return AuthError(
             f"the server at {host} rejected the API key (HTTP 401)",
-            hint="check OPENAI_API_KEY (or the key in .env)",
+            hint="check AZURE_OPENAI_API_KEY (or OPENAI_API_KEY, or the key in .env)"
+            if endpoint.azure
+            else "check OPENAI_API_KEY (or the key in .env)",
         )
     if status == 403:
         return AuthError(

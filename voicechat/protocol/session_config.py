@@ -9,6 +9,12 @@ from voicechat.protocol.constants import DEFAULT_VOICE, WIRE_RATE
 
 PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": WIRE_RATE}
 
+# Client-side limits of the session fields voicechat exposes (reference §2.1).
+SPEED_RANGE = (0.25, 1.5)
+IDLE_TIMEOUT_RANGE_MS = (5000, 30_000)
+MAX_OUTPUT_TOKENS = 32_768
+"""The docs say 1–4096, but the current models (gpt-realtime-2, -2.1) allow up to 32k out."""
+
 
 @dataclass(frozen=True, slots=True)
 class TurnDetection:
@@ -49,7 +55,8 @@ class SessionConfig:
     language: str | None = None
     noise_reduction: str | None = None
     speed: float | None = None
-    max_output_tokens: int | None = None
+    max_output_tokens: int | str | None = None
+    """A token count, or ``"inf"`` for the model's own limit."""
     tools: tuple[dict[str, Any], ...] = ()
 
     @property
