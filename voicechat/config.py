@@ -43,6 +43,7 @@ from voicechat.protocol.session_config import (
     SessionConfig,
     TurnDetection,
 )
+from voicechat.tools import ToolSpec, available_tools, parse_tools
 
 BACKENDS = ("openai", "local")
 VAD_MODES = ("server", "semantic", "none")
@@ -89,6 +90,8 @@ class Settings:
     fast: bool = False
     debug: bool = False
     quiet: bool = False
+    tools: tuple[ToolSpec, ...] = ()  # [[tools]] tables, validated by voicechat.tools
+    builtin_tools: bool = True  # also offer get_current_time
     profile: str | None = None
     config_file: Path | None = field(default=None, compare=False)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
@@ -121,6 +124,7 @@ class Settings:
             noise_reduction=_NOISE_WIRE.get(self.noise_reduction),
             speed=self.speed,
             max_output_tokens=self.max_output_tokens,
+            tools=tuple(t.definition() for t in available_tools(self.tools, self.builtin_tools)),
         )
 
     @property
@@ -269,6 +273,8 @@ def _table(path: Path, data: Mapping[str, Any], where: str) -> dict[str, Any]:
             close = difflib.get_close_matches(key, [*FILE_KEYS, "default_profile"], n=1)
             hint = f"did you mean {close[0]}?" if close else "see config.example.toml for the keys"
             raise ConfigError(f"{path}: {where}unknown setting {key!r}", hint=hint)
+        if key == "tools":
+            value = parse_tools(value, f"{path}: {where.strip()}" if where else str(path))
         if _kind(key) == "path" and isinstance(value, str):
             value = Path(value).expanduser()
             if key == "instructions_file" and not value.is_absolute():
