@@ -487,10 +487,11 @@ async def _endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> End
         return Endpoint(realtime_url(server.http_base_url, settings.model), api_key="local")
     if not settings.api_key:
         raise AuthError(
-            "no API key: set OPENAI_API_KEY in the environment or in .env",
+            f"no API key: set {'AZURE_OPENAI_API_KEY' if settings.azure else 'OPENAI_API_KEY'} in the environment or in .env",
             hint="or try the local echo server: voicechat talk --backend local",
         )
-    return Endpoint(realtime_url(settings.base_url, settings.model), api_key=settings.api_key)
+    url = realtime_url(settings.base_url, settings.model, azure=settings.azure)
+    return Endpoint(url, api_key=settings.api_key, azure=settings.azure)
 
 
 async def _close_quietly(conn: Connection) -> None:

@@ -57,97 +57,302 @@ def _fail(error: VoicechatError, debug: bool) -> NoReturn:
     raise typer.Exit(int(error.status))
 
 
-def _dotenv() -> dict[str, str | None]:
+def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
+    """The ``.env`` file found from the working directory upwards, and its values."""
     from dotenv import dotenv_values, find_dotenv
 
-    path = find_dotenv(usecwd=True)
-    return dict(dotenv_values(path)) if path else {}
+    found = find_dotenv(usecwd=True)
+    if not found:
+        return None, {}
+    path, values = Path(found), dict(dotenv_values(found))
+    if any(values.get(k) for k in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")):
+        _warn_open(path, 0o077, "holds an API key and other users can read it")
+    return path, values
 
 
-def _config_file(config: Any) -> dict[str, Any]:
-    path = config.config_path(os.environ, Path.home())
+def _dotenv() -> dict[str, str | None]:
+    return _dotenv_file()[1]
+
+
+def _config_file(config: Any, explicit: Path | None = None, *, warn: bool = True) -> Any:
+    """The parsed config file (a ``config.ConfigFile``), or ``None`` when there is none.
+
+    ``explicit`` is ``--config FILE``, which must exist; the default location may be empty.
+    """
+    from voicechat.errors import ConfigError, UsageError
+
+    path = explicit.expanduser() if explicit is not None else config.config_path(os.environ, Path.home())
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise config.ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    return config.parse_config_file(path, text)
+        if explicit is None:
+            return None
+        raise UsageError(f"--config {path}: no such file",
+                         hint=f"voicechat config init --config {path} writes a starter one") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        kind = ConfigError if explicit is None else UsageError
+        raise kind(f"cannot read the config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    parsed = config.parse_config_file(path, text)
+    if warn:
+        # Whoever can change the file can point base_url elsewhere and collect your key.
+        _warn_open(path, 0o022, "can be changed by other users (it decides where your API key is sent)")
+        if parsed.has_secrets:
+            _warn_open(path, 0o077, "holds a secret and other users can read it")
+    return parsed
 
+
+def _warn_open(path: Path, bits: int, problem: str) -> None:
+    """A warning on stderr when ``path``'s mode has any of ``bits`` (group/other access)."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if os.name == "posix" and mode & bits:
+        typer.echo(f"voicechat: warning: {path} {problem} (mode {mode:04o})\n  hint: chmod 600 {path}", err=True)
+
+
+def _read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def _settings(flags: dict[str, Any], config_file: Path | None) -> Any:
+    """Flags + config file + .env + environment -> validated ``Settings`` (instructions file read)."""
+    from voicechat import config
+
+    found = _config_file(config, config_file)
+    settings = config.resolve(flags=flags, environ=os.environ, dotenv=_dotenv(), config_file=found)
+    return config.load_instructions(settings, _read_text)
+
+
+def _completer(name: str) -> Any:
+    """Shell completion for an option with a fixed set of values."""
+
+    def complete(incomplete: str) -> list[str]:
+        from voicechat import config
+        from voicechat.protocol.constants import EAGERNESS, TRANSCRIBE_MODELS, VOICES
+
+        values = {
+            "backend": config.BACKENDS, "voice": VOICES, "vad": config.VAD_MODES, "echo": config.ECHO_MODES,
+            "eagerness": EAGERNESS, "noise_reduction": config.NOISE_REDUCTION_MODES,
+            "transcribe_model": TRANSCRIBE_MODELS, "max_output_tokens": ("inf",),
+        }[name]
+        return [v for v in values if v.startswith(incomplete)]
+
+    return complete
+
+
+def _complete_profile(ctx: typer.Context, incomplete: str) -> list[str]:
+    from voicechat import config
+
+    try:
+        found = _config_file(config, ctx.params.get("config_file"), warn=False)
+    except VoicechatError:
+        return []
+    return [name for name in sorted(found.profiles if found else ()) if name.startswith(incomplete)]
+
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", metavar="FILE", help="Read FILE instead of ~/.config/voicechat/config.toml "
+                 "($VOICECHAT_CONFIG_DIR/config.toml).", rich_help_panel="Config"),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option("--profile", metavar="NAME", help="Layer the config file's [profile.NAME] over its top level. "
+                 "[env VOICECHAT_PROFILE]", autocompletion=_complete_profile, rich_help_panel="Config"),
+]
 
 TALK_EXAMPLES = """
 Examples:
 
   voicechat talk --backend local --input-file question.wav --output-file reply.wav
 
-  voicechat talk --voice cedar --vad semantic --transcript chat.md
+  voicechat talk --voice cedar --vad semantic --eagerness low --transcript chat.md
+
+  voicechat talk --instructions-file pirate.txt --speed 1.2 --max-output-tokens 800
+
+  voicechat talk --idle-timeout-ms 8000 --noise-reduction far --language de
+
+  voicechat talk --no-auto-response --no-interrupt --transcribe-model gpt-4o-transcribe
+
+  voicechat talk --profile work --config ~/voicechat-work.toml
+
+  voicechat talk --azure --base-url https://RESOURCE.openai.azure.com --model DEPLOYMENT
 
   voicechat talk --base-url http://127.0.0.1:8765/v1 --input-file q.wav > chat.txt
+
+Every setting can also come from the config file (voicechat config show lists them and where
+each came from) or from VOICECHAT_<SETTING>, e.g. VOICECHAT_SPEED=1.2. Precedence: defaults <
+config file < profile < .env < environment < flags.
 """
+
+_CONNECT, _ASSISTANT, _TURNS, _AUDIO, _FILES = "Connection", "Assistant", "Turn detection", "Audio", "Files and output"
 
 
 @app.command(epilog=TALK_EXAMPLES)
 def talk(
-    backend: Annotated[str, typer.Option(help="openai (the Realtime API) or local (built-in echo server).")] = "openai",
-    model: Annotated[str | None, typer.Option(help="Realtime model id. [env VOICECHAT_MODEL]")] = None,
-    base_url: Annotated[
-        str | None, typer.Option("--base-url", help="API base URL. [env OPENAI_BASE_URL; default https://api.openai.com/v1]")
+    backend: Annotated[
+        str | None, typer.Option(help="openai (the Realtime API) or local (built-in echo server).",
+                                 autocompletion=_completer("backend"), rich_help_panel=_CONNECT)
     ] = None,
-    voice: Annotated[str | None, typer.Option(help="Assistant voice (marin, cedar, alloy, …) or a custom voice_… id.")] = None,
-    instructions: Annotated[str | None, typer.Option(help="System instructions for the assistant.")] = None,
-    vad: Annotated[str | None, typer.Option(help="Turn detection: server, semantic or none (push-to-talk).")] = None,
-    vad_threshold: Annotated[float | None, typer.Option("--vad-threshold", help="Server VAD threshold, 0.0 to 1.0.")] = None,
-    prefix_padding_ms: Annotated[int | None, typer.Option("--prefix-padding-ms", help="Audio kept before speech starts (ms).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Realtime model id; with Azure, the deployment name. [env VOICECHAT_MODEL]",
+                                 rich_help_panel=_CONNECT)
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option("--base-url", help="API base URL. [env OPENAI_BASE_URL; default https://api.openai.com/v1]",
+                     rich_help_panel=_CONNECT),
+    ] = None,
+    azure: Annotated[
+        bool | None,
+        typer.Option("--azure/--no-azure", help="Azure OpenAI: api-key header, /openai/v1/realtime; key from "
+                     "AZURE_OPENAI_API_KEY, endpoint from AZURE_OPENAI_ENDPOINT. On by itself for "
+                     "*.openai.azure.com and *.cognitiveservices.azure.com.", rich_help_panel=_CONNECT),
+    ] = None,
+    voice: Annotated[
+        str | None, typer.Option(help="Assistant voice (marin, cedar, alloy, …) or a custom voice_… id.",
+                                 autocompletion=_completer("voice"), rich_help_panel=_ASSISTANT)
+    ] = None,
+    speed: Annotated[
+        float | None, typer.Option(help="Speaking speed, 0.25 to 1.5 (1.0 is normal).", rich_help_panel=_ASSISTANT)
+    ] = None,
+    instructions: Annotated[
+        str | None, typer.Option(help="System instructions for the assistant.", rich_help_panel=_ASSISTANT)
+    ] = None,
+    instructions_file: Annotated[
+        Path | None,
+        typer.Option("--instructions-file", metavar="FILE", help="Read the system instructions from a UTF-8 text "
+                     "file (not with --instructions).", rich_help_panel=_ASSISTANT),
+    ] = None,
+    max_output_tokens: Annotated[
+        str | None,
+        typer.Option("--max-output-tokens", metavar="N|inf", help="Limit each reply to N tokens (1 to 32768), "
+                     "or inf.", autocompletion=_completer("max_output_tokens"), rich_help_panel=_ASSISTANT),
+    ] = None,
+    text_only: Annotated[
+        bool, typer.Option("--text-only", help="The assistant answers in text only.", rich_help_panel=_ASSISTANT)
+    ] = False,
+    vad: Annotated[
+        str | None, typer.Option(help="Turn detection: server, semantic or none (push-to-talk).",
+                                 autocompletion=_completer("vad"), rich_help_panel=_TURNS)
+    ] = None,
+    vad_threshold: Annotated[
+        float | None, typer.Option("--vad-threshold", help="Server VAD threshold, 0.0 to 1.0.", rich_help_panel=_TURNS)
+    ] = None,
+    prefix_padding_ms: Annotated[
+        int | None, typer.Option("--prefix-padding-ms", help="Server VAD: audio kept before speech starts (ms).",
+                                 rich_help_panel=_TURNS)
+    ] = None,
     silence_duration_ms: Annotated[
-        int | None, typer.Option("--silence-duration-ms", help="Silence that ends a turn (ms).")
+        int | None, typer.Option("--silence-duration-ms", help="Server VAD: silence that ends a turn (ms).",
+                                 rich_help_panel=_TURNS)
+    ] = None,
+    idle_timeout_ms: Annotated[
+        int | None, typer.Option("--idle-timeout-ms", help="Server VAD: prompt the assistant after this much quiet, "
+                                 "5000 to 30000 ms.", rich_help_panel=_TURNS)
+    ] = None,
+    eagerness: Annotated[
+        str | None, typer.Option(help="Semantic VAD: how soon a turn ends: low, medium, high or auto.",
+                                 autocompletion=_completer("eagerness"), rich_help_panel=_TURNS)
+    ] = None,
+    interrupt: Annotated[
+        bool | None, typer.Option("--interrupt/--no-interrupt", help="Talking over the assistant cuts it off on the "
+                                  "server (interrupt_response).", rich_help_panel=_TURNS)
+    ] = None,
+    auto_response: Annotated[
+        bool | None, typer.Option("--auto-response/--no-auto-response", help="The assistant answers each turn by "
+                                  "itself (create_response).", rich_help_panel=_TURNS)
+    ] = None,
+    noise_reduction: Annotated[
+        str | None, typer.Option("--noise-reduction", help="Input noise reduction: near (headset), far (laptop or "
+                                 "room mic) or off.", autocompletion=_completer("noise_reduction"),
+                                 rich_help_panel=_AUDIO)
     ] = None,
     echo: Annotated[
         str | None,
         typer.Option(
             help="Keep the assistant's voice out of the mic: auto (aec if installed, else gate), aec, gate, "
-            "half-duplex, or off (headphones)."
+            "half-duplex, or off (headphones).", autocompletion=_completer("echo"), rich_help_panel=_AUDIO,
         ),
     ] = None,
-    no_transcribe: Annotated[bool, typer.Option("--no-transcribe", help="Do not transcribe what you say.")] = False,
-    text_only: Annotated[bool, typer.Option("--text-only", help="The assistant answers in text only.")] = False,
-    input_device: Annotated[str | None, typer.Option("--input-device", help="Microphone: index or name substring.")] = None,
-    output_device: Annotated[str | None, typer.Option("--output-device", help="Speaker: index or name substring.")] = None,
-    sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Device sample rate (default: the device's own).")] = None,
+    transcribe: Annotated[
+        bool | None, typer.Option("--transcribe/--no-transcribe", help="Transcribe what you say.",
+                                  rich_help_panel=_AUDIO)
+    ] = None,
+    transcribe_model: Annotated[
+        str | None, typer.Option("--transcribe-model", metavar="NAME", help="Model that transcribes what you say "
+                                 "(default gpt-4o-mini-transcribe; with Azure, a deployment).",
+                                 autocompletion=_completer("transcribe_model"), rich_help_panel=_AUDIO)
+    ] = None,
+    language: Annotated[
+        str | None, typer.Option(metavar="CODE", help="The language you speak, as an ISO-639-1 code (en, de, ja): "
+                                 "better transcription.", rich_help_panel=_AUDIO)
+    ] = None,
+    input_device: Annotated[
+        str | None, typer.Option("--input-device", help="Microphone: index or name substring.", rich_help_panel=_AUDIO)
+    ] = None,
+    output_device: Annotated[
+        str | None, typer.Option("--output-device", help="Speaker: index or name substring.", rich_help_panel=_AUDIO)
+    ] = None,
+    sample_rate: Annotated[
+        int | None, typer.Option("--sample-rate", help="Device sample rate (default: the device's own).",
+                                 rich_help_panel=_AUDIO)
+    ] = None,
     input_file: Annotated[
-        Path | None, typer.Option("--input-file", help="Speak from a WAV file (any rate/channels) instead of a microphone.")
+        Path | None, typer.Option("--input-file", help="Speak from a WAV file (any rate/channels) instead of a "
+                                  "microphone.", rich_help_panel=_FILES)
     ] = None,
     output_file: Annotated[
-        Path | None, typer.Option("--output-file", help="Write the assistant's audio, as played, to a 24 kHz WAV file.")
+        Path | None, typer.Option("--output-file", help="Write the assistant's audio, as played, to a 24 kHz WAV "
+                                  "file.", rich_help_panel=_FILES)
     ] = None,
     transcript: Annotated[
-        Path | None, typer.Option("--transcript", help="Append the transcript to FILE (.txt, .md or .jsonl).")
+        Path | None, typer.Option("--transcript", help="Append the transcript to FILE (.txt, .md or .jsonl).",
+                                  rich_help_panel=_FILES)
     ] = None,
     record: Annotated[
         Path | None,
-        typer.Option("--record", help="Record the conversation to FILE.wav: microphone left, assistant right."),
+        typer.Option("--record", help="Record the conversation to FILE.wav: microphone left, assistant right.",
+                     rich_help_panel=_FILES),
     ] = None,
-    fast: Annotated[bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.")] = False,
+    fast: Annotated[
+        bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.",
+                           rich_help_panel=_FILES)
+    ] = False,
+    config_file: ConfigOption = None,
+    profile: ProfileOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Hold a live voice conversation (transcript on stdout, status on stderr)."""
     import asyncio
 
-    from voicechat import config
-
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
     flags: dict[str, Any] = {
         "backend": backend,
         "model": model,
         "base_url": base_url,
+        "azure": azure,
         "voice": voice,
+        "speed": speed,
         "instructions": instructions,
+        "instructions_file": instructions_file,
+        "max_output_tokens": max_output_tokens,
+        "text_only": text_only or None,
         "vad": vad,
         "vad_threshold": vad_threshold,
         "prefix_padding_ms": prefix_padding_ms,
         "silence_duration_ms": silence_duration_ms,
+        "idle_timeout_ms": idle_timeout_ms,
+        "eagerness": eagerness,
+        "interrupt": interrupt,
+        "auto_response": auto_response,
+        "noise_reduction": noise_reduction,
         "echo": echo,
-        "text_only": text_only or None,
+        "transcribe": transcribe,
+        "transcribe_model": transcribe_model,
+        "language": language,
         "input_device": input_device,
         "output_device": output_device,
         "sample_rate": sample_rate,
@@ -156,15 +361,12 @@ def talk(
         "transcript": transcript,
         "record": record,
         "fast": fast or None,
+        "profile": profile,
         "quiet": quiet or None,
         "debug": debug or None,
     }
-    if no_transcribe:
-        flags["transcribe_model"] = ""
     try:
-        settings = config.resolve(
-            flags=flags, environ=os.environ, dotenv=_dotenv(), file_values=_config_file(config)
-        )
+        settings = _settings(flags, config_file)
         from voicechat.app import make_output
         from voicechat.app import talk as run_talk
 
@@ -179,6 +381,100 @@ def talk(
             raise
         typer.echo(f"voicechat: internal error: {exc!r}\n  hint: run again with --debug for the traceback", err=True)
         raise typer.Exit(int(ExitStatus.ERROR)) from None
+
+
+# ---- voicechat config ---------------------------------------------------------------------
+
+config_app = typer.Typer(
+    name="config",
+    help="Show, locate or create the config file (defaults and [profile.NAME] tables for talk).",
+    no_args_is_help=True,
+)
+app.add_typer(config_app)
+
+_SHOWN_FIRST = ("profile", "backend", "base_url", "azure", "model", "api_key")
+
+
+def _shown(key: str, value: Any) -> str:
+    from voicechat import config
+    from voicechat.transcript import escape_control
+
+    if key == "api_key":
+        return config.mask_key(value)
+    if value is None:
+        return "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple | list):  # tables such as [[tools]]: their names
+        return ", ".join(str(getattr(v, "name", v)) for v in value) or "(none)"
+    text = escape_control(str(value).replace("\n", " "))
+    return text if len(text) <= 48 else text[:47] + "…"
+
+
+@config_app.command("show")
+def config_show(
+    config_file: ConfigOption = None,
+    profile: ProfileOption = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Full tracebacks.")] = False,
+) -> None:
+    """Print every effective setting and where it came from (the API key masked)."""
+    from voicechat import config
+
+    try:
+        found = _config_file(config, config_file)
+        env_path, dotenv = _dotenv_file()
+        settings = config.resolve(flags={"profile": profile}, environ=os.environ, dotenv=dotenv, config_file=found)
+    except VoicechatError as error:
+        _fail(error, debug)
+    path = found.path if found else config.config_path(os.environ, Path.home())
+    typer.echo(f"config file: {path}{'' if found else ' (none)'}")
+    typer.echo(f".env: {env_path or '(none)'}")
+    unused = config.unused(settings)
+    keys = [*_SHOWN_FIRST, *(k for k in config.FILE_KEYS if k not in _SHOWN_FIRST)]
+    rows = [(k, _shown(k, getattr(settings, k)), settings.source(k), unused.get(k)) for k in keys]
+    wide_key = max(len(r[0]) for r in rows)
+    wide_value = max(len(r[1]) for r in rows)
+    for key, value, source, why in rows:
+        line = f"{key:<{wide_key}}  {value:<{wide_value}}  {source}"
+        typer.echo(line + (f"  (unused: {why})" if why else ""))
+
+
+@config_app.command("path")
+def config_path(config_file: ConfigOption = None) -> None:
+    """Print the path of the config file talk reads (and config init writes)."""
+    from voicechat import config
+
+    path = config_file.expanduser() if config_file else config.config_path(os.environ, Path.home())
+    typer.echo(str(path))
+    if not path.exists():
+        typer.echo("voicechat: no file there yet; voicechat config init writes a starter one", err=True)
+
+
+@config_app.command("init")
+def config_init(
+    config_file: ConfigOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Full tracebacks.")] = False,
+) -> None:
+    """Write a commented starter config file (every key with its default), readable only by you."""
+    from voicechat import config
+    from voicechat.errors import ConfigError, UsageError
+
+    path = config_file.expanduser() if config_file else config.config_path(os.environ, Path.home())
+    try:
+        if path.exists() and not force:
+            raise UsageError(f"{path} already exists", hint="voicechat config init --force overwrites it")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                os.fchmod(f.fileno(), 0o600)  # also when --force replaces a more open file
+                f.write(config.EXAMPLE_CONFIG)
+        except OSError as exc:
+            raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except VoicechatError as error:
+        _fail(error, debug)
+    typer.echo(f"wrote {path}")
 
 
 @app.command()

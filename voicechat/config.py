@@ -593,6 +593,10 @@ EXAMPLE_CONFIG = '''\
 # The API key never goes here: set OPENAI_API_KEY (or, for Azure, AZURE_OPENAI_API_KEY) in the
 # environment or in a .env file that only you can read (chmod 600 .env).
 
+# --- profile -------------------------------------------------------------------------------
+# default_profile = "work"      # the [profile.NAME] used when neither --profile nor
+#                               # VOICECHAT_PROFILE names one (profiles are at the end)
+
 # --- where to connect ----------------------------------------------------------------------
 # backend = "openai"                      # openai (the Realtime API) or local (built-in echo server)
 # base_url = "https://api.openai.com/v1"  # any GA-compatible server
@@ -633,12 +637,25 @@ EXAMPLE_CONFIG = '''\
 # record = "chat.wav"           # record both sides: microphone left, assistant right
 # quiet = false                 # only errors on stderr
 
+# --- tools ---------------------------------------------------------------------------------
+# builtin_tools = true          # offer the model the built-in get_current_time
+#
+# Each [[tools]] table is a function the model may call. voicechat runs `command` (a list of
+# arguments; never a shell) with the call's arguments as one JSON object on stdin and gives
+# the model what it prints. Tables go after every plain key above; a profile takes them too,
+# as [[profile.NAME.tools]].
+# [[tools]]
+# name = "weather"
+# description = "Today's weather forecast for a city."
+# parameters = { type = "object", properties = { city = { type = "string" } }, required = ["city"] }
+# command = ["/usr/local/bin/weather", "--json"]
+# timeout = 10                  # seconds, 0.1 to 300
+# confirm = false               # true: ask y/N on the keyboard before each run
+
 # --- profiles ------------------------------------------------------------------------------
 # A profile takes the same keys as the top level; its values replace the top level's, and
-# .env, environment and flags still win. Pick one with `voicechat talk --profile NAME` or
-# VOICECHAT_PROFILE=NAME; default_profile (at the top level, above the first profile)
-# picks one when neither is given.
-# default_profile = "work"
+# .env, environment and flags still win. Pick one with `voicechat talk --profile NAME`,
+# VOICECHAT_PROFILE=NAME, or default_profile above.
 
 # [profile.work]
 # voice = "cedar"
