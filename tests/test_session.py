@@ -285,7 +285,7 @@ def test_tool_call_result_then_reply_after_response_done() -> None:
     s = ready_session(SessionConfig(transcribe_model=None))
     s.handle(ev.ResponseCreated("e", ev.Response("r1", "in_progress")), 1)
     out = s.handle(ev.FunctionCallArgumentsDone("e", "r1", "f1", 0, "call_1", "now", "{}"), 1)
-    call = next(e for e in out if isinstance(e, fx.ToolCall))
+    call = next(e for e in out if isinstance(e, fx.RunTool))
     out = s.tool_result(call.call_id, '{"time": "noon"}', 1)
     assert types(out) == ["conversation.item.create"]
     out = s.handle(ev.ResponseDone("e", ev.Response("r1", "completed")), 2)

@@ -32,6 +32,7 @@ from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, V
 from voicechat.protocol import codec
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
+from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call, error_result
 from voicechat.transcript import FileSink, Sink, StreamSink, escape_control
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
 from voicechat.ui.view import View
@@ -43,6 +44,7 @@ AUDIO_BACKLOG = 250  # appends (~5 s of 20 ms chunks) queued before the oldest i
 CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed stuck
 TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
 MAX_TAIL_MS = 60_000  # a file conversation ends at the latest this long after the file
+CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
 
 
 @dataclass
@@ -165,6 +167,10 @@ class Conversation:
         self.error: BaseException | None = None
         self._committed_file = False
         self.clock: Callable[[], float] = time.time
+        self.tools = ToolRunner(available_tools(settings.tools, settings.builtin_tools), confirm=self._confirm)
+        self._tool_tasks: set[asyncio.Task[None]] = set()
+        self._asking = asyncio.Lock()  # one confirmation question at a time
+        self._answer: asyncio.Future[bool] | None = None
 
     # ---- effects ----------------------------------------------------------------------------
 
@@ -195,9 +201,10 @@ class Conversation:
                     expires = server_session.get("expires_at")
                     if isinstance(expires, int | float) and expires > 0:
                         self.view.expires_at = float(expires)
-                case fx.ToolCall(_, _, call_id, name, _):
-                    result = f'{{"error": "no tool named {name!r} is configured"}}'
-                    self.dispatch(self.session.tool_result(call_id, result, self.clock()))
+                case fx.RunTool(call_id, name, arguments):
+                    task = asyncio.create_task(self._run_tool(call_id, name, arguments), name=f"tool {name}")
+                    self._tool_tasks.add(task)
+                    task.add_done_callback(self._tool_tasks.discard)
                 case fx.Fatal(error):
                     self.fail(error)
 
@@ -205,6 +212,43 @@ class Conversation:
         if self.error is None:
             self.error = error
         self.finished.set()
+
+    # ---- tools --------------------------------------------------------------------------------
+
+    async def _run_tool(self, call_id: str, name: str, arguments: str) -> None:
+        """One function call, as its own task (the runner bounds how many run at once)."""
+        self.out.notice("debug", f"running tool {name} ({call_id})")
+        try:
+            result = await self.tools.run(name, arguments)
+        except Exception as exc:  # a broken tool never ends the conversation
+            log.debug("tool %s failed", name, exc_info=True)
+            result = error_result(f"the tool failed: {exc}")
+        self.dispatch(self.session.tool_result(call_id, result, self.clock()))
+
+    async def _confirm(self, spec: ToolSpec, args: dict[str, Any]) -> bool:
+        """Ask on the keyboard whether a ``confirm = true`` tool may run; no keyboard: no."""
+        if self.actions is None:
+            self.out.notice("warning", f"tool {spec.name} needs a yes from the keyboard, and there is none: declined")
+            return False
+        async with self._asking:
+            question = f"Run tool {describe_call(spec.name, args)}? [y/N]"
+            self._answer = asyncio.get_running_loop().create_future()
+            status, self.view.status = self.view.status, f"{question} type y + Enter to allow"
+            if self.out.panel_live or self.out.status is None:
+                self.out.notice("info", question)
+            else:  # asked even with --quiet: the answer is needed
+                with contextlib.suppress(BrokenPipeError, ValueError):
+                    self.out.status.write(f"voicechat: {escape_control(question)}\n")
+                    self.out.status.flush()
+            try:
+                approved = await asyncio.wait_for(self._answer, CONFIRM_WAIT_S)
+            except TimeoutError:
+                approved = False
+            finally:
+                self._answer = None
+                self.view.status = status
+        self.out.notice("info", f"tool {spec.name} {'allowed' if approved else 'declined'}")
+        return approved
 
     # ---- tasks --------------------------------------------------------------------------------
 
@@ -253,6 +297,9 @@ class Conversation:
     def on_action(self, action: keys.Action) -> None:
         """A typed line, a slash command or the push-to-talk key."""
         now = self.clock()
+        if self._answer is not None and not self._answer.done() and isinstance(action, keys.Submit):
+            self._answer.set_result(action.text.strip().lower() in ("y", "yes"))  # a tool's question
+            return
         match action:
             case keys.Submit(text):
                 self.dispatch(self.session.say(text, now))
@@ -349,9 +396,10 @@ class Conversation:
                     # An error the server explained (an error event) beats the close that follows it.
                     self.fail(task.exception())  # type: ignore[arg-type]
         finally:
-            for task in [*tasks, finished]:
+            running_tools = list(self._tool_tasks)  # their commands are killed as they are cancelled
+            for task in [*tasks, finished, *running_tools]:
                 task.cancel()
-            await asyncio.gather(*tasks, finished, return_exceptions=True)
+            await asyncio.gather(*tasks, finished, *running_tools, return_exceptions=True)
             audible = self.session.audible_items
             played = self.player.flush(audible) if audible else None
             self.dispatch(self.session.close(self.clock(), played))

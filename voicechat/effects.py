@@ -23,6 +23,7 @@ class Turn:
     audio_ms: int = 0
     usage: Usage | None = None
     note: str | None = None  # e.g. "no transcript"
+    result: str | None = None  # a tool turn: what the call returned to the model
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,12 +82,14 @@ class Ready:
 
 
 @dataclass(frozen=True, slots=True)
-class ToolCall:
-    response_id: str
-    item_id: str
+class RunTool:
+    """Run a function call the model made; report its output via ``Session.tool_result``."""
+
     call_id: str
     name: str
-    arguments: str
+    arguments: str  # JSON text, as the model wrote it (may be invalid)
+    item_id: str
+    response_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,4 +97,4 @@ class Fatal:
     error: VoicechatError
 
 
-Effect = Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | ToolCall | Fatal
+Effect = Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | RunTool | Fatal

@@ -10,6 +10,7 @@ It never awaits, never reads the clock or the environment, and imports no I/O li
 from __future__ import annotations
 
 import enum
+import json
 import logging
 from collections import deque
 from collections.abc import Mapping
@@ -56,6 +57,7 @@ class _Entry:
     text: str = ""
     final: bool = False
     emitted: bool = False
+    written: fx.Turn | None = None  # the turn as written out: what the transcript shows from then on
     ended_at: float = 0.0
     interrupted: bool = False
     response_id: str | None = None
@@ -67,6 +69,26 @@ class _Entry:
     marks: list[tuple[int, int]] = field(default_factory=list)  # (audio samples, text length)
     heard_chars: int | None = None
     usage: ev.Usage | None = None
+    result: str | None = None  # a function call: its output, once sent (the turn waits for it)
+
+
+@dataclass
+class _Call:
+    """One function call the model made, from its arguments until its output is sent."""
+
+    call_id: str
+    response_id: str
+    item_id: str
+    result: str | None = None
+
+
+@dataclass
+class _CallGroup:
+    """The calls of one response: one ``response.create`` once it is done and all have outputs."""
+
+    calls: list[str] = field(default_factory=list)
+    done: bool = False  # its response.done has arrived
+    follow_up: bool = True  # ask the model to go on with the results (not after an interruption)
 
 
 class Session:
@@ -102,6 +124,9 @@ class Session:
         self.last_latency_ms: float | None = None  # end of the user's turn -> first reply audio
         self._turn_ended_at: float | None = None
         self.talking = False
+        self._calls: dict[str, _Call] = {}  # function calls whose output is not sent yet
+        self._call_groups: dict[str, _CallGroup] = {}  # by response id, until its follow-up
+        self._finished_calls: deque[str] = deque(maxlen=MAX_REMEMBERED)
 
     # ---- derived state --------------------------------------------------------------------
 
@@ -117,7 +142,7 @@ class Session:
             return Activity.USER_SPEAKING
         if self._audible:
             return Activity.ASSISTANT_SPEAKING
-        if self.active_response or self._create_pending or self._want_response:
+        if self.active_response or self._create_pending or self._want_response or self._call_groups:
             return Activity.THINKING
         if self._committed_waiting:
             return Activity.COMMITTED
@@ -132,6 +157,7 @@ class Session:
             or self._create_pending
             or self._want_response
             or self._committed_waiting
+            or bool(self._call_groups)
             or self._emit_from < len(self._order)
         )
 
@@ -255,7 +281,7 @@ class Session:
         return entry
 
     def _insert(self, item_id: str, previous_item_id: str | None) -> None:
-        if previous_item_id is not None and previous_item_id in self._entries:
+        if previous_item_id is not None and previous_item_id != item_id and previous_item_id in self._entries:
             at = self._order.index(previous_item_id) + 1
             # Never re-open what was already written out: a late item lands at the first open slot.
             self._order.insert(max(at, self._emit_from), item_id)
@@ -275,8 +301,9 @@ class Session:
                 elif entry.deadline is None:
                     entry.deadline = now + self.transcript_wait_s
         elif entry.role == "tool" and done:
-            entry.text = f"{item.name or 'tool'}({item.arguments or ''})"
-            self._finish(entry, now)
+            if item.name or not entry.text:
+                entry.text = f"{item.name or 'tool'}({item.arguments or ''})"
+            self._finish(entry, now)  # only once its output is known
         elif entry.role == "assistant" and done:
             if not entry.text:
                 entry.text = " ".join(p.words or "" for p in item.content).strip()
@@ -372,7 +399,30 @@ class Session:
         return []
 
     def _on_function_call_done(self, e: ev.FunctionCallArgumentsDone, now: float) -> list[fx.Effect]:
-        return [fx.ToolCall(e.response_id, e.item_id, e.call_id, e.name, e.arguments)]
+        complete = e.response_id not in self._interrupted
+        return self._new_call(e.call_id, e.response_id, e.item_id, e.name, e.arguments, complete, now)
+
+    def _new_call(
+        self, call_id: str, response_id: str, item_id: str, name: str, arguments: str, complete: bool, now: float
+    ) -> list[fx.Effect]:
+        """A call the model finished writing: run it, or answer at once when it was cut off.
+
+        Arguments that arrive after the user interrupted their response may be cut short
+        (servers close interrupted items with done events), so such a call is not run; its
+        output says so, which keeps every call in the conversation answered.
+        """
+        if call_id in self._calls or call_id in self._finished_calls or self.phase is Phase.CLOSED:
+            return []
+        self._calls[call_id] = _Call(call_id, response_id, item_id)
+        self._call_groups.setdefault(response_id, _CallGroup()).calls.append(call_id)
+        item = ev.Item(item_id, "function_call", name=name, call_id=call_id, arguments=arguments)
+        entry = self._entry_for(item, self._last_item_of(response_id), now)
+        if entry is not None:
+            self._attach(entry, response_id)
+            entry.text = f"{name}({arguments})"
+        if not complete:
+            return self._deliver(call_id, json.dumps({"error": "not run: the user interrupted the call"}), now)
+        return [fx.RunTool(call_id, name, arguments, item_id, response_id)]
 
     def _on_response_done(self, e: ev.ResponseDone, now: float) -> list[fx.Effect]:
         r = e.response
@@ -403,9 +453,34 @@ class Session:
         if self.active_response in (r.id, None):
             self.active_response = None
             out.append(fx.AudioEnd(r.id))
-            if self._want_response:
+            if self._want_response and not self._create_pending:  # one create in flight at a time
                 out.extend(self._create_response())
+        out.extend(self._calls_done(r, now))
         return out
+
+    def _calls_done(self, r: ev.Response, now: float) -> list[fx.Effect]:
+        """The response that made calls is done: the reply to their outputs may now be asked for."""
+        out: list[fx.Effect] = []
+        interrupted = r.id in self._interrupted or r.status in ("cancelled", "failed")
+        for item in r.output:  # calls a server announced only here
+            if item.type == "function_call" and item.call_id:
+                complete = item.status == "completed" and not interrupted
+                out += self._new_call(item.call_id, r.id, item.id, item.name or "", item.arguments or "", complete, now)
+        group = self._call_groups.get(r.id)
+        if group is None:
+            return out
+        group.done = True
+        group.follow_up = group.follow_up and not interrupted
+        return out + self._follow_up(r.id)
+
+    def _follow_up(self, response_id: str) -> list[fx.Effect]:
+        group = self._call_groups.get(response_id)
+        if group is None or not group.done or any(c in self._calls for c in group.calls):
+            return []
+        del self._call_groups[response_id]
+        if group.follow_up and self.phase is Phase.READY:
+            return self._request_response()
+        return []
 
     # ---- inputs: user intents -------------------------------------------------------------
 
@@ -471,9 +546,22 @@ class Session:
         return out
 
     def tool_result(self, call_id: str, output: str, now: float) -> list[fx.Effect]:
-        """A function call finished: send its output, then a reply once the response is done."""
+        """A ``RunTool`` finished: send its output; once the calling response is done and every
+        call of it is answered, ask for one reply (unless the user interrupted that response).
+        """
+        if call_id not in self._calls or self.phase is Phase.CLOSED:
+            return []
+        return self._deliver(call_id, output, now) + self._emit_ready()
+
+    def _deliver(self, call_id: str, output: str, now: float) -> list[fx.Effect]:
+        call = self._calls.pop(call_id)
+        self._finished_calls.append(call_id)
+        entry = self._entries.get(call.item_id)
+        if entry is not None:
+            entry.result = output
+            self._finish(entry, now)
         out: list[fx.Effect] = [fx.Send(cmd.function_call_output(call_id, output, event_id=self._next_id()))]
-        return out + self._request_response()
+        return out + self._follow_up(call.response_id)
 
     def local_onset(self, now: float) -> list[fx.Effect]:
         """The microphone heard the user start talking over the assistant (before the server did).
@@ -495,7 +583,9 @@ class Session:
         return self._paused_at is not None
 
     def interrupt(self, now: float, reason: str = "user") -> list[fx.Effect]:
-        """The user asked the assistant to stop talking."""
+        """The user asked the assistant to stop talking (and not to go on about running tools)."""
+        for group in self._call_groups.values():
+            group.follow_up = False
         return self._barge_in(reason, cancel=True)
 
     def playback_flushed(self, played: Mapping[str, int], now: float) -> list[fx.Effect]:
@@ -560,6 +650,8 @@ class Session:
                     entry.ended_at = now
                 if entry.role == "user" and not entry.text:
                     entry.note = "no transcript"
+                if entry.kind == "function_call" and entry.result is None:
+                    entry.note = "no result: the conversation ended first"
         self._audible.clear()
         return self._emit_ready()
 
@@ -618,14 +710,16 @@ class Session:
         return chars
 
     def _finish(self, entry: _Entry, now: float, note: str | None = None) -> None:
-        if entry.final:
-            return
+        if entry.final or (entry.kind == "function_call" and entry.result is None):
+            return  # a call's turn is written with its result
         entry.final = True
         entry.ended_at = now
         entry.note = note
         entry.deadline = None
 
     def _turn(self, entry: _Entry) -> fx.Turn:
+        if entry.written is not None:
+            return entry.written  # late events may still touch the entry; its written turn stays
         text = entry.text.strip()
         if entry.interrupted and entry.heard_chars is not None:
             text = entry.text[: entry.heard_chars].strip()
@@ -640,6 +734,7 @@ class Session:
             audio_ms=entry.audio_ms if entry.role == "user" else entry.audio_samples * 1000 // WIRE_RATE,
             usage=entry.usage,
             note=entry.note,
+            result=entry.result,
         )
 
     def _emit_ready(self) -> list[fx.Effect]:
@@ -652,7 +747,8 @@ class Session:
                 break  # still being played: a barge-in may yet cut it to what was heard
             entry.emitted = True
             self._emit_from += 1
-            out.append(fx.TurnFinished(self._turn(entry)))
+            entry.written = self._turn(entry)
+            out.append(fx.TurnFinished(entry.written))
         return out
 
 

@@ -18,6 +18,8 @@ from voicechat.errors import UsageError
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 ROLE_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool"}
+TOOL_ARGS_CHARS = 120  # a tool call's arguments in a transcript line (JSONL keeps them whole)
+TOOL_RESULT_CHARS = 200  # and its result
 
 
 _C1 = re.compile("[\x7f-\x9f]")  # json.dumps leaves DEL and C1 controls raw; `cat` would obey them
@@ -30,6 +32,8 @@ def escape_control(text: str) -> str:
 
 def turn_text(turn: Turn) -> str:
     """The words of a turn, or a bracketed note when there are none."""
+    if turn.kind == "function_call":
+        return tool_text(turn)
     text = escape_control(turn.text.replace("\n", " ").strip())
     if not text:
         if turn.role == "user" and turn.kind == "audio":
@@ -42,6 +46,24 @@ def turn_text(turn: Turn) -> str:
     if turn.interrupted and turn.role == "assistant":
         text += " [interrupted]"
     return text
+
+
+def tool_text(turn: Turn) -> str:
+    """A function call on one line: ``name(args) -> result``, both cut short."""
+    name, paren, args = turn.text.partition("(")
+    if paren and args.endswith(")"):
+        args = args[:-1]
+    text = f"{name}({_abbreviate(args, TOOL_ARGS_CHARS)})"
+    if turn.result is not None:
+        text += f" -> {_abbreviate(turn.result, TOOL_RESULT_CHARS)}"
+    elif turn.note:
+        text += f" [{turn.note}]"
+    return escape_control(text)
+
+
+def _abbreviate(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def plain_line(turn: Turn) -> str:
@@ -120,6 +142,8 @@ def jsonl_record(turn: Turn) -> dict[str, object]:
         record["audio_ms"] = turn.audio_ms
     if turn.note:
         record["note"] = turn.note
+    if turn.result is not None:
+        record["result"] = turn.result
     if turn.usage is not None:
         u = turn.usage
         record["usage"] = {

@@ -174,8 +174,10 @@ def _tool_body(view: TurnView) -> Text:
     if view.tool_result is not None:
         out.append(" → ")
         out.append(_cut(safe_text(view.tool_result)))
+    elif view.final and view.note:
+        out.append(f" ({safe_text(view.note)})", style="dim")
     else:
-        out.append(" …", style="dim")
+        out.append(" …", style="dim")  # still running
     return out
 
 

@@ -73,7 +73,7 @@ class TurnView:
             kind=turn.kind,
             tool_name=name,
             tool_args=args,
-            tool_result=tool_result,
+            tool_result=tool_result if tool_result is not None else turn.result,
             note=turn.note,
             audio_ms=turn.audio_ms,
             item_id=turn.item_id,
