@@ -159,3 +159,45 @@ async def test_every_emitted_event_matches_the_sdk() -> None:
     cancelled = [e["response"]["status_details"]["reason"] for e in emitted
                  if e["type"] == "response.done" and e["response"]["status"] == "cancelled"]
     assert set(cancelled) == {"turn_detected", "client_cancelled"}
+
+
+async def test_default_brain_tool_calls_match_the_sdk_and_the_ga_order() -> None:
+    """The echo brain calls the tools a typed turn names: two calls in one response, each in the
+    GA §4.6 order; both outputs, then one ``response.create``, get one answer using both."""
+    tools = [
+        {"type": "function", "name": "get_current_time", "description": "now",
+         "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}}},
+        {"type": "function", "name": "echo_tool", "description": "echo",
+         "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
+    ]
+    async with LocalServer(ServerOptions(**FAST), host="127.0.0.1", port=0) as srv, client(srv) as c:
+        await c.send(manual_session(tools=tools, output_modalities=["text"]))
+        await c.until("session.updated")
+        await c.send({"type": "conversation.item.create", "item": {
+            "type": "message", "role": "user", "content": [{"type": "input_text", "text": "what time is it? echo_tool: hi"}]}})
+        await c.until("conversation.item.done")
+        await c.send({"type": "response.create"})
+        events = await c.until("response.done")
+        calls = events[-1]["response"]["output"]
+        assert [(i["type"], i["name"], json.loads(i["arguments"])) for i in calls] == [
+            ("function_call", "get_current_time", {}), ("function_call", "echo_tool", {"text": "hi"})]
+        for k, item in enumerate(calls):
+            mine = [e["type"] for e in events if e.get("output_index") == k or e.get("item", {}).get("id") == item["id"]
+                    or e.get("item_id") == item["id"]]
+            mine = [t for i, t in enumerate(mine) if t != "response.function_call_arguments.delta" or
+                    mine[i - 1] != "response.function_call_arguments.delta"]
+            assert mine == ["response.output_item.added", "conversation.item.added",
+                            "response.function_call_arguments.delta", "response.function_call_arguments.done",
+                            "response.output_item.done", "conversation.item.done"], mine
+        for item, output in zip(calls, ('{"datetime": "now"}', "hi"), strict=True):
+            await c.send({"type": "conversation.item.create", "item": {
+                "type": "function_call_output", "call_id": item["call_id"], "output": output}})
+            await c.until("conversation.item.done")
+        await c.send({"type": "response.create"})
+        events = await c.until("response.done")
+        text = events[-1]["response"]["output"][0]["content"][0]["text"]
+        assert text == 'The tools returned: {"datetime": "now"}; hi'
+    for event in srv.emitted:
+        validate_server_event(event)
+    for event in srv.received:
+        CLIENT_EVENT.validate_python(event)

@@ -7,14 +7,20 @@ session synthesises ``tone_speech`` for it.
 
 * ``EchoBrain`` (default) plays the user's own committed audio back, with the transcript
   ``"You said: …"`` (or ``"(echo of 1.4 s of your audio)"`` without a recogniser); a typed
-  turn gets ``"You said: <text>"``.
+  turn gets ``"You said: <text>"``. When the session has function tools and the turn's text
+  (typed, or the recogniser's transcript) names one (``echo_tool``, ``echo tool``) or its last
+  word (``time`` for ``get_current_time``), the reply is a call of each such tool instead, with
+  arguments made from its schema (see `tool_calls_for`); the tool's output is then answered
+  with ``"The tool returned: …"``.
 * ``ScriptedBrain`` replays a fixed list of replies in a cycle, for tests.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,6 +37,7 @@ class Turn:
     text: str | None = None
     transcript: str | None = None
     function_output: str | None = None
+    function_outputs: tuple[str, ...] = ()  # every output of the latest calls (the last one above)
     instructions: str = ""
     output_modalities: tuple[str, ...] = ("audio",)
     tools: tuple[dict[str, Any], ...] = ()
@@ -64,6 +71,10 @@ class EchoBrain:
     wants_transcript = True
 
     def reply(self, turn: Turn) -> Reply:
+        said = turn.text or turn.transcript
+        calls = tool_calls_for(said, turn.tools) if said and turn.function_output is None else ()
+        if calls:
+            return Reply("", function_calls=calls)
         if turn.audio is not None and turn.audio.size:
             seconds = turn.audio.size / WIRE_RATE
             text = f"You said: {turn.transcript}" if turn.transcript else f"(echo of {seconds:.1f} s of your audio)"
@@ -71,8 +82,86 @@ class EchoBrain:
         if turn.text:
             return Reply(f"You said: {turn.text}")
         if turn.function_output is not None:
-            return Reply(f"The tool returned: {turn.function_output}")
+            outputs = turn.function_outputs or (turn.function_output,)
+            told = "; ".join(_shorten(o, MAX_TOLD_CHARS) for o in outputs)
+            return Reply(f"The tool{'s' if len(outputs) > 1 else ''} returned: {told}")
         return Reply("I have nothing to echo yet. Say something!")
+
+
+MAX_TOLD_CHARS = 200  # of each tool output the echo brain reads back
+_GENERIC_WORDS = {"tool", "tools", "data", "info", "command", "function", "thing", "stuff", "test"}
+
+
+def tool_calls_for(said: str, tools: Sequence[Mapping[str, Any]]) -> tuple[FunctionCall, ...]:
+    """Calls of the function tools ``said`` mentions, in the session's tool order.
+
+    A tool is mentioned by its name (``_``/``-`` may be spaces, any case) or by the last word
+    of its name when that word is specific enough (``time`` for ``get_current_time``, not
+    ``tool``). Arguments come from the tool's schema: see `example_arguments`.
+    """
+    spoken = _normalise(said)
+    words = set(spoken.split())
+    calls = []
+    for tool in tools:
+        name = tool.get("name")
+        if tool.get("type", "function") != "function" or not isinstance(name, str):
+            continue
+        phrase = _normalise(name)
+        last = phrase.split()[-1] if phrase else ""
+        at = f" {spoken} ".find(f" {phrase} ") if phrase else -1
+        if at < 0 and not (len(last) >= 4 and last not in _GENERIC_WORDS and last in words):
+            continue
+        rest = spoken[at + len(phrase) :].strip() if at >= 0 else ""
+        schema = tool.get("parameters")
+        arguments = example_arguments(schema if isinstance(schema, Mapping) else {}, _rest_of(said, name) or rest)
+        calls.append(FunctionCall(name, json.dumps(arguments)))
+    return tuple(calls)
+
+
+def example_arguments(schema: Mapping[str, Any], said: str = "") -> dict[str, Any]:
+    """Values for the schema's required properties: its default, first enum value or example,
+    else by type (a string gets what the user said after the tool's name)."""
+    properties = schema.get("properties")
+    required = schema.get("required")
+    if not isinstance(properties, Mapping) or not isinstance(required, list):
+        return {}
+    return {key: _example(properties[key], said) for key in required if isinstance(properties.get(key), Mapping)}
+
+
+def _example(prop: Mapping[str, Any], said: str) -> Any:
+    if "default" in prop:
+        return prop["default"]
+    if isinstance(prop.get("enum"), list) and prop["enum"]:
+        return prop["enum"][0]
+    if isinstance(prop.get("examples"), list) and prop["examples"]:
+        return prop["examples"][0]
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    return {
+        "string": said or "example",
+        "integer": 1,
+        "number": 1,
+        "boolean": True,
+        "array": [],
+        "object": example_arguments(prop, said),
+        "null": None,
+    }.get(kind, said or "example")
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.sub(r"[\W_]+", " ", text.lower()).split())
+
+
+def _rest_of(said: str, name: str) -> str:
+    """What the user said after the tool's exact name, without leading punctuation."""
+    at = said.lower().find(name.lower())
+    return said[at + len(name) :].strip(" \t:,;-") if at >= 0 else ""
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass(frozen=True)

@@ -193,13 +193,23 @@ class ResponsesMixin(SessionBase):
         if item is None:
             return Turn(**common)
         if item.type == "function_call_output":
-            return Turn(function_output=item.output, **common)
+            return Turn(function_output=item.output, function_outputs=self._latest_outputs(), **common)
         texts = [p["text"] for p in item.content if p["type"] == "input_text"]
         pending = self.pending_tx.get(item.id)
         heard = pending.text if pending is not None else None
         transcripts = [p.get("transcript") for p in item.content if p["type"] == "input_audio"]
         heard = heard or next((t for t in transcripts if t), None)
         return Turn(audio=self.turn_audio(item), text=" ".join(texts) or None, transcript=heard, **common)
+
+    def _latest_outputs(self) -> tuple[str, ...]:
+        """The outputs of the latest function calls, in order (calls in between are skipped)."""
+        outputs: list[str] = []
+        for item in reversed(self.conversation.items()):
+            if item.type == "message":
+                break
+            if item.type == "function_call_output":
+                outputs.append(item.output or "")
+        return tuple(reversed(outputs))
 
     def _plan_outputs(self, reply: Reply, modality: str) -> list[PlannedOutput]:
         outputs: list[PlannedOutput] = []
