@@ -32,6 +32,11 @@ CONFIGS = [
         noise_reduction="far_field",
         voice="voice_1234",
     ),
+    SessionConfig(  # every value the talk flags can produce at its edge
+        max_output_tokens="inf", noise_reduction="near_field", speed=0.25, language="de",
+        transcribe_model="gpt-4o-transcribe",
+        turn_detection=TurnDetection(idle_timeout_ms=5000, create_response=False, interrupt_response=False),
+    ),
     SessionConfig(
         turn_detection=TurnDetection(threshold=0.7, prefix_padding_ms=200, silence_duration_ms=800, idle_timeout_ms=6000),
         tools=({"type": "function", "name": "now", "description": "time", "parameters": {"type": "object"}},),

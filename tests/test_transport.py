@@ -24,9 +24,37 @@ def test_realtime_url(base: str, expected: str) -> None:
     assert realtime_url(base, "gpt-realtime-2.1") == expected
 
 
-def test_azure_url_uses_the_ga_path() -> None:
-    url = realtime_url("https://res.openai.azure.com", "my-deployment", azure=True)
+@pytest.mark.parametrize(
+    "base",
+    [
+        "https://res.openai.azure.com",
+        "https://res.openai.azure.com/",
+        "https://res.openai.azure.com/openai",
+        "https://res.openai.azure.com/openai/v1",
+        "https://res.openai.azure.com/openai/v1/",
+    ],
+)
+def test_azure_url_uses_the_ga_path(base: str) -> None:
+    url = realtime_url(base, "my-deployment", azure=True)
     assert url == "wss://res.openai.azure.com/openai/v1/realtime?model=my-deployment"
+
+
+def test_azure_cognitive_services_host_and_a_compatible_server() -> None:
+    assert realtime_url("https://r.cognitiveservices.azure.com/", "dep", azure=True) == (
+        "wss://r.cognitiveservices.azure.com/openai/v1/realtime?model=dep")
+    # Any OpenAI-compatible server: its base URL + /realtime, the model as a query parameter.
+    assert realtime_url("https://llm.example.com/proxy/openai/v1", "gpt-realtime-2.1") == (
+        "wss://llm.example.com/proxy/openai/v1/realtime?model=gpt-realtime-2.1")
+    assert realtime_url("https://llm.example.com:8443/v1", "m x") == "wss://llm.example.com:8443/v1/realtime?model=m+x"
+
+
+def test_401_hint_names_the_azure_key() -> None:
+    from voicechat.transport import status_error
+
+    azure = Endpoint("wss://r.openai.azure.com/openai/v1/realtime?model=d", api_key="k", azure=True)
+    assert "AZURE_OPENAI_API_KEY" in (status_error(401, azure).hint or "")
+    openai = Endpoint("wss://api.openai.com/v1/realtime?model=m", api_key="k")
+    assert "AZURE" not in (status_error(401, openai).hint or "")
 
 
 @pytest.mark.parametrize("base", ["http://example.com/v1", "ws://10.0.0.5:8765/v1", "http://192.168.1.2/v1"])
