@@ -512,5 +512,50 @@ def serve(
         pass
 
 
+@app.command()
+def doctor(
+    backend: Annotated[str | None, typer.Option(help="openai (the Realtime API) or local (built-in echo server).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="API base URL. [env OPENAI_BASE_URL]")] = None,
+    model: Annotated[str | None, typer.Option(help="Realtime model id. [env VOICECHAT_MODEL]")] = None,
+    input_device: Annotated[str | None, typer.Option("--input-device", help="Microphone: index or name substring.")] = None,
+    output_device: Annotated[str | None, typer.Option("--output-device", help="Speaker: index or name substring.")] = None,
+    sample_rate: Annotated[int | None, typer.Option("--sample-rate", help="Device sample rate (default: the device's own).")] = None,
+    no_audio: Annotated[
+        bool, typer.Option("--no-audio", help="Skip the audible checks (microphone level, tone, echo).")
+    ] = False,
+    seconds: Annotated[
+        float, typer.Option(min=0.5, max=30.0, help="How long to measure the microphone level.")
+    ] = 2.0,
+    config_file: ConfigOption = None,
+    profile: ProfileOption = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
+) -> None:
+    """Check PortAudio, the audio devices, echo, the API key and the connection (exit 1 on a failure)."""
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    flags: dict[str, Any] = {
+        "backend": backend,
+        "base_url": base_url,
+        "model": model,
+        "input_device": input_device,
+        "output_device": output_device,
+        "sample_rate": sample_rate,
+        "profile": profile,
+        "debug": debug or None,
+    }
+    try:
+        settings = _settings(flags, config_file)  # the same resolution as talk
+        from voicechat.doctor import run as run_doctor
+
+        status = run_doctor(
+            settings, audio=not no_audio, seconds=seconds, write=typer.echo,
+            note=lambda message: typer.echo(f"  … {message}", err=True),
+        )
+    except VoicechatError as error:
+        _fail(error, debug)
+    except KeyboardInterrupt:
+        raise typer.Exit(int(ExitStatus.SIGINT)) from None
+    raise typer.Exit(status)
+
+
 def main() -> None:
     app()

@@ -42,6 +42,12 @@ def load_sounddevice() -> Any:
     return sounddevice
 
 
+def portaudio_version() -> str:
+    """The PortAudio library's version text (loading it first: `PortAudioMissing` if absent)."""
+    sd = load_sounddevice()
+    return str(sd.get_portaudio_version()[1])
+
+
 @dataclass(frozen=True, slots=True)
 class DeviceInfo:
     index: int
@@ -213,6 +219,15 @@ class DeviceAudio:
             )
         except self.sd.PortAudioError as exc:
             raise _stream_error(exc, kind, device, self.rate) from None
+
+    def check_open(self, kind: str) -> None:
+        """Open the ``input`` or ``output`` stream as `run` would, then close it (`AudioError` if it fails)."""
+
+        def idle(data: np.ndarray, frames: int, time: Any, status: Any) -> None:
+            if kind == "output":
+                data.fill(0)
+
+        self._open(kind, idle, lambda: None).close(ignore_errors=True)
 
     def _resample_and_send(self, block: np.ndarray, on_mic: Callable[[bytes], None]) -> None:
         wire = self._to_wire.process(block)
