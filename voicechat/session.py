@@ -364,10 +364,11 @@ class Session:
         if self._turn_ended_at is not None:
             self.last_latency_ms = (now - self._turn_ended_at) * 1000
             self._turn_ended_at = None
-        entry.audio_samples += len(e.audio) // 2
+        pcm = e.audio[: len(e.audio) - len(e.audio) % 2]  # whole 16-bit samples: a stray byte is unplayable
+        entry.audio_samples += len(pcm) // 2
         if e.item_id not in self._audible:
             self._audible.append(e.item_id)
-        return [fx.Play(e.response_id, e.item_id, e.audio)]
+        return [fx.Play(e.response_id, e.item_id, pcm)]
 
     def _assistant_entry(self, item_id: str, response_id: str, now: float) -> _Entry:
         entry = self._entries.get(item_id)
