@@ -28,6 +28,10 @@ log = logging.getLogger(__name__)
 SESSION_UPDATE_ID = "vc_session_update"
 LOCAL_ONSET_WAIT_S = 1.5  # a paused reply plays on if the server hears no speech by then
 MAX_REMEMBERED = 256  # interrupted response ids and finished items kept for late events
+# Microphone audio goes out in appends of this many bytes (40 ms at 24 kHz). Each append costs a
+# base64 encode, a JSON dump and a WebSocket frame; 40 ms halves that against 20 ms device blocks
+# while adding at most one block (20 ms) before the server hears a sample.
+APPEND_BYTES = 2 * WIRE_RATE * 40 // 1000
 
 
 class Phase(enum.Enum):
@@ -114,6 +118,7 @@ class Session:
         self._speech_start_ms = 0
         self._committed_waiting = False
         self._appended_ms = 0.0
+        self._mic_pending = bytearray()  # captured, not yet appended (less than APPEND_BYTES)
         self._pending_user_ms = 0
         self._event_seq = 0
         self._paused_at: float | None = None  # a local onset paused the speaker at this time
@@ -491,6 +496,17 @@ class Session:
             return []
         if self.push_to_talk_mode and not self.talking:
             return []
+        self._mic_pending += pcm
+        if len(self._mic_pending) < APPEND_BYTES:
+            return []
+        return self._append_pending()
+
+    def _append_pending(self) -> list[fx.Effect]:
+        """Send what the microphone gave since the last append (none when nothing is waiting)."""
+        if not self._mic_pending:
+            return []
+        pcm = bytes(self._mic_pending)
+        self._mic_pending.clear()
         self._appended_ms += len(pcm) / (2 * WIRE_RATE) * 1000
         return [fx.Send(cmd.input_audio_append(pcm))]
 
@@ -498,10 +514,11 @@ class Session:
         """End a manual (push-to-talk) turn: commit the buffer and ask for a reply."""
         if not self.ready:
             return []
+        out: list[fx.Effect] = self._append_pending()  # the turn's last few ms belong to it
         if self._appended_ms < MIN_COMMIT_MS:
-            return [fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
+            return [*out, fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
         self._appended_ms = 0.0
-        out: list[fx.Effect] = [fx.Send(cmd.input_audio_commit(self._next_id()))]
+        out.append(fx.Send(cmd.input_audio_commit(self._next_id())))
         return out + self._request_response()
 
     def push_to_talk(self, now: float) -> list[fx.Effect]:
@@ -516,11 +533,13 @@ class Session:
             self.talking = True
             out = self._barge_in("push-to-talk", cancel=True)
             self._appended_ms = 0.0
+            self._mic_pending.clear()  # said before the key: not part of this turn
             out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
             return out
         self.talking = False
         self._turn_ended_at = now
-        if self._appended_ms < MIN_COMMIT_MS:
+        if self._appended_ms + len(self._mic_pending) / (2 * WIRE_RATE) * 1000 < MIN_COMMIT_MS:
+            self._mic_pending.clear()
             self._appended_ms = 0.0
             return [
                 fx.Send(cmd.input_audio_clear(self._next_id())),
