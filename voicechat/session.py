@@ -107,6 +107,7 @@ class Session:
         self.responses_done = 0
         self.active_response: str | None = None
         self._create_pending = False
+        self._create_event_id: str | None = None
         self._want_response = False
         self._interrupted: deque[str] = deque(maxlen=MAX_REMEMBERED)
         self._entries: dict[str, _Entry] = {}
@@ -226,6 +227,11 @@ class Session:
             return [fx.Notice("debug", e.message)]
         if code in BENIGN_ERROR_CODES or "already shorter than" in e.message:
             return [fx.Notice("debug", e.message)]
+        if self._create_pending and e.client_event_id and e.client_event_id == self._create_event_id:
+            # The server refused our response.create: no response is coming for it, so the next
+            # turn must be free to ask again (otherwise every later reply waits forever).
+            self._create_pending = False
+            self._want_response = False
         if code == "input_audio_buffer_commit_empty":
             self._committed_waiting = False
             self._want_response = False
@@ -690,7 +696,8 @@ class Session:
     def _create_response(self) -> list[fx.Effect]:
         self._want_response = False
         self._create_pending = True
-        return [fx.Send(cmd.response_create(event_id=self._next_id()))]
+        self._create_event_id = self._next_id()
+        return [fx.Send(cmd.response_create(event_id=self._create_event_id))]
 
     def _barge_in(self, reason: str, *, cancel: bool) -> list[fx.Effect]:
         out: list[fx.Effect] = []
