@@ -47,7 +47,10 @@ class ServerOptions:
         drop_after_deltas: abort TCP (no close frame) after this many audio deltas.
         close_code_after_deltas: ``(code, reason)`` close after the Nth audio delta, N taken
             from ``drop_after_deltas`` when set, else after the first delta.
-        inject_frames: raw frames sent right after ``session.created``.
+        inject_frames: raw frames sent right after ``session.created``, or with
+            ``inject_after`` right after the first event of that type (once per connection).
+        inject_after: a server event type, e.g. ``"response.output_audio.delta"`` to inject
+            mid-reply; ``None``: at the start.
         delta_delay_ms: extra delay added before every audio delta.
         handshake_status: force this HTTP status at the handshake (401/403/404/500…).
         fault_connections: 1-based connection numbers the delta faults apply to
@@ -70,6 +73,7 @@ class ServerOptions:
     drop_after_deltas: int | None = None
     close_code_after_deltas: tuple[int, str] | None = None
     inject_frames: tuple[str | bytes, ...] = ()
+    inject_after: str | None = None
     delta_delay_ms: float = 0.0
     handshake_status: int | None = None
     fault_connections: tuple[int, ...] | None = None

@@ -62,6 +62,9 @@ class LocalServer:
         self.port = 0
         self.received: deque[dict[str, Any]] = deque(maxlen=self.opts.record_limit)
         self.emitted: deque[dict[str, Any]] = deque(maxlen=self.opts.record_limit)
+        # Per finished connection: the client's close frame (code, reason), or None when the
+        # client went away without one (a dropped TCP connection, a killed process).
+        self.closes: deque[tuple[int, str] | None] = deque(maxlen=self.opts.record_limit)
         self.connections = 0
         self.brain: Brain = self.opts.brain or EchoBrain()
         self.recognizer: Recognizer | None = None
@@ -153,7 +156,11 @@ class LocalServer:
             except ConnectionClosed:
                 pass
             return
-        await _Connection(self, ws, number, decision.model).run()
+        try:
+            await _Connection(self, ws, number, decision.model).run()
+        finally:
+            rcvd = ws.protocol.close_rcvd
+            self.closes.append(None if rcvd is None else (rcvd.code, rcvd.reason))
 
 
 def _select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -170,6 +177,8 @@ class _Connection:
         self.opts = server.opts
         self.faults = self.opts.faults_apply(number)
         self.deltas = 0
+        self.injected = False
+        self.closing = False
         self.loop = asyncio.get_running_loop()
         self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue(maxsize=INBOX_SIZE)
         self.tasks: set[asyncio.Task[None]] = set()
@@ -185,8 +194,8 @@ class _Connection:
         try:
             if await self._flush(self.session.start(self.loop.time())):
                 return
-            for frame in self.opts.inject_frames:
-                await self.ws.send(frame)
+            if self.opts.inject_after is None:
+                await self._inject()
             while True:
                 deadline = self.session.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
@@ -217,11 +226,17 @@ class _Connection:
     async def _read(self) -> None:
         try:
             async for message in self.ws:
-                await self.inbox.put(("frame", message))
+                if not self.closing:  # frames after our close frame are dropped, never queued
+                    await self.inbox.put(("frame", message))
         except ConnectionClosed:
             pass
         finally:
             await self.inbox.put(("closed", None))
+
+    async def _inject(self) -> None:
+        self.injected = True
+        for frame in self.opts.inject_frames:
+            await self.ws.send(frame)
 
     async def _transcribe(self, item_id: str, pcm: bytes, recognize: Callable[[bytes], str]) -> None:
         try:
@@ -244,19 +259,29 @@ class _Connection:
         for event in out.events:
             await self.ws.send(encode(event))
             self.server.emitted.append(event)
+            if not self.injected and event["type"] == self.opts.inject_after:
+                await self._inject()
             if event["type"] == "response.output_audio.delta" and self.faults and await self._delta_fault():
                 return True
         if out.close is not None:
-            await self.ws.close(*out.close)
+            await self._close(*out.close)
             return True
         return False
+
+    async def _close(self, code: int, reason: str) -> None:
+        """Close, reading on meanwhile: a full inbox would stop the reads that carry the
+        client's close frame back, and the handshake would hang until its timeout."""
+        self.closing = True
+        while not self.inbox.empty():
+            self.inbox.get_nowait()
+        await self.ws.close(code, reason)
 
     async def _delta_fault(self) -> bool:
         self.deltas += 1
         limit = self.opts.drop_after_deltas
         if self.opts.close_code_after_deltas is not None and self.deltas >= (limit or 1):
             code, reason = self.opts.close_code_after_deltas
-            await self.ws.close(code, reason)
+            await self._close(code, reason)
             return True
         if limit is not None and self.deltas >= limit:
             self.ws.transport.abort()
