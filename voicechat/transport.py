@@ -101,7 +101,14 @@ class Connection:
         self.closing = False
 
     async def send(self, event: dict[str, Any]) -> None:
-        await self._ws.send(codec.encode(event))
+        try:
+            await self._ws.send(codec.encode(event))
+        except ConnectionClosed as exc:
+            # The same explanation the receiving side gives, whichever side notices first.
+            rcvd = exc.rcvd
+            if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
+                raise SessionError("the server closed the connection") from None
+            raise closed_error(exc) from None
         self.sent += 1
 
     async def events(self) -> AsyncIterator[ev.ServerEvent | codec.MalformedEvent]:
