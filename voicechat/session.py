@@ -217,16 +217,20 @@ class Session:
             return [fx.Fatal(NotFoundError(e.message, hint="check --model"))]
         if code == "session_expired":
             return [fx.Fatal(SessionError(f"session ended by the server: {e.message}"))]
+        if code == "conversation_already_has_active_response":
+            # Our create was refused (another response is active): ask again once it is done.
+            # An error naming none of our events while none is pending is not about us.
+            if self._create_pending or (e.client_event_id or "").startswith("vc_"):
+                self._create_pending = False
+                self._want_response = True
+            return [fx.Notice("debug", e.message)]
+        # A race of an honest client is never about the session settings, whenever it lands.
+        if code in BENIGN_ERROR_CODES or "already shorter than" in e.message:
+            return [fx.Notice("debug", e.message)]
         if self.phase is Phase.CONFIGURING or e.client_event_id == SESSION_UPDATE_ID:
             return [
                 fx.Fatal(SessionError(f"the server rejected the session settings: {e.message}{where}"))
             ]
-        if code == "conversation_already_has_active_response":
-            self._create_pending = False
-            self._want_response = True
-            return [fx.Notice("debug", e.message)]
-        if code in BENIGN_ERROR_CODES or "already shorter than" in e.message:
-            return [fx.Notice("debug", e.message)]
         if self._create_pending and e.client_event_id and e.client_event_id == self._create_event_id:
             # The server refused our response.create: no response is coming for it, so the next
             # turn must be free to ask again (otherwise every later reply waits forever).
