@@ -350,7 +350,7 @@ EXAMPLE_VALUES = {
     "eagerness": '"low"', "interrupt": "true", "auto_response": "true", "noise_reduction": '"far"',
     "echo": '"gate"', "transcribe": "true", "transcribe_model": '"whisper-1"', "language": '"en"',
     "input_device": '"1"', "output_device": '"2"', "sample_rate": "48000", "transcript": '"c.md"',
-    "record": '"c.wav"', "quiet": "false", "builtin_tools": "false",
+    "record": '"c.wav"', "quiet": "false", "builtin_tools": "false", "max_cost": "0.5", "max_minutes": "30",
     "tools": '[{ name = "t", description = "x", command = ["/bin/true"] }]',
 }
 

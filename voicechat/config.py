@@ -87,6 +87,9 @@ class Settings:
     output_file: Path | None = None
     transcript: Path | None = None
     record: Path | None = None
+    log_events: Path | None = None  # debugging: the raw event stream, audio and secrets elided
+    max_cost: float | None = None  # USD: stop once the estimated cost reaches it
+    max_minutes: float | None = None  # stop once the conversation is this long (wall time)
     fast: bool = False
     debug: bool = False
     quiet: bool = False
@@ -141,7 +144,7 @@ class Settings:
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _FIELD_NAMES = set(_FIELDS) - {"sources", "config_file"}
-TALK_ONLY = {"api_key", "input_file", "output_file", "fast", "debug", "profile", "config_file", "sources"}
+TALK_ONLY = {"api_key", "input_file", "output_file", "log_events", "fast", "debug", "profile", "config_file", "sources"}
 """Settings that are not config-file keys: the secret, per-run files and switches, the profile choice."""
 FILE_KEYS = tuple(name for name in _FIELDS if name not in TALK_ONLY)
 """Every config-file key (a profile takes the same keys), in documentation order."""
@@ -498,6 +501,10 @@ def validate(s: Settings) -> None:
     _range(s, "idle_timeout_ms", *IDLE_TIMEOUT_RANGE_MS)
     _range(s, "speed", *SPEED_RANGE)
     _range(s, "sample_rate", 8000, 192_000)
+    for key in ("max_cost", "max_minutes"):
+        value = getattr(s, key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise _error(s, key, f"must be a positive number, not {value!r}")
     if s.max_output_tokens != "inf":
         _range(s, "max_output_tokens", 1, MAX_OUTPUT_TOKENS, also=' or "inf"')
     if s.language is not None and not _LANGUAGE.fullmatch(s.language):
@@ -636,6 +643,13 @@ EXAMPLE_CONFIG = '''\
 # transcript = "chat.md"        # append the transcript (.txt, .md or .jsonl), relative to where talk runs
 # record = "chat.wav"           # record both sides: microphone left, assistant right
 # quiet = false                 # only errors on stderr
+
+# --- budgets -------------------------------------------------------------------------------
+# At 80 % a warning; at the limit the microphone stops, the reply being spoken may finish
+# (15 s at most), and talk ends with status 0 and "stopped: --max-… reached". Unset: no limit.
+# max_cost = 0.50               # US dollars, estimated from the usage each reply reports and the
+#                               # model's published prices (a model with no known price: not enforced)
+# max_minutes = 30              # wall-clock minutes of the conversation
 
 # --- tools ---------------------------------------------------------------------------------
 # builtin_tools = true          # offer the model the built-in get_current_time

@@ -1,0 +1,103 @@
+"""Spending limits of one ``voicechat talk``: ``--max-cost`` and ``--max-minutes``.
+
+Pure, like the session core: the caller passes the time (a monotonic clock, in seconds) and the
+usage each ``response.done`` reports; out come notices and, once a limit is reached, a reason
+to stop. Cost is the estimate of `voicechat.pricing` (a model with no known price cannot be held
+to ``--max-cost``: `start_notices` says so); minutes are wall time since the budget started.
+
+What happens at a limit (the app carries it out): a warning at 80 % of each limit, once. At
+the limit the microphone is muted so no new turn (and no new cost) starts, the reply being
+spoken may finish playing, and the conversation ends at the next quiet moment, or
+``GRACE_S`` after the limit at the latest (then the reply is cut to what was heard, as a
+quit would). ``talk`` then ends with status 0 and ``stopped: --max-minutes 5 reached``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from voicechat import effects as fx
+from voicechat.pricing import cost, price_for
+from voicechat.protocol.events import Usage
+
+WARN_AT = 0.8
+GRACE_S = 15.0
+
+
+@dataclass
+class Budget:
+    model: str
+    max_cost: float | None = None  # USD
+    max_minutes: float | None = None
+    started: float = 0.0  # monotonic seconds
+    usage: Usage = field(default_factory=Usage)
+    reached: str | None = None  # why the conversation is to stop, e.g. "--max-minutes 5 reached"
+    reached_at: float | None = None
+    _warned: set[str] = field(default_factory=set)
+
+    @property
+    def active(self) -> bool:
+        return self.max_minutes is not None or (self.max_cost is not None and self.enforceable)
+
+    @property
+    def enforceable(self) -> bool:
+        """True when ``--max-cost`` can be held: the model has a known price."""
+        return price_for(self.model) is not None
+
+    @property
+    def cost(self) -> float | None:
+        return cost(self.model, self.usage)
+
+    def start_notices(self) -> list[fx.Notice]:
+        if self.max_cost is not None and not self.enforceable:
+            return [fx.Notice("warning", f"--max-cost cannot be enforced: no price is known for model {self.model}")]
+        return []
+
+    def add(self, usage: Usage | None) -> None:
+        """The usage of one finished response (``response.done``)."""
+        if usage is not None:
+            self.usage = self.usage + usage
+
+    def check(self, now: float) -> list[fx.Notice]:
+        """Warnings at 80 %, and the notice that a limit is reached (then ``reached`` is set)."""
+        if self.reached is not None:
+            return []
+        out: list[fx.Notice] = []
+        if self.max_minutes is not None:
+            minutes = max(0.0, now - self.started) / 60
+            if minutes >= self.max_minutes:
+                self.reached = f"--max-minutes {_num(self.max_minutes)} reached"
+            elif minutes >= WARN_AT * self.max_minutes and "minutes" not in self._warned:
+                self._warned.add("minutes")
+                left = (self.max_minutes - minutes) * 60
+                out.append(fx.Notice("warning", f"{WARN_AT:.0%} of --max-minutes {_num(self.max_minutes)} used: "
+                                                f"{_duration(left)} left"))
+        spent = self.cost if self.max_cost is not None else None
+        if self.reached is None and spent is not None and self.max_cost is not None:
+            if spent >= self.max_cost:
+                self.reached = f"--max-cost {_num(self.max_cost)} reached (about ${spent:.4f})"
+            elif spent >= WARN_AT * self.max_cost and "cost" not in self._warned:
+                self._warned.add("cost")
+                out.append(fx.Notice("warning", f"{WARN_AT:.0%} of --max-cost {_num(self.max_cost)} used "
+                                                f"(about ${spent:.4f})"))
+        if self.reached is not None:
+            self.reached_at = now
+            out.append(fx.Notice("warning", f"{self.reached}: the microphone is off; ending after this reply"))
+        return out
+
+    def should_stop(self, now: float, *, quiet: bool) -> bool:
+        """After a limit: stop once nothing is being said (``quiet``), or after the grace period."""
+        if self.reached is None or self.reached_at is None:
+            return False
+        return quiet or now - self.reached_at >= GRACE_S
+
+
+def _duration(seconds: float) -> str:
+    whole = max(0, math.ceil(seconds))
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
+def _num(value: float) -> str:
+    """A limit as the user would write it: 5, 0.5, 0.00001 (never 1e-05)."""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
