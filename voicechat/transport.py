@@ -31,11 +31,14 @@ from voicechat.errors import (
     RefusedError,
     SessionError,
     UsageError,
+    VoicechatError,
 )
+from voicechat.eventlog import EventLog, redact_websockets_log
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 
 log = logging.getLogger(__name__)
+redact_websockets_log("websockets.client")  # --debug logs the handshake headers: never the key
 
 CLOSE_NORMAL = 1000
 
@@ -93,14 +96,17 @@ def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
 class Connection:
     """An open realtime WebSocket: send dict events, iterate typed events."""
 
-    def __init__(self, ws: ClientConnection, endpoint: Endpoint) -> None:
+    def __init__(self, ws: ClientConnection, endpoint: Endpoint, log: EventLog | None = None) -> None:
         self._ws = ws
         self.endpoint = endpoint
+        self.log = log  # --log-events
         self.malformed = 0
         self.sent = 0
         self.closing = False
 
     async def send(self, event: dict[str, Any]) -> None:
+        if self.log is not None:
+            self.log.sent(event)
         try:
             await self._ws.send(codec.encode(event))
         except ConnectionClosed as exc:
@@ -122,9 +128,13 @@ class Connection:
                 frame = await self._ws.recv()
             except ConnectionClosed as exc:
                 rcvd = exc.rcvd
+                if self.log is not None:
+                    self.log.note("closed", code=rcvd.code if rcvd else None, reason=rcvd.reason if rcvd else None)
                 if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
                     return
                 raise closed_error(exc) from None
+            if self.log is not None:
+                self.log.received(frame)
             try:
                 yield codec.decode_server(frame)
             except codec.MalformedEvent as exc:
@@ -133,6 +143,8 @@ class Connection:
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self.closing = True
+        if self.log is not None:
+            self.log.note("close", code=code, reason=reason)
         await self._ws.close(code, reason)
 
 
@@ -159,8 +171,24 @@ def closed_error_code(code: int, reason: str) -> ConnectError | SessionError:
     return ConnectError(f"the server closed the connection ({code}{why})")
 
 
-async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0) -> Connection:
-    """Open the WebSocket, translating every failure into an actionable error."""
+async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0, log: EventLog | None = None) -> Connection:
+    """Open the WebSocket, translating every failure into an actionable error.
+
+    ``log`` (``--log-events``) gets the attempt, its outcome and then every frame.
+    """
+    if log is None:
+        return Connection(await _open(endpoint, open_timeout), endpoint)
+    log.note("connect", url=endpoint.url)
+    try:
+        ws = await _open(endpoint, open_timeout)
+    except VoicechatError as exc:
+        log.note("failed", error=str(exc))
+        raise
+    log.note("open")
+    return Connection(ws, endpoint, log)
+
+
+async def _open(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
     host = endpoint.host
     try:
         ws = await ws_connect(
@@ -194,7 +222,7 @@ async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0) -> Connecti
         raise ConnectError(f"the WebSocket handshake with {host} failed: {exc}") from None
     except OSError as exc:
         raise ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {exc.strerror or exc}") from None
-    return Connection(ws, endpoint)
+    return ws
 
 
 def status_error(status: int, endpoint: Endpoint) -> ConnectError:
@@ -216,7 +244,12 @@ def status_error(status: int, endpoint: Endpoint) -> ConnectError:
             f"no realtime endpoint at {_netloc(endpoint.url)}{urlsplit(endpoint.url).path} (HTTP 404)",
             hint="check --base-url and --model",
         )
-    return ConnectError(f"the server at {host} answered HTTP {status} to the WebSocket handshake")
+    hint = None
+    if status == 429:
+        hint = "rate limited: wait a moment, or check the account's quota"
+    elif status >= 500:
+        hint = "a problem on the server's side: try again in a moment"
+    return ConnectError(f"the server at {host} answered HTTP {status} to the WebSocket handshake", hint=hint)
 
 
 def _netloc(url: str) -> str:

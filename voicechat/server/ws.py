@@ -25,6 +25,7 @@ from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
 from voicechat.errors import UsageError
+from voicechat.eventlog import redact_websockets_log
 from voicechat.protocol.codec import encode
 from voicechat.server import apierrors as E
 from voicechat.server import handshake
@@ -35,6 +36,7 @@ from voicechat.server.state import Output
 from voicechat.server.transcribe import load_recognizer
 
 log = logging.getLogger(__name__)
+redact_websockets_log("websockets.server")  # `serve --debug` logs request headers: never a key
 
 INBOX_SIZE = 64
 MODEL_CLOSE_REASON = "invalid_request_error.model_not_found"

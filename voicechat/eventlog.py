@@ -1,0 +1,142 @@
+"""``--log-events FILE``: the raw event stream, for debugging, with nothing secret or bulky in it.
+
+One JSON object per line, written and flushed as each frame passes (nothing is held in
+memory): ``{"t": 0.0123, "dir": "send"|"recv", "event": {...}}``, where ``t`` is seconds on a
+monotonic clock since the log was opened. Frames that are not JSON objects are logged by kind
+and length (``"binary": 12`` or ``"text": "<first 200 characters>"``); ``connect``, ``open``,
+``failed`` and ``closed`` lines mark the connection's life.
+
+What is elided, always: audio (``audio`` fields, and ``delta`` of audio deltas) becomes
+``"<audio: N bytes>"``; ``data:`` URLs (images) become ``"<image/png data URL: N bytes>"``;
+values of ``Authorization``/``api-key`` style keys become ``"<elided>"``; any long string is
+cut at ``MAX_STRING`` characters; and the API key itself is replaced wherever it appears
+(a server could echo it in an error message).
+
+This module also holds the filter that keeps credentials out of websockets' own debug log
+(``--debug`` logs every handshake header).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from voicechat.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "api-key", "api_key", "x-api-key"})
+AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
+MAX_STRING = 2000
+ELIDED = "<elided>"
+
+
+def _b64_bytes(text: str) -> int:
+    """Decoded length of base64 ``text`` (without decoding it)."""
+    n = len(text.rstrip())
+    return max(0, n * 3 // 4 - (len(text) - len(text.rstrip("="))))
+
+
+def elide(value: Any, key: str = "", event_type: str = "") -> Any:
+    """A copy of a JSON value with audio, images, credentials and long strings elided."""
+    if isinstance(value, dict):
+        # The outermost type names the event (an audio delta); inner types name parts and items.
+        etype = event_type or (value["type"] if isinstance(value.get("type"), str) else "")
+        return {k: elide(v, str(k), etype) for k, v in value.items()}
+    if isinstance(value, list):
+        return [elide(v, key, event_type) for v in value]
+    if not isinstance(value, str):
+        return value
+    lowered = key.lower()
+    if lowered in SECRET_KEYS:
+        return ELIDED
+    if lowered == "audio" or (lowered == "delta" and event_type in AUDIO_DELTAS):
+        return f"<audio: {_b64_bytes(value)} bytes>"
+    if value.startswith("data:") and ";base64," in value[:100]:
+        mime, _, data = value[5:].partition(";base64,")
+        return f"<{mime or 'data'} data URL: {_b64_bytes(data)} bytes>"
+    if len(value) > MAX_STRING:
+        return value[:MAX_STRING] + f"…<{len(value)} characters>"
+    return value
+
+
+class EventLog:
+    """An append-only JSON-lines file of the events of one run (created private: mode 600)."""
+
+    def __init__(self, path: Path, *, secrets: Iterable[str | None] = (),
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = path
+        self._clock = clock
+        self._start = clock()
+        self._secrets = [s for s in secrets if s]
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self._file: Any = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+        except OSError as exc:
+            raise UsageError(f"--log-events {path}: cannot write it ({exc.strerror or exc})") from None
+        self.note("start", wall=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
+    def sent(self, event: dict[str, Any]) -> None:
+        self._write({"dir": "send", "event": elide(event)})
+
+    def received(self, frame: str | bytes) -> None:
+        record: dict[str, Any] = {"dir": "recv"}
+        if isinstance(frame, bytes | bytearray | memoryview):
+            record["binary"] = len(frame)
+        else:
+            try:
+                parsed = json.loads(frame)
+            except (ValueError, RecursionError):
+                parsed = None
+            if isinstance(parsed, dict):
+                record["event"] = elide(parsed)
+            else:
+                record["text"] = elide(frame[:200])
+                record["chars"] = len(frame)
+        self._write(record)
+
+    def note(self, what: str, **fields: Any) -> None:
+        self._write({"dir": what, **elide(fields)})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        if self._file is None:
+            return
+        line = json.dumps({"t": round(self._clock() - self._start, 6), **record}, ensure_ascii=False)
+        for secret in self._secrets:
+            line = line.replace(secret, ELIDED)
+        try:
+            self._file.write(line + "\n")  # line-buffered: flushed per line
+        except (OSError, ValueError) as exc:
+            log.warning("--log-events %s: stopped writing (%s)", self.path, exc)
+            self.close()
+
+    def close(self) -> None:
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()
+            self._file = None
+
+
+class RedactHeaders(logging.Filter):
+    """Hide credentials in websockets' debug lines ``> Authorization: Bearer …`` (and replies)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and record.msg in ("> %s: %s", "< %s: %s"):
+            name, value = args
+            if str(name).lower() in SECRET_KEYS or "api-key" in str(value).lower():
+                record.args = (name, ELIDED)
+        return True
+
+
+def redact_websockets_log(name: str) -> None:
+    """Attach `RedactHeaders` to a websockets logger (once)."""
+    logger = logging.getLogger(name)
+    if not any(isinstance(f, RedactHeaders) for f in logger.filters):
+        logger.addFilter(RedactHeaders())
