@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import signal
 import sys
@@ -27,9 +28,12 @@ from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.audio.wav import ConversationRecorder, load_wav_at
+from voicechat.budget import Budget
 from voicechat.config import Settings
 from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
+from voicechat.eventlog import EventLog
 from voicechat.protocol import codec
+from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.session import Session
 from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call, error_result
@@ -69,6 +73,14 @@ class Output:
             return
         with contextlib.suppress(BrokenPipeError, ValueError):
             self.status.write(f"voicechat: {prefix}{escape_control(message)}\n")
+            self.status.flush()
+
+    def final(self, message: str) -> None:
+        """The last word on why a conversation ended normally: shown even with --quiet."""
+        if self.status is None:
+            return
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.status.write(f"voicechat: {escape_control(message)}\n")
             self.status.flush()
 
     @property
@@ -144,6 +156,7 @@ class Conversation:
         push_to_talk: bool = False,
         editor: keys.LineEditor | None = None,
         view: View,
+        budget: Budget | None = None,
     ) -> None:
         self.settings = settings
         self.actions = actions
@@ -167,6 +180,8 @@ class Conversation:
         self.error: BaseException | None = None
         self._committed_file = False
         self.clock: Callable[[], float] = time.time
+        self.budget = budget  # --max-cost / --max-minutes, on the monotonic clock below
+        self.monotonic: Callable[[], float] = time.monotonic
         self.tools = ToolRunner(available_tools(settings.tools, settings.builtin_tools), confirm=self._confirm)
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self._asking = asyncio.Lock()  # one confirmation question at a time
@@ -257,6 +272,8 @@ class Conversation:
             if isinstance(event, codec.MalformedEvent):
                 self.out.notice("warning", f"ignored a malformed server frame: {event.message}")
                 continue
+            if self.budget is not None and isinstance(event, ev.ResponseDone):
+                self.budget.add(event.response.usage)
             self.dispatch(self.session.handle(event, self.clock()))
         if not self.finished.is_set():
             self.fail(SessionError("the server closed the connection"))
@@ -362,7 +379,7 @@ class Conversation:
         if self.player.drained and self.session.audible_items:
             self.dispatch(self.session.playback_drained())
         self.dispatch(self.session.tick(now))
-        if self.finished.is_set():
+        if self.finished.is_set() or self._over_budget():
             return False
         if not self.audio.input_done:
             return True
@@ -378,6 +395,21 @@ class Conversation:
             self.out.notice("warning", "stopped waiting for the server after the input file ended")
             self.finished.set()
             return False
+        return True
+
+    def _over_budget(self) -> bool:
+        """At a --max-cost/--max-minutes limit: mute the mic, end once the reply is heard."""
+        if self.budget is None or not self.budget.active:
+            return False
+        now = self.monotonic()
+        self.dispatch(self.budget.check(now))
+        if self.budget.reached is None:
+            return False
+        self.session.muted = True  # no new turn, no new cost
+        quiet = self.player.drained and self.session.active_response is None
+        if not self.budget.should_stop(now, quiet=quiet):
+            return False
+        self.finished.set()
         return True
 
     async def run(self) -> None:
@@ -482,7 +514,34 @@ async def talk(
 
     ``audio`` replaces the adapter the settings would pick (tests use a file "room" with echo);
     ``actions`` replaces the terminal keyboard (and makes ``--vad none`` push-to-talk).
+    SIGINT and SIGTERM end it with `Interrupted` (exit 130/143) in every phase (see `_SignalGuard`).
     """
+    guard = _SignalGuard(asyncio.current_task())
+    token = _GUARD.set(guard)
+    try:
+        with guard.installed():
+            try:
+                await _talk(settings, out, audio=audio, actions=actions)
+            except asyncio.CancelledError:
+                if guard.error is None:
+                    raise
+                guard.uncancel()
+    finally:
+        _GUARD.reset(token)
+    if guard.error is not None:
+        raise guard.error
+
+
+async def _talk(
+    settings: Settings,
+    out: Output,
+    *,
+    audio: AudioIO | None = None,
+    actions: AsyncIterator[keys.Action] | None = None,
+) -> None:
+    budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
+    for notice in budget.start_notices():
+        out.notice(notice.level, notice.message)
     if audio is None and settings.input_file is not None:
         audio = FileAudio(
             load_wav_at(settings.input_file, WIRE_RATE), settings.output_file, speed=10.0 if settings.fast else 1.0
@@ -503,8 +562,12 @@ async def talk(
             stack.enter_context(out.front)
             out.publish(view.snapshot_idle())
         endpoint = await _endpoint(settings, stack)
+        events = None
+        if settings.log_events is not None:
+            events = EventLog(settings.log_events, secrets=(settings.api_key, endpoint.api_key))
+            stack.callback(events.close)
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
-        conn = await connect(endpoint)
+        conn = await connect(endpoint, log=events)
         stack.push_async_callback(_close_quietly, conn)
         for sink in out.sinks:
             stack.callback(sink.close)
@@ -522,9 +585,11 @@ async def talk(
         if push_to_talk:
             out.notice("info", "push-to-talk: press space to talk, again to send")
         conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
-                                    editor=editor, view=view)
+                                    editor=editor, view=view, budget=budget)
         with _signals(conversation):
             await conversation.run()
+    if budget.reached is not None:
+        out.final(f"stopped: {budget.reached}")
 
 
 async def _endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
@@ -547,24 +612,83 @@ async def _close_quietly(conn: Connection) -> None:
         await asyncio.wait_for(conn.close(), timeout=2.0)
 
 
+class _SignalGuard:
+    """SIGINT/SIGTERM during the whole of `talk`, by phase.
+
+    * No conversation yet (starting the local server, connecting): the talk task is cancelled
+      at once; talk raises `Interrupted`.
+    * A conversation running: it ends cleanly, as a quit would (the reply cut to what was
+      heard, the transcript written, the socket closed with 1000); talk raises `Interrupted`.
+    * After it (shutting down: closing the socket and files, at most a few seconds): the
+      shutdown finishes, then talk raises `Interrupted`; a second signal cuts it short.
+
+    The first signal decides the exit status (130 for SIGINT, 143 for SIGTERM).
+    """
+
+    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+        self.task = task
+        self.error: Interrupted | None = None
+        self.conversation: Conversation | None = None
+        self.ended = False  # a conversation ran and is over: talk is shutting down
+        self._cancelled = 0
+
+    def __call__(self, error: Interrupted) -> None:
+        first = self.error is None
+        if first:
+            self.error = error
+        if self.conversation is not None:
+            self.conversation.fail(error)
+        elif (not self.ended or not first) and self.task is not None:
+            self._cancelled += 1
+            self.task.cancel()
+
+    def uncancel(self) -> None:
+        """The cancellation was ours (a signal), not the caller's: forget it."""
+        if self.task is not None:
+            for _ in range(self._cancelled):
+                self.task.uncancel()
+        self._cancelled = 0
+
+    @contextlib.contextmanager
+    def installed(self):  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        installed = []
+        for signum, status in ((signal.SIGINT, ExitStatus.SIGINT), (signal.SIGTERM, ExitStatus.SIGTERM)):
+            previous = signal.getsignal(signum)
+            try:
+                loop.add_signal_handler(
+                    signum, self, Interrupted(f"interrupted by {signal.Signals(signum).name}", status=status)
+                )
+                installed.append((signum, previous))
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass  # not the main thread, or no signals here
+        try:
+            yield self
+        finally:
+            for signum, previous in installed:
+                loop.remove_signal_handler(signum)
+                with contextlib.suppress(TypeError, ValueError):
+                    signal.signal(signum, previous)
+
+
+_GUARD: contextvars.ContextVar[_SignalGuard | None] = contextvars.ContextVar("voicechat_signals", default=None)
+
+
 @contextlib.contextmanager
 def _signals(conversation: Conversation):  # type: ignore[no-untyped-def]
-    """SIGINT/SIGTERM end the conversation cleanly (transcript written, socket closed)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for signum, status in ((signal.SIGINT, ExitStatus.SIGINT), (signal.SIGTERM, ExitStatus.SIGTERM)):
-        try:
-            loop.add_signal_handler(
-                signum, conversation.fail, Interrupted(f"interrupted by {signal.Signals(signum).name}", status=status)
-            )
-            installed.append(signum)
-        except (NotImplementedError, RuntimeError):
-            pass
+    """While ``conversation`` runs, SIGINT/SIGTERM end it cleanly (transcript written, socket closed)."""
+    guard = _GUARD.get()
+    if guard is None:
+        yield
+        return
+    guard.conversation = conversation
+    if guard.error is not None:
+        conversation.fail(guard.error)
     try:
         yield
     finally:
-        for signum in installed:
-            loop.remove_signal_handler(signum)
+        guard.conversation = None
+        guard.ended = True
 
 
 class _CurrentStdout:

@@ -1,15 +1,17 @@
 """The command line: flags to settings, and the one error boundary.
 
 Every ``VoicechatError`` ends here as ``voicechat: error: …`` on stderr and its exit status;
-``--debug`` shows the traceback instead. Heavy modules (numpy, websockets, sounddevice) are
+``--debug`` shows the traceback too. Heavy modules (numpy, websockets, sounddevice) are
 imported inside the commands so ``voicechat --help`` stays fast and works without PortAudio.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -43,8 +45,10 @@ def _root(
 
 
 def _fail(error: VoicechatError, debug: bool) -> NoReturn:
-    if debug:
-        raise error
+    if debug:  # the traceback first, then the same message and exit status as without --debug
+        import traceback
+
+        traceback.print_exception(error, file=sys.stderr)
     from voicechat.errors import Interrupted
     from voicechat.transcript import escape_control
 
@@ -55,6 +59,29 @@ def _fail(error: VoicechatError, debug: bool) -> NoReturn:
         message += f"\n  hint: {escape_control(error.hint)}"
     typer.echo(message, err=True)
     raise typer.Exit(int(error.status))
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """Where talk's own handlers are not in place (reading settings, starting up), SIGTERM
+    raises `Interrupted` (exit 143), as SIGINT raises KeyboardInterrupt, instead of killing the
+    process where it stands. The previous handler is restored afterwards."""
+    import signal
+
+    from voicechat.errors import Interrupted
+
+    def interrupted(signum: int, frame: Any) -> None:
+        raise Interrupted("interrupted by SIGTERM", status=ExitStatus.SIGTERM)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupted)
+    except ValueError:  # not the main thread (an embedding program): leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
@@ -187,6 +214,7 @@ config file < profile < .env < environment < flags.
 """
 
 _CONNECT, _ASSISTANT, _TURNS, _AUDIO, _FILES = "Connection", "Assistant", "Turn detection", "Audio", "Files and output"
+_BUDGETS = "Budgets"
 
 
 @app.command(epilog=TALK_EXAMPLES)
@@ -316,6 +344,22 @@ def talk(
         typer.Option("--record", help="Record the conversation to FILE.wav: microphone left, assistant right.",
                      rich_help_panel=_FILES),
     ] = None,
+    log_events: Annotated[
+        Path | None,
+        typer.Option("--log-events", metavar="FILE", help="Debugging: append every event, both directions, to FILE "
+                     "as JSON lines with a monotonic time; audio and images elided, the API key never written.",
+                     rich_help_panel=_FILES),
+    ] = None,
+    max_cost: Annotated[
+        float | None,
+        typer.Option("--max-cost", metavar="DOLLARS", help="Stop once the estimated cost of the replies reaches "
+                     "DOLLARS (a warning at 80 %; needs a model with a known price).", rich_help_panel=_BUDGETS),
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option("--max-minutes", metavar="N", help="Stop once the conversation has lasted N minutes "
+                     "(a warning at 80 %).", rich_help_panel=_BUDGETS),
+    ] = None,
     fast: Annotated[
         bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.",
                            rich_help_panel=_FILES)
@@ -327,6 +371,8 @@ def talk(
 ) -> None:
     """Hold a live voice conversation (transcript on stdout, status on stderr)."""
     import asyncio
+
+    from voicechat.errors import Interrupted
 
     logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
     flags: dict[str, Any] = {
@@ -360,22 +406,26 @@ def talk(
         "output_file": output_file,
         "transcript": transcript,
         "record": record,
+        "log_events": log_events,
+        "max_cost": max_cost,
+        "max_minutes": max_minutes,
         "fast": fast or None,
         "profile": profile,
         "quiet": quiet or None,
         "debug": debug or None,
     }
     try:
-        settings = _settings(flags, config_file)
-        from voicechat.app import make_output
-        from voicechat.app import talk as run_talk
+        with _sigterm_interrupts():
+            settings = _settings(flags, config_file)
+            from voicechat.app import make_output
+            from voicechat.app import talk as run_talk
 
-        out = make_output(settings, sys.stdout, sys.stderr)
-        asyncio.run(run_talk(settings, out))
+            out = make_output(settings, sys.stdout, sys.stderr)
+            asyncio.run(run_talk(settings, out))
     except VoicechatError as error:
         _fail(error, debug)
-    except KeyboardInterrupt:
-        raise typer.Exit(int(ExitStatus.SIGINT)) from None
+    except KeyboardInterrupt:  # before talk's own handlers are in place
+        _fail(Interrupted("interrupted by SIGINT"), debug)
     except Exception as exc:  # a bug: say so in one line; --debug shows where
         if debug:
             raise
