@@ -156,15 +156,23 @@ def test_cli_bad_input_is_one_line_and_its_own_status(args, env, status, message
     assert message in proc.stderr and "Traceback" not in proc.stderr
 
 
-@pytest.mark.parametrize("code, status, message", [(401, 8, "HTTP 401"), (403, 8, "HTTP 403"),
-                                                    (404, 9, "HTTP 404"), (500, 5, "HTTP 500")])
-async def test_handshake_statuses_map_to_errors(tmp_path: Path, code: int, status: int, message: str) -> None:
+@pytest.mark.parametrize("code, status, message, hint", [
+    (401, 8, "rejected the API key (HTTP 401)", "check OPENAI_API_KEY (or the key in .env)"),
+    (403, 8, "no access to the Realtime API at 127.0.0.1 (HTTP 403)", "check the key's project, organisation"),
+    (404, 9, "no realtime endpoint at 127.0.0.1:", "check --base-url and --model"),
+    (500, 5, "answered HTTP 500 to the WebSocket handshake", "a problem on the server's side: try again"),
+])
+async def test_handshake_statuses_map_to_errors(tmp_path: Path, code: int, status: int, message: str,
+                                                hint: str | None) -> None:
     async with LocalServer(ServerOptions(handshake_status=code), host="127.0.0.1", port=0) as srv:
         wav = tmp_path / "q.wav"
         write_wav(wav, speech_like(0.5), 24000)
         proc = await _acli("talk", "--base-url", srv.http_base_url, "--input-file", str(wav),
                            env={"OPENAI_API_KEY": "sk-test"})
-    assert proc[0] == status and message in proc[2] and "Traceback" not in proc[2]
+    assert proc[0] == status and message in proc[2] and "Traceback" not in proc[2], proc
+    error = [line for line in proc[2].splitlines() if line.startswith("voicechat: error: ")]
+    assert len(error) == 1 and message in error[0], proc[2]
+    assert (f"  hint: {hint}" in proc[2]) if hint else ("hint:" not in proc[2]), proc[2]
 
 
 async def _acli(*args: str, env: dict) -> tuple[int, str, str]:

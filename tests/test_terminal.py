@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -177,6 +178,7 @@ class Run:
             "#!/bin/bash",
             "trap : INT",  # the wrapper outlives a Ctrl-C that voicechat handles
             f"cd {shlex.quote(str(self.dir))}",
+            "echo $$ > wrapper.pid",  # to find voicechat, its child, for a signal
             "stty -g > stty.before",
             shlex.join(command) + redirect,
             "echo $? > status",
@@ -195,6 +197,16 @@ class Run:
     @property
     def status(self) -> int:
         return int((self.dir / "status").read_text())
+
+    def voicechat_pid(self) -> int:
+        """The process id of the running voicechat: the wrapper's child (``env`` exec's python)."""
+        wrapper = int((self.dir / "wrapper.pid").read_text())
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == wrapper:  # the field after the state is the parent's pid
+                    return int(stat.parent.name)
+        raise AssertionError("voicechat is not running under the wrapper")
 
     def assert_terminal_restored(self) -> None:
         before = (self.dir / "stty.before").read_text()
@@ -331,6 +343,31 @@ def test_ctrl_c_quits_with_status_130_and_keeps_the_transcript(
     assert f"You said: {said}".startswith(records[1]["text"])
     assert records[1]["text"] != f"You said: {said}"  # never the whole reply
     assert records[1]["end"] > records[1]["start"]
+
+
+def test_sigterm_mid_reply_restores_the_terminal_and_keeps_the_transcript(
+    pane: Pane, tmp_path: Path, quiet_input: Path
+) -> None:
+    """``kill PID`` (SIGTERM) while the panel is up and the assistant speaks: status 143."""
+    run = Run(pane, tmp_path)
+    run.start("--backend", "local", "--input-file", str(quiet_input), "--transcript", "chat.jsonl")
+    pane.wait_text(r"^│ listening +you ○ +assistant ○", "the panel, listening")
+    said = "one two three four five six seven eight nine ten"
+    pane.type(said)
+    pane.keys("Enter")
+    pane.wait_text(r"^│ assistant speaking +you ○ +assistant ●", "the assistant speaking")
+    os.kill(run.voicechat_pid(), signal.SIGTERM)
+
+    screen = run.wait_done()
+    assert run.status == 143, screen
+    run.assert_terminal_restored()
+    assert panel_gone(screen), screen
+    assert "Traceback" not in screen, screen
+    lines = screen.splitlines()
+    assert "voicechat: interrupted by SIGTERM" in lines, screen
+    assert f"you: {said}" in lines, screen
+    records = [json.loads(line) for line in (tmp_path / "chat.jsonl").read_text().splitlines()]
+    assert [r["role"] for r in records] == ["user", "assistant"] and records[1]["interrupted"], records
 
 
 def test_stdout_to_a_file_gets_plain_lines_while_the_panel_draws(

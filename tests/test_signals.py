@@ -1,0 +1,227 @@
+"""SIGINT and SIGTERM at every phase of ``voicechat talk`` (a subprocess, stdout and stderr pipes).
+
+Phases: before connecting (reading the settings), while connecting (a server that accepts TCP
+and never answers the upgrade), mid-conversation while the assistant speaks, and during the
+shutdown that follows (a second signal while the socket is still closing). Each ends with 130
+(SIGINT) or 143 (SIGTERM) decided by the first signal, one ``voicechat: interrupted by …`` line,
+no traceback, the transcript written, and, where a connection was open, the socket closed
+with 1000 as the server saw it. The terminal case (tmux) is in test_terminal.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from cli_helpers import NOISE, RATE, TIMEOUT, VOICECHAT, clean_env, wait_closes
+from server_helpers import speech_like
+
+from voicechat.audio.wav import write_wav
+from voicechat.server import LocalServer, ScriptedBrain, ScriptedReply, ServerOptions
+
+SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
+IDS = ["SIGINT", "SIGTERM"]
+HEARD = "please tell me a long story"
+REPLY = "once upon a time there was a very long reply that kept on going and going"
+
+
+class Talk:
+    """A running ``voicechat talk`` whose stderr is read line by line."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.err: list[str] = []
+
+    @classmethod
+    async def start(cls, tmp_path: Path, *args: str) -> Talk:
+        env = clean_env(tmp_path, OPENAI_API_KEY="sk-signals")
+        proc = await asyncio.create_subprocess_exec(
+            *VOICECHAT, "talk", *args, cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return cls(proc)
+
+    async def wait_line(self, prefix: str, timeout: float = TIMEOUT) -> None:
+        """Read stderr until a line starting with ``prefix``."""
+        assert self.proc.stderr is not None
+        async with asyncio.timeout(timeout):
+            while True:
+                raw = await self.proc.stderr.readline()
+                if not raw:
+                    raise AssertionError(f"stderr ended before {prefix!r}: {self.err}")
+                line = raw.decode().rstrip("\n")
+                self.err.append(line)
+                if line.startswith(prefix):
+                    return
+
+    def kill(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    async def finish(self) -> tuple[int, str, str]:
+        try:
+            out, rest = await asyncio.wait_for(self.proc.communicate(), TIMEOUT)
+        finally:
+            if self.proc.returncode is None:
+                self.proc.kill()
+                await self.proc.wait()
+        assert self.proc.returncode is not None
+        stderr = "\n".join(self.err) + ("\n" if self.err else "") + rest.decode()
+        return self.proc.returncode, out.decode(), stderr
+
+
+def assert_interrupted(status: int, stderr: str, signum: int, expected: int) -> None:
+    assert status == expected, (status, stderr)
+    for word in NOISE:
+        assert word not in stderr, stderr
+    name = signal.Signals(signum).name
+    assert stderr.rstrip().splitlines()[-1] == f"voicechat: interrupted by {name}", stderr
+
+
+def long_reply_server(**extra) -> LocalServer:
+    brain = ScriptedBrain([ScriptedReply(REPLY, audio_ms=8000)])
+    return LocalServer(ServerOptions(brain=brain, recognizer=lambda pcm: HEARD, transcript_timing="before",
+                                     speed=4.0, seed=21, **extra))
+
+
+def mic(tmp_path: Path) -> Path:
+    """A question, then a long quiet: the conversation stays open while the reply plays."""
+    path = tmp_path / "mic.wav"
+    write_wav(path, np.concatenate([np.zeros(RATE // 5, dtype=np.int16), speech_like(1.0),
+                                    np.zeros(RATE * 30, dtype=np.int16)]), RATE)
+    return path
+
+
+def records(path: Path) -> list[dict]:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith("\n") or not text, "the last record is cut short"
+    return [json.loads(line) for line in text.splitlines()]
+
+
+# ---- before connecting ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, expected", SIGNALS, ids=IDS)
+async def test_before_connecting(tmp_path: Path, signum: int, expected: int) -> None:
+    """Stopped while reading the settings: the instructions file is a FIFO nobody writes."""
+    fifo = tmp_path / "instructions.fifo"
+    os.mkfifo(fifo)
+    talk = await Talk.start(tmp_path, "--backend", "local", "--input-file", str(mic(tmp_path)),
+                            "--instructions-file", str(fifo), "--transcript", str(tmp_path / "chat.jsonl"))
+    writer = None
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while writer is None:  # a writer can open the FIFO once voicechat has it open for reading
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError as exc:
+                assert exc.errno == errno.ENXIO and time.monotonic() < deadline, exc
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # voicechat is now blocked reading it
+        talk.kill(signum)
+        status, out, err = await talk.finish()
+    finally:
+        if writer is not None:
+            os.close(writer)
+    assert_interrupted(status, err, signum, expected)
+    assert out == ""
+
+
+# ---- connecting ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, expected", SIGNALS, ids=IDS)
+async def test_while_connecting(tmp_path: Path, signum: int, expected: int) -> None:
+    """A server that takes the TCP connection and never answers the WebSocket upgrade."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)  # never accepted: the kernel completes the TCP handshake, nobody answers
+        port = silent.getsockname()[1]
+        started = time.monotonic()
+        talk = await Talk.start(tmp_path, "--base-url", f"http://127.0.0.1:{port}/v1", "--input-file",
+                                str(mic(tmp_path)), "--transcript", str(tmp_path / "chat.jsonl"))
+        await talk.wait_line("voicechat: connecting to ws://127.0.0.1")
+        await asyncio.sleep(0.3)
+        talk.kill(signum)
+        status, out, err = await talk.finish()
+    assert_interrupted(status, err, signum, expected)
+    assert time.monotonic() - started < 10, "it did not wait for the 15 s connect timeout"
+    assert out == "" and records(tmp_path / "chat.jsonl") == []
+
+
+# ---- mid-conversation, while the assistant speaks -------------------------------------------------
+
+
+@pytest.mark.parametrize("signum, expected", SIGNALS, ids=IDS)
+async def test_while_the_assistant_speaks(tmp_path: Path, signum: int, expected: int) -> None:
+    chat = tmp_path / "chat.jsonl"
+    async with long_reply_server() as srv:
+        talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
+                                "--silence-duration-ms", "300", "--transcript", str(chat))
+        await talk.wait_line("voicechat: assistant speaking")
+        await asyncio.sleep(0.5)
+        stopped = time.monotonic()
+        talk.kill(signum)
+        status, out, err = await talk.finish()
+        shutdown = time.monotonic() - stopped
+        closes = await wait_closes(srv)
+    assert_interrupted(status, err, signum, expected)
+    assert closes == [(1000, "")], "the socket was closed with 1000"
+    assert shutdown < 1.5, f"shutting down took {shutdown:.1f} s"
+    said = records(chat)
+    assert [r["role"] for r in said] == ["user", "assistant"], said
+    assert said[0]["text"] == HEARD
+    assert said[1]["interrupted"] and REPLY.startswith(said[1]["text"]) and said[1]["text"] != REPLY, said
+    lines = out.splitlines()
+    assert lines[0] == f"you: {HEARD}" and lines[1].startswith("assistant: ") and lines[1].endswith("[interrupted]")
+
+
+async def test_local_backend_sigterm_mid_reply(tmp_path: Path) -> None:
+    """The same with the built-in server (`--backend local`): it stops with the client."""
+    chat = tmp_path / "chat.jsonl"
+    question = Path(__file__).resolve().parents[1] / "voicechat" / "data" / "question.wav"
+    talk = await Talk.start(tmp_path, "--backend", "local", "--input-file", str(question), "--transcript", str(chat))
+    await talk.wait_line("voicechat: assistant speaking")
+    talk.kill(signal.SIGTERM)
+    status, out, err = await talk.finish()
+    assert_interrupted(status, err, signal.SIGTERM, 143)
+    said = records(chat)
+    assert [r["role"] for r in said] == ["user", "assistant"] and said[1]["interrupted"], said
+    assert out.splitlines()[0].startswith("you: ")
+
+
+# ---- during the shutdown ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("first, second, expected", [(signal.SIGINT, signal.SIGTERM, 130),
+                                                     (signal.SIGTERM, signal.SIGINT, 143)], ids=IDS)
+async def test_a_second_signal_during_shutdown(tmp_path: Path, first: int, second: int, expected: int) -> None:
+    """The first signal starts the shutdown; the server then holds back its close reply (this
+    process's event loop, which runs it, is blocked), so the second arrives while voicechat is
+    still closing the socket. The shutdown finishes as it would have: same status, same files."""
+    chat = tmp_path / "chat.jsonl"
+    async with long_reply_server() as srv:
+        talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
+                                "--silence-duration-ms", "300", "--transcript", str(chat))
+        await talk.wait_line("voicechat: assistant speaking")
+        await asyncio.sleep(0.3)
+        # Blocking on purpose: the server (in this loop) cannot answer the close meanwhile.
+        talk.kill(first)
+        time.sleep(0.8)
+        talk.kill(second)
+        time.sleep(0.2)
+        status, _out, err = await talk.finish()
+        closes = await wait_closes(srv)
+    assert_interrupted(status, err, first, expected)
+    assert err.count("voicechat: interrupted by") == 1, err
+    assert closes == [(1000, "")]
+    said = records(chat)
+    assert [r["role"] for r in said] == ["user", "assistant"] and said[1]["interrupted"], said
+
