@@ -205,7 +205,8 @@ async def test_local_backend_sigterm_mid_reply(tmp_path: Path) -> None:
 async def test_a_second_signal_during_shutdown(tmp_path: Path, first: int, second: int, expected: int) -> None:
     """The first signal starts the shutdown; the server then holds back its close reply (this
     process's event loop, which runs it, is blocked), so the second arrives while voicechat is
-    still closing the socket. The shutdown finishes as it would have: same status, same files."""
+    still waiting for it. The second only cuts that wait short: the first decides the status,
+    the transcript is already written and the server got the 1000."""
     chat = tmp_path / "chat.jsonl"
     async with long_reply_server() as srv:
         talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
@@ -225,3 +226,57 @@ async def test_a_second_signal_during_shutdown(tmp_path: Path, first: int, secon
     said = records(chat)
     assert [r["role"] for r in said] == ["user", "assistant"] and said[1]["interrupted"], said
 
+
+
+# ---- the guard's decisions, phase by phase -------------------------------------------------------
+
+
+class FakeTask:
+    def __init__(self) -> None:
+        self.cancels = 0
+
+    def cancel(self) -> None:
+        self.cancels += 1
+
+
+class FakeConversation:
+    def __init__(self) -> None:
+        self.failed: list[BaseException] = []
+
+    def fail(self, error: BaseException) -> None:
+        self.failed.append(error)
+
+
+def interrupt(signum: int):  # type: ignore[no-untyped-def]
+    from voicechat.errors import ExitStatus, Interrupted
+
+    status = ExitStatus.SIGINT if signum == signal.SIGINT else ExitStatus.SIGTERM
+    return Interrupted(f"interrupted by {signal.Signals(signum).name}", status=status)
+
+
+def test_guard_before_during_and_after_the_conversation() -> None:
+    from voicechat.app import _SignalGuard
+
+    # Before: cancel at once.
+    task = FakeTask()
+    guard = _SignalGuard(task)  # type: ignore[arg-type]
+    guard(interrupt(signal.SIGTERM))
+    assert task.cancels == 1 and guard.error is not None and guard.error.status == 143
+
+    # During: the conversation ends itself; the task is left alone; the first signal wins.
+    task, conversation = FakeTask(), FakeConversation()
+    guard = _SignalGuard(task)  # type: ignore[arg-type]
+    guard.conversation = conversation  # type: ignore[assignment]
+    guard(interrupt(signal.SIGINT))
+    guard(interrupt(signal.SIGTERM))
+    assert task.cancels == 0 and len(conversation.failed) == 2
+    assert guard.error is not None and guard.error.status == 130
+
+    # After (shutting down): the first signal is only noted, a second one cuts the shutdown short.
+    task = FakeTask()
+    guard = _SignalGuard(task)  # type: ignore[arg-type]
+    guard.ended = True
+    guard(interrupt(signal.SIGTERM))
+    assert task.cancels == 0 and guard.error is not None and guard.error.status == 143
+    guard(interrupt(signal.SIGINT))
+    assert task.cancels == 1 and guard.error.status == 143
