@@ -450,14 +450,15 @@ async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterato
 
 
 def echo_mode(settings: Settings) -> str:
-    """``auto`` made concrete: no echo to handle from a file, else aec where installed, else gate."""
+    """``auto`` made concrete: no echo to handle from a file, else the gate.
+
+    Not aec, even where installed: with the reply leaking into the microphone at full level the
+    bench still counts the assistant interrupting itself under aec and never under the gate
+    (``make bench``, echo_false_stops). aec stays one flag away for rooms where it does better.
+    """
     if settings.echo != "auto":
         return settings.echo
-    if settings.input_file is not None:
-        return "off"
-    from voicechat.audio.aec import aec_available
-
-    return "aec" if aec_available() else "gate"
+    return "off" if settings.input_file is not None else "gate"
 
 
 def make_echo_path(settings: Settings, mode: str, rate: int, on_onset: Callable[[], None]) -> EchoPath:

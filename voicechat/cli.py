@@ -272,7 +272,7 @@ def talk(
     echo: Annotated[
         str | None,
         typer.Option(
-            help="Keep the assistant's voice out of the mic: auto (aec if installed, else gate), aec, gate, "
+            help="Keep the assistant's voice out of the mic: auto (gate; off for --input-file), aec, gate, "
             "half-duplex, or off (headphones).", autocompletion=_completer("echo"), rich_help_panel=_AUDIO,
         ),
     ] = None,
