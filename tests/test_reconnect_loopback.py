@@ -25,15 +25,23 @@ import pytest
 
 from voicechat import app as app_module
 from voicechat import keys
-from voicechat.app import Output, Reliability, talk
+from voicechat.app import Output, Reliability, reliability_from_env, talk
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.wav import write_wav
 from voicechat.backoff import Backoff
 from voicechat.config import resolve
-from voicechat.errors import AuthError, ConnectError, ExitStatus, SessionError, VoicechatError
+from voicechat.errors import (
+    AuthError,
+    ConfigError,
+    ConnectError,
+    ExitStatus,
+    SessionError,
+    VoicechatError,
+)
 from voicechat.server import LocalServer, ScriptedBrain, ServerOptions
 from voicechat.server.brain import ScriptedReply
 from voicechat.transcript import FileSink, StreamSink
+from voicechat.ui.live import PlainStatus
 
 RATE = 24_000
 UNIT = float(os.environ.get("VOICECHAT_TEST_TIMEUNIT", "1"))
@@ -68,7 +76,7 @@ Script = Callable[[io.StringIO, io.StringIO, LocalServer], AsyncIterator[keys.Ac
 
 async def converse(tmp_path: Path, opts: ServerOptions, script: Script, *, reliability: Reliability = QUICK,
                    flags: dict[str, Any] | None = None, during: Callable[[LocalServer], Awaitable[None]] | None = None,
-                   ) -> Run:
+                   status_lines: bool = False) -> Run:
     """One ``talk`` with typed turns from ``script`` against a local server with ``opts``."""
     mic = np.zeros(RATE * 120, np.int16)  # silence; the script ends the conversation
     wav = tmp_path / "in.wav"
@@ -82,7 +90,8 @@ async def converse(tmp_path: Path, opts: ServerOptions, script: Script, *, relia
                    "silence_duration_ms": 300, **(flags or {})},
             environ={"OPENAI_API_KEY": "sk-test-loopback"},
         )
-        out = Output(sinks=[StreamSink(stdout), FileSink(settings.transcript)], status=stderr)
+        out = Output(sinks=[StreamSink(stdout), FileSink(settings.transcript)], status=stderr,
+                     front=PlainStatus(stderr) if status_lines else None)
         side = asyncio.create_task(during(srv)) if during is not None else None
         try:
             await asyncio.wait_for(talk(settings, out, audio=FileAudio(mic, None, speed=4.0),
@@ -195,11 +204,17 @@ async def test_no_stale_microphone_audio_is_sent_after_a_reconnect(tmp_path: Pat
     assert seeded and max(seeded) < first_append
 
 
-async def test_close_1011_reconnects(tmp_path: Path) -> None:
+async def test_close_1011_reconnects_and_the_status_shows_it(tmp_path: Path) -> None:
+    steady = Reliability(backoff=Backoff(base=0.3, cap=0.3, tries=2, jitter="decorrelated"))  # 0.3 s per try
     run = await converse(tmp_path, fault_opts(drop_after_deltas=3, close_code_after_deltas=(1011, "internal error")),
-                         talk_then_quit("hello there", "and now?", after_first=reconnected))
+                         talk_then_quit("hello there", "and now?", after_first=reconnected), reliability=steady,
+                         status_lines=True)
     assert run.error is None, run.stderr
     assert run.srv.connections == 2 and "1011" in run.stderr
+    states = [line for line in run.stderr.splitlines() if line in (
+        "voicechat: connecting", "voicechat: connected", "voicechat: reconnecting", "voicechat: closed")]
+    assert states == ["voicechat: connecting", "voicechat: connected", "voicechat: reconnecting",
+                      "voicechat: connected", "voicechat: closed"], run.stderr
     assert run.lines[-2:] == ["you: and now?", "assistant: Second answer."]
     assert [item_text(e) for e in seeds(run)][:1] == ["hello there"]
 
@@ -402,3 +417,10 @@ def test_a_malformed_resume_file_is_refused_before_connecting(tmp_path: Path) ->
                           capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
     assert proc.returncode == 2, proc.stderr
     assert "line 2" in proc.stderr and "role" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_recycle_margin_test_knob() -> None:
+    assert reliability_from_env({}) == Reliability()
+    assert reliability_from_env({"VOICECHAT_RECYCLE_MARGIN_S": "2.5"}).recycle_margin_s == 2.5
+    with pytest.raises(ConfigError, match="VOICECHAT_RECYCLE_MARGIN_S"):
+        reliability_from_env({"VOICECHAT_RECYCLE_MARGIN_S": "soon"})
