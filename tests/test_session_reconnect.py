@@ -227,3 +227,13 @@ def test_a_malformed_jsonl_line_is_named(tmp_path: Path, line: str, why: str) ->
 def test_a_missing_resume_file_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         read_jsonl(tmp_path / "nope.jsonl")
+
+
+def test_a_session_that_starts_inside_the_margin_is_not_recycled() -> None:
+    # A skewed clock (or very short sessions): a new session would look no better, so none is
+    # asked for; the server's expiry is then handled as a drop.
+    s = live(NOW + 60, expiry_warning_s=0.0)
+    assert not [e for e in s.tick(NOW + 1) if isinstance(e, fx.Recycle)]
+    out = s.reconnected({"expires_at": NOW + 3700}, NOW + 100)
+    assert isinstance(out[-1], fx.Ready)
+    assert [e for e in s.tick(NOW + 3600) if isinstance(e, fx.Recycle)]

@@ -142,6 +142,7 @@ class Session:
         self._warned = False
         self._recycle_asked = False
         self._recycle_not_before = 0.0
+        self._fresh_left: float | None = None  # time left as the session started (see _lifetime)
         self._restored = 0
 
     # ---- derived state --------------------------------------------------------------------
@@ -227,6 +228,7 @@ class Session:
         self.server_session = e.session
         if self.phase is Phase.CONFIGURING:
             self.phase = Phase.READY
+            self._fresh_left = self.seconds_left(now)
             return [*self._seed(), fx.Ready(e.session)]  # turns of a --resume file, if any
         return []
 
@@ -673,7 +675,11 @@ class Session:
             minutes, seconds = divmod(max(0, round(left)), 60)
             out.append(fx.Notice("warning", f"the server ends this session in {minutes}:{seconds:02d}; "
                                             "voicechat moves the conversation to a new one between turns"))
-        if left <= self.recycle_margin_s and not self._recycle_asked and now >= self._recycle_not_before and self.idle:
+        # A session that started with no more than the margin left (a skewed clock, or very short
+        # sessions) would be no better replaced: the server's expiry is handled as a drop instead.
+        worth_it = self._fresh_left is None or self._fresh_left > self.recycle_margin_s
+        due = left <= self.recycle_margin_s and now >= self._recycle_not_before
+        if worth_it and due and not self._recycle_asked and self.idle:
             self._recycle_asked = True
             out.append(fx.Recycle(left))
         return out
@@ -719,6 +725,7 @@ class Session:
         self.connections += 1
         self.server_session = server_session
         self.phase = Phase.READY
+        self._fresh_left = self.seconds_left(now)
         return [*self._seed(), fx.Ready(server_session)]
 
     def update_event(self) -> dict[str, Any]:
