@@ -7,7 +7,7 @@ PY = $(VENV)/bin/python
 STAMP = $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install sysdeps test demo bench lint clean distclean
+.PHONY: install sysdeps test demo bench lint clean distclean fuzz
 
 # The virtualenv, created only when missing.
 $(PY):
@@ -37,6 +37,12 @@ bench: sysdeps install
 
 lint: install
 	$(VENV)/bin/ruff check voicechat tests bench
+
+# Long fuzzing with fresh randomness: 200,000 session sequences (and 50,000 codec frames) unless
+# VOICECHAT_FUZZ_EXAMPLES says otherwise. `make test` runs the same fuzzers on 10,000 fixed sequences.
+fuzz: install
+	VOICECHAT_FUZZ_EXAMPLES=$${VOICECHAT_FUZZ_EXAMPLES:-200000} VOICECHAT_FUZZ_RANDOM=1 \
+		$(PY) -m pytest -q -s tests/test_fuzz.py $(PYTEST_ARGS)
 
 # Build and tool artefacts; keeps the virtualenv (and bench/results).
 clean:

@@ -81,7 +81,7 @@ class Probe:
         self.truncates: list[dict[str, Any]] = []
         self.cancels = 0
         # mic -> wire
-        self._mic_t: float | None = None
+        self._mic_ticks: deque[float] = deque(maxlen=64)  # when each recent mic block was handed over
         self._mic_pending: deque[float] = deque()
         self.mic_to_wire: list[float] = []
 
@@ -89,7 +89,7 @@ class Probe:
 
     def on_tick(self, t: float) -> None:
         self.ticks.append(t)
-        self._mic_t = t
+        self._mic_ticks.append(t)
 
     def on_read(self, head: int, real: int, t: float) -> None:
         self.reads += 1
@@ -164,8 +164,11 @@ class Probe:
             self.cancels += 1
 
     def on_outbox_put(self, event: dict[str, Any], accepted: bool) -> None:
-        if event["type"] == "input_audio_buffer.append" and accepted and self._mic_t is not None:
-            self._mic_pending.append(self._mic_t)
+        if event["type"] == "input_audio_buffer.append" and accepted and self._mic_ticks:
+            # An append may carry several 20 ms blocks: time it from the oldest one it holds.
+            blocks = max(1, round(len(event["audio"]) * 3 / 4 / (2 * WIRE_RATE * 20 / 1000)))
+            ticks = self._mic_ticks
+            self._mic_pending.append(ticks[-min(blocks, len(ticks))])
 
 
 _CURRENT: Probe | None = None

@@ -62,6 +62,23 @@ def test_ref_tap_skips_audio_it_was_too_slow_to_read() -> None:
     assert got.min() >= 3  # the oldest, overwritten audio is skipped, never returned garbled
 
 
+def test_ref_tap_catches_up_when_the_reader_falls_behind_but_not_for_callback_jitter() -> None:
+    tap = RefTap(10_000, max_lag_frames=300)
+    tap.write(np.arange(1, 101, dtype=np.int16))
+    assert tap.take(100).tolist() == list(range(1, 101))
+    # Callback jitter: two output blocks land before the next capture block; read in order.
+    tap.write(np.arange(101, 301, dtype=np.int16))
+    assert tap.take(100).tolist() == list(range(101, 201))
+    assert tap.resyncs == 0
+    # The capture stream stalls for 5 blocks while the speaker keeps going: the reference
+    # would lag the echo by 500 frames from then on. It jumps to the newest block instead.
+    tap.write(np.arange(301, 801, dtype=np.int16))
+    assert tap.take(100).tolist() == list(range(701, 801))
+    assert tap.resyncs == 1
+    tap.write(np.arange(801, 901, dtype=np.int16))
+    assert tap.take(100).tolist() == list(range(801, 901))  # and reads in order again
+
+
 # ---- the gate ---------------------------------------------------------------------------------
 
 

@@ -302,3 +302,22 @@ def test_quitting_mid_reply_keeps_only_what_was_heard() -> None:
     assistant_reply(s2, "r1", "a1", "one two", 2400, played=False)
     (turn,) = turns(s2.close(9.0, {"a1": 2400}))  # heard to the end: not cut
     assert not turn.interrupted and turn.text == "one two"
+
+
+def test_a_refused_response_create_does_not_block_later_replies() -> None:
+    # No VAD: each typed turn asks for a reply itself. The server refuses the first create
+    # (say, a rate limit); the error is shown, and the next turn can still ask for a reply.
+    s = ready_session(SessionConfig(turn_detection=None))
+    first = sends(s.say("hello", 1.0))
+    create = next(e for e in first if e["type"] == "response.create")
+    out = s.handle(ev.ErrorEvent("e", "invalid_request_error", "rate_limit_exceeded", "slow down",
+                                 client_event_id=create["event_id"]), 1.1)
+    assert any(isinstance(e, fx.Notice) and e.level == "error" and "slow down" in e.message for e in out)
+    assert "response.create" in types(s.say("hello again", 2.0))
+
+
+def test_an_unrelated_error_keeps_the_pending_create() -> None:
+    s = ready_session(SessionConfig(turn_detection=None))
+    s.say("hello", 1.0)
+    s.handle(ev.ErrorEvent("e", "invalid_request_error", "invalid_value", "bad", client_event_id="vc_other"), 1.1)
+    assert "response.create" not in types(s.say("hello again", 2.0))  # one create in flight at a time

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def test_reconnected_reseeds_every_written_turn_in_order_then_is_ready() -> None
     assert turns(s.handle(ev.ItemAdded("e", echo, "root"), 7) + s.handle(ev.ItemDone("e", echo, "root"), 7)) == []
     assert len(s.transcript()) == 4
     # And the conversation goes on: the microphone is sent again, new turns follow the old.
-    assert types(s.mic_audio(b"\x01\x00" * 480, 7)) == ["input_audio_buffer.append"]
+    assert types(s.mic_audio(b"\x01\x00" * 960, 7)) == ["input_audio_buffer.append"]  # 40 ms
     got = turns(text_turn(s, "item_u3", "thanks", 8))
     assert [t.text for t in got] == ["thanks"] and s.written == 5
 
@@ -237,3 +238,15 @@ def test_a_session_that_starts_inside_the_margin_is_not_recycled() -> None:
     out = s.reconnected({"expires_at": NOW + 3700}, NOW + 100)
     assert isinstance(out[-1], fx.Ready)
     assert [e for e in s.tick(NOW + 3600) if isinstance(e, fx.Recycle)]
+
+
+def test_a_partly_filled_append_is_dropped_with_the_connection() -> None:
+    s = ready_session()
+    block = b"\x01\x00" * 480  # 20 ms: half an append
+    assert s.mic_audio(block, 1.0) == []  # waiting for the second half
+    s.suspend(1.1)
+    s.reconnected({}, 2.0)
+    assert s.mic_audio(b"\x02\x00" * 480, 2.1) == []
+    (append,) = sends(s.mic_audio(b"\x03\x00" * 480, 2.2))
+    audio = base64.b64decode(append["audio"])
+    assert audio == b"\x02\x00" * 480 + b"\x03\x00" * 480  # nothing captured before the drop

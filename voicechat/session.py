@@ -35,6 +35,10 @@ MAX_SEED_TURNS = 500  # the newest turns re-seeded (the server truncates an over
 MAX_SEED_CHARS = 4000  # of one re-seeded tool result
 EXPIRY_WARNING_S = 300.0  # warn when the server session has this long left
 RECYCLE_MARGIN_S = 120.0  # move to a new session between turns when less than this is left
+# Microphone audio goes out in appends of this many bytes (40 ms at 24 kHz). Each append costs a
+# base64 encode, a JSON dump and a WebSocket frame; 40 ms halves that against 20 ms device blocks
+# while adding at most one block (20 ms) before the server hears a sample.
+APPEND_BYTES = 2 * WIRE_RATE * 40 // 1000
 
 
 class Phase(enum.Enum):
@@ -110,6 +114,7 @@ class Session:
         self.responses_done = 0
         self.active_response: str | None = None
         self._create_pending = False
+        self._create_event_id: str | None = None
         self._want_response = False
         self._interrupted: deque[str] = deque(maxlen=MAX_REMEMBERED)
         self._entries: dict[str, _Entry] = {}
@@ -121,6 +126,7 @@ class Session:
         self._speech_start_ms = 0
         self._committed_waiting = False
         self._appended_ms = 0.0
+        self._mic_pending = bytearray()  # captured, not yet appended (less than APPEND_BYTES)
         self._pending_user_ms = 0
         self._event_seq = 0
         self._paused_at: float | None = None  # a local onset paused the speaker at this time
@@ -258,6 +264,11 @@ class Session:
             return [fx.Notice("debug", e.message)]
         if code in BENIGN_ERROR_CODES or "already shorter than" in e.message:
             return [fx.Notice("debug", e.message)]
+        if self._create_pending and e.client_event_id and e.client_event_id == self._create_event_id:
+            # The server refused our response.create: no response is coming for it, so the next
+            # turn must be free to ask again (otherwise every later reply waits forever).
+            self._create_pending = False
+            self._want_response = False
         if code == "input_audio_buffer_commit_empty":
             self._committed_waiting = False
             self._want_response = False
@@ -403,10 +414,11 @@ class Session:
         if self._turn_ended_at is not None:
             self.last_latency_ms = (now - self._turn_ended_at) * 1000
             self._turn_ended_at = None
-        entry.audio_samples += len(e.audio) // 2
+        pcm = e.audio[: len(e.audio) - len(e.audio) % 2]  # whole 16-bit samples: a stray byte is unplayable
+        entry.audio_samples += len(pcm) // 2
         if e.item_id not in self._audible:
             self._audible.append(e.item_id)
-        return [fx.Play(e.response_id, e.item_id, e.audio)]
+        return [fx.Play(e.response_id, e.item_id, pcm)]
 
     def _assistant_entry(self, item_id: str, response_id: str, now: float) -> _Entry:
         entry = self._entries.get(item_id)
@@ -529,6 +541,17 @@ class Session:
             return []
         if self.push_to_talk_mode and not self.talking:
             return []
+        self._mic_pending += pcm
+        if len(self._mic_pending) < APPEND_BYTES:
+            return []
+        return self._append_pending()
+
+    def _append_pending(self) -> list[fx.Effect]:
+        """Send what the microphone gave since the last append (none when nothing is waiting)."""
+        if not self._mic_pending:
+            return []
+        pcm = bytes(self._mic_pending)
+        self._mic_pending.clear()
         self._appended_ms += len(pcm) / (2 * WIRE_RATE) * 1000
         return [fx.Send(cmd.input_audio_append(pcm))]
 
@@ -536,10 +559,11 @@ class Session:
         """End a manual (push-to-talk) turn: commit the buffer and ask for a reply."""
         if not self.ready:
             return []
+        out: list[fx.Effect] = self._append_pending()  # the turn's last few ms belong to it
         if self._appended_ms < MIN_COMMIT_MS:
-            return [fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
+            return [*out, fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
         self._appended_ms = 0.0
-        out: list[fx.Effect] = [fx.Send(cmd.input_audio_commit(self._next_id()))]
+        out.append(fx.Send(cmd.input_audio_commit(self._next_id())))
         return out + self._request_response()
 
     def push_to_talk(self, now: float) -> list[fx.Effect]:
@@ -554,11 +578,13 @@ class Session:
             self.talking = True
             out = self._barge_in("push-to-talk", cancel=True)
             self._appended_ms = 0.0
+            self._mic_pending.clear()  # said before the key: not part of this turn
             out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
             return out
         self.talking = False
         self._turn_ended_at = now
-        if self._appended_ms < MIN_COMMIT_MS:
+        if self._appended_ms + len(self._mic_pending) / (2 * WIRE_RATE) * 1000 < MIN_COMMIT_MS:
+            self._mic_pending.clear()
             self._appended_ms = 0.0
             return [
                 fx.Send(cmd.input_audio_clear(self._next_id())),
@@ -779,12 +805,14 @@ class Session:
         self.server_session = {}
         self.active_response = None
         self._create_pending = False
+        self._create_event_id = None
         self._want_response = False
         self._by_response.clear()
         self._audible.clear()
         self._speech_item = None
         self._committed_waiting = False
         self._appended_ms = 0.0
+        self._mic_pending.clear()  # captured for the old connection: stale on the new one
         self._pending_user_ms = 0
         self._paused_at = None
         self._turn_ended_at = None
@@ -836,7 +864,8 @@ class Session:
     def _create_response(self) -> list[fx.Effect]:
         self._want_response = False
         self._create_pending = True
-        return [fx.Send(cmd.response_create(event_id=self._next_id()))]
+        self._create_event_id = self._next_id()
+        return [fx.Send(cmd.response_create(event_id=self._create_event_id))]
 
     def _barge_in(self, reason: str, *, cancel: bool) -> list[fx.Effect]:
         out: list[fx.Effect] = []

@@ -63,12 +63,19 @@ class RefTap:
     loop). A reader that falls more than the capacity behind skips the lost audio.
     """
 
-    def __init__(self, capacity_frames: int) -> None:
+    def __init__(self, capacity_frames: int, max_lag_frames: int | None = None) -> None:
         self._ring = np.zeros(capacity_frames, dtype=np.int16)
         self._capacity = capacity_frames
         self._written = 0  # frames ever written (only the producer changes it)
         self._read = 0
         self._started = False
+        # How far the reader may fall behind the writer before it jumps forward (default: 1/20 of
+        # the ring, 100 ms for the devices' 2 s ring). Reads come one per captured block, so a
+        # stalled or late-starting capture stream, or two device clocks that drift apart, would
+        # otherwise leave the reference behind the echo for good: behind, echo handling hears
+        # the speaker before it knows what the speaker played, and lets it through.
+        self._max_lag = max_lag_frames if max_lag_frames is not None else capacity_frames // 20
+        self.resyncs = 0
         self._lock = threading.Lock()
 
     def write(self, block: npt.NDArray[np.int16]) -> None:
@@ -93,6 +100,9 @@ class RefTap:
         if not self._started and written > 0:
             self._started = True
             self._read = max(0, written - n)
+        elif self._started and written - self._read > n + self._max_lag:
+            self._read = written - n  # fallen behind: lead the echo again, as at the start
+            self.resyncs += 1
         # Keep a block of slack from the writer so it never overwrites what is being copied.
         self._read = max(self._read, written - self._capacity + 2 * n)
         avail = max(0, min(n, written - self._read))

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +47,7 @@ def loads_object(frame: str | bytes) -> dict[str, Any]:
         raise MalformedEvent(f"unexpected binary frame ({len(frame)} bytes); events are JSON text")
     try:
         obj = json.loads(frame)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON, or an integer of > 4300 digits
         raise MalformedEvent(f"frame is not JSON: {_preview(frame)}") from exc
     if not isinstance(obj, dict):
         raise MalformedEvent(f"frame is not a JSON object: {_preview(frame)}")
@@ -95,9 +96,14 @@ def _opt_str(d: dict[str, Any], key: str) -> str | None:
 
 def _int(d: dict[str, Any], key: str, default: int | None = None) -> int:
     v = d.get(key, default)
-    if isinstance(v, bool) or not isinstance(v, int | float):
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
         raise MalformedEvent(f"field '{key}' is missing or not a number")
     return int(v)
+
+
+def _list(d: dict[str, Any], key: str) -> list[Any]:
+    v = d.get(key)
+    return v if isinstance(v, list) else []
 
 
 def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
@@ -114,8 +120,7 @@ def parse_part(d: dict[str, Any]) -> ev.ContentPart:
 
 
 def parse_item(d: dict[str, Any]) -> ev.Item:
-    content = d.get("content") or ()
-    parts = tuple(parse_part(p) for p in content if isinstance(p, dict))
+    parts = tuple(parse_part(p) for p in _list(d, "content") if isinstance(p, dict))
     return ev.Item(
         id=_str(d, "id"),
         type=str(d.get("type", "")),
@@ -135,7 +140,7 @@ def parse_usage(d: Any) -> ev.Usage | None:
 
     def n(obj: Any, key: str) -> int:
         v = obj.get(key) if isinstance(obj, dict) else None
-        return int(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0
+        return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else 0
 
     ind = d.get("input_token_details") or {}
     cached = ind.get("cached_tokens_details") if isinstance(ind, dict) else {}
@@ -159,7 +164,7 @@ def parse_usage(d: Any) -> ev.Usage | None:
 def parse_response(d: dict[str, Any]) -> ev.Response:
     details = d.get("status_details") if isinstance(d.get("status_details"), dict) else {}
     error = details.get("error") if isinstance(details.get("error"), dict) else None
-    output = tuple(parse_item(i) for i in d.get("output") or () if isinstance(i, dict) and "id" in i)
+    output = tuple(parse_item(i) for i in _list(d, "output") if isinstance(i, dict) and "id" in i)
     return ev.Response(
         id=_str(d, "id"),
         status=str(d.get("status", "")),
@@ -270,7 +275,7 @@ _PARSERS: dict[str, Parser] = {
         _str(d, "call_id"), str(d.get("name") or ""), str(d.get("arguments") or ""),
     ),
     "rate_limits.updated": lambda e, d: ev.RateLimitsUpdated(
-        e, tuple(r for r in d.get("rate_limits") or () if isinstance(r, dict))
+        e, tuple(r for r in _list(d, "rate_limits") if isinstance(r, dict))
     ),
 }
 

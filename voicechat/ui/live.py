@@ -103,7 +103,7 @@ class LivePanel:
     def update(self, snapshot: Snapshot) -> None:
         """Publish ``snapshot``; the next redraw shows it. One attribute store, no locking.
 
-        Without auto refresh (the app's choice: it publishes at most 15 times a second), the
+        Without auto refresh (the app's choice: it publishes at most 10 times a second), the
         panel is redrawn here, on the caller's thread, only when the snapshot differs from the
         one last drawn (or a second has passed, for a resized terminal): a quiet conversation
         costs no drawing at all.

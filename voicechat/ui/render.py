@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 
 from rich.cells import cell_len, get_character_cell_size
-from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
-from rich.panel import Panel
-from rich.rule import Rule
+from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
+from rich.segment import Segment
 from rich.text import Text
 
 from voicechat.transcript import escape_control
@@ -68,62 +68,92 @@ def render(
     Only the newest ``max_turns`` turns are even looked at.
     """
     turns = snapshot.turns[-max_turns:] if max_turns > 0 else ()
-    fixed: list[RenderableType] = [
-        Rule(style="dim"),
-        _activity_line(snapshot),
-        _meter("mic", snapshot.mic_dbfs, dim=snapshot.muted),
-        _meter("out", snapshot.output_dbfs),
-        _stats_line(snapshot.stats),
-        _TailLine(Text("> ", style="bold"), safe_text(snapshot.input_line), Text("▌")),
-    ]
-    if snapshot.status:
-        fixed.append(_one_line(Text(safe_text(snapshot.status), style="dim")))
-    reserve = 2 + 2 + len(fixed)  # panel borders, header and its rule, the fixed lines
-    body = Group(
-        _header_line(snapshot.header),
-        Rule(style="dim"),
-        _Conversation(turns, reserve=reserve, height=height),
-        *fixed,
-    )
-    return Panel(
-        body,
-        title=_title(snapshot.header),
-        title_align="left",
-        width=width,
-        padding=(0, 1),
-    )
+    return _Frame(snapshot, turns, width=width, height=height)
+
+
+class _Frame:
+    """The panel laid out line by line: a rounded box around one-row lines.
+
+    Every row is built as one ``Text`` cropped or padded to the inner width, and the box is drawn
+    here rather than by nesting Rich's ``Panel`` and ``Group``: each level of nesting re-splits
+    and re-measures every segment, which was most of a redraw's cost.
+    """
+
+    def __init__(self, snapshot: Snapshot, turns: Sequence[TurnView], *, width: int | None,
+                 height: int | None) -> None:
+        self.snapshot, self.turns, self.width, self.height = snapshot, turns, width, height
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        s = self.snapshot
+        width = max(12, min(self.width or options.max_width, options.max_width))
+        inner = width - 4  # borders and one cell of padding on each side
+        rule = Text("─" * inner, style="dim")
+        fixed = [
+            rule,
+            _activity_line(s),
+            _meter("mic", s.mic_dbfs, dim=s.muted),
+            _meter("out", s.output_dbfs),
+            _stats_line(s.stats),
+            _tail_line(Text("> ", style="bold"), safe_text(s.input_line), Text("▌"), inner),
+        ]
+        if s.status:
+            fixed.append(_one_line(Text(safe_text(s.status), style="dim")))
+        avail = self.height if self.height is not None else options.max_height
+        rows = max(MIN_CONVERSATION_ROWS, avail - (2 + 2 + len(fixed)))
+        conversation = _conversation(self.turns, console, inner, rows)
+        ascii_only = options.ascii_only
+        h, v = ("-", "|") if ascii_only else ("─", "│")
+        corners = "++++" if ascii_only else "╭╮╰╯"
+        title = _title(s.header)
+        title.truncate(max(0, width - 6), overflow="ellipsis")
+        fill = width - 5 - title.cell_len
+        yield from Text.assemble(f"{corners[0]}{h} ", title, f" {h}" if fill >= 2 else " " * max(0, fill),
+                                 h * (fill - 2) if fill > 2 else "", corners[1]).render(console)
+        newline = Segment.line()
+        yield newline
+        left, right = Segment(v + " "), Segment(" " + v)
+        for row in (_row(_header_line(s.header), console, inner), _row(rule, console, inner), *conversation,
+                    *(_row(line, console, inner) for line in fixed)):
+            yield left
+            yield from row
+            yield right
+            yield newline
+        yield Segment(corners[2] + h * (width - 2) + corners[3])
+        yield newline
 
 
 # ---- the conversation ------------------------------------------------------------------------
 
 
-class _Conversation:
-    """The newest turns that fit, wrapped under a role label, laid out at print time."""
+def _conversation(turns: Sequence[TurnView], console: Console, inner: int, rows: int) -> list[tuple[Segment, ...]]:
+    """The newest turns that fit in ``rows`` lines, wrapped under a role label."""
+    text_width = max(8, inner - LABEL_CELLS)
+    blocks: list[tuple[tuple[Segment, ...], ...]] = []
+    used = 0
+    for view in reversed(turns[-rows:]):  # every turn takes at least one row
+        block = _turn_rows(view, console, text_width, rows - used)
+        blocks.append(block)
+        used += len(block)
+        if used >= rows:
+            break
+    lines = [line for block in reversed(blocks) for line in block][-rows:]
+    if not lines:
+        return [_row(Text("speak, or type a message and press enter", style="dim italic"), console, inner)]
+    return lines
 
-    def __init__(self, turns: Sequence[TurnView], *, reserve: int, height: int | None) -> None:
-        self.turns = turns
-        self.reserve = reserve
-        self.height = height
 
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        avail = self.height if self.height is not None else options.max_height
-        rows = max(MIN_CONVERSATION_ROWS, avail - self.reserve)
-        text_width = max(8, options.max_width - LABEL_CELLS)
-        blocks: list[list[Text]] = []
-        used = 0
-        for view in reversed(self.turns[-rows:]):  # every turn takes at least one row
-            block = _turn_lines(view, console, text_width, rows - used)
-            blocks.append(block)
-            used += len(block)
-            if used >= rows:
-                break
-        lines = [line for block in reversed(blocks) for line in block][-rows:]
-        if not lines:
-            lines = [Text("speak, or type a message and press enter", style="dim italic")]
-        shown = Text("\n").join(lines)
-        shown.no_wrap = True  # already wrapped: don't pay for a second word split
-        shown.overflow = "crop"
-        yield shown
+def _row(line: Text, console: Console, width: int) -> tuple[Segment, ...]:
+    """One line's segments, cropped (or ellipsized, as the line asks) and padded to ``width``."""
+    line.truncate(width, overflow=line.overflow or "crop", pad=True)
+    return tuple(line.render(console))
+
+
+@lru_cache(maxsize=256)
+def _turn_rows(view: TurnView, console: Console, text_width: int, rows: int) -> tuple[tuple[Segment, ...], ...]:
+    """A turn's last ``rows`` screen rows. Cached: a finished turn is laid out once, not per frame
+    (views are frozen, so an unchanged turn is an equal key)."""
+    width = LABEL_CELLS + text_width
+    return tuple(_row(line, console, width) for line in _turn_lines(view, console, text_width, rows))
 
 
 def _turn_lines(view: TurnView, console: Console, text_width: int, rows: int) -> list[Text]:
@@ -184,7 +214,7 @@ def _tool_body(view: TurnView) -> Text:
 # ---- the fixed lines -------------------------------------------------------------------------
 
 
-def _header_line(header: Header) -> RenderableType:
+def _header_line(header: Header) -> Text:
     parts: list[Text] = []
     for value, prefix in (
         (header.model, ""),
@@ -210,7 +240,7 @@ def _title(header: Header) -> Text:
     return title
 
 
-def _activity_line(s: Snapshot) -> RenderableType:
+def _activity_line(s: Snapshot) -> Text:
     line = Text.assemble(
         (f"{safe_text(s.activity):<21}", _ACTIVITY_STYLE.get(s.activity, "")),
         "you ",
@@ -229,7 +259,7 @@ def _dot(on: bool, style: str) -> tuple[str, str]:
     return ("●", f"bold {style}") if on else ("○", "dim")
 
 
-def _meter(label: str, dbfs: float | None, *, dim: bool = False) -> RenderableType:
+def _meter(label: str, dbfs: float | None, *, dim: bool = False) -> Text:
     if dbfs is None or math.isnan(dbfs):
         filled, reading = 0, "     — dBFS"
     elif dbfs == -math.inf:
@@ -256,7 +286,7 @@ def _meter(label: str, dbfs: float | None, *, dim: bool = False) -> RenderableTy
     )
 
 
-def _stats_line(stats: Stats) -> RenderableType:
+def _stats_line(stats: Stats) -> Text:
     latency = "—" if stats.latency_ms is None else f"{stats.latency_ms:.0f} ms"
     parts = [
         Text(f"latency {latency}"),
@@ -267,18 +297,12 @@ def _stats_line(stats: Stats) -> RenderableType:
     return _one_line(Text(" · ", style="dim").join(parts))
 
 
-class _TailLine:
+def _tail_line(prefix: Text, text: str, suffix: Text, width: int) -> Text:
     """One line that keeps its end in view (the cursor) when too long for the width."""
-
-    def __init__(self, prefix: Text, text: str, suffix: Text) -> None:
-        self.prefix, self.text, self.suffix = prefix, text, suffix
-
-    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
-        room = options.max_width - self.prefix.cell_len - self.suffix.cell_len
-        text = self.text
-        if cell_len(text) > room:
-            text = "…" + _tail_cells(text, room - 1)
-        yield _one_line(Text.assemble(self.prefix, text, self.suffix))
+    room = width - prefix.cell_len - suffix.cell_len
+    if cell_len(text) > room:
+        text = "…" + _tail_cells(text, room - 1)
+    return _one_line(Text.assemble(prefix, text, suffix))
 
 
 # ---- helpers ---------------------------------------------------------------------------------
