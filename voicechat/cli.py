@@ -316,6 +316,11 @@ def talk(
         typer.Option("--record", help="Record the conversation to FILE.wav: microphone left, assistant right.",
                      rich_help_panel=_FILES),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="FILE.jsonl", help="Continue a conversation saved with --transcript "
+                     "FILE.jsonl: its turns are shown and given to the model first.", rich_help_panel=_FILES),
+    ] = None,
     fast: Annotated[
         bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.",
                            rich_help_panel=_FILES)
@@ -360,6 +365,7 @@ def talk(
         "output_file": output_file,
         "transcript": transcript,
         "record": record,
+        "resume": resume,
         "fast": fast or None,
         "profile": profile,
         "quiet": quiet or None,
@@ -367,11 +373,12 @@ def talk(
     }
     try:
         settings = _settings(flags, config_file)
-        from voicechat.app import make_output
+        from voicechat.app import make_output, reliability_from_env
         from voicechat.app import talk as run_talk
 
+        reliability = reliability_from_env(os.environ)  # VOICECHAT_RECYCLE_MARGIN_S: a test knob
         out = make_output(settings, sys.stdout, sys.stderr)
-        asyncio.run(run_talk(settings, out))
+        asyncio.run(run_talk(settings, out, reliability=reliability))
     except VoicechatError as error:
         _fail(error, debug)
     except KeyboardInterrupt:

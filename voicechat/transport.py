@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from voicechat import __version__
+from voicechat.backoff import retryable_close
 from voicechat.errors import (
     AuthError,
     BetaShapeError,
@@ -99,21 +100,29 @@ class Connection:
         self.malformed = 0
         self.sent = 0
         self.closing = False
+        self.closed = False  # the connection has ended (either side)
+        self.close_code: int | None = None  # the server's close code; None: no close frame (1006)
 
     async def send(self, event: dict[str, Any]) -> None:
-        await self._ws.send(codec.encode(event))
+        try:
+            await self._ws.send(codec.encode(event))
+        except ConnectionClosed as exc:
+            self._note_close(exc)
+            raise closed_error(exc) from None
         self.sent += 1
 
     async def events(self) -> AsyncIterator[ev.ServerEvent | codec.MalformedEvent]:
         """Server events in order; malformed frames come through as values, not raised.
 
         Ends quietly on a normal close; raises a ``VoicechatError`` when the server closes
-        abnormally (the reason tells the user what happened).
+        abnormally (the reason tells the user what happened). Either way ``close_code`` then
+        says how it ended, for the reconnect decision.
         """
         while True:
             try:
                 frame = await self._ws.recv()
             except ConnectionClosed as exc:
+                self._note_close(exc)
                 rcvd = exc.rcvd
                 if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
                     return
@@ -127,6 +136,18 @@ class Connection:
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self.closing = True
         await self._ws.close(code, reason)
+
+    def _note_close(self, exc: ConnectionClosed) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = exc.rcvd.code if exc.rcvd is not None else None
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the server's end of this connection deserves a reconnect (reference §6.3):
+        no close frame, going away, internal error, restart or try-again-later; not a normal
+        close, a policy refusal or the beta interface's 4000, which would happen again."""
+        return self.closed and not self.closing and retryable_close(self.close_code)
 
 
 def closed_error(exc: ConnectionClosed) -> ConnectError | SessionError:
