@@ -169,7 +169,8 @@ async def test_a_5_mb_event_is_handled(tmp_path: Path) -> None:
 
 # Every code of the protocol reference (§6.2), what the user sees, and whether the conversation
 # goes on. "debug": a race of an honest client, not shown; "warning"/"error": shown, goes on;
-# an exit status: the conversation ends with that status and the message.
+# "reconnect": shown, and the conversation goes on in a new session; an exit status: the
+# conversation ends with that status and the message.
 ERROR_CASES = [
     ("conversation_already_has_active_response", "invalid_request_error",
      "Conversation already has an active response in progress: resp_x. Wait until the response is finished "
@@ -192,7 +193,7 @@ ERROR_CASES = [
      "Invalid 'item.id': string too long. Expected a string with maximum length 32, but got 40 instead.", "error"),
     (None, "server_error", "The server had an error while processing your request. Sorry about that!", "error"),
     ("session_expired", "invalid_request_error", "Your session hit the maximum duration of 60 minutes.",
-     ExitStatus.SESSION),
+     "reconnect"),
     ("beta_api_shape_disabled", "invalid_request_error",
      "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API.", ExitStatus.PROTOCOL),
 ]
@@ -213,6 +214,10 @@ async def test_every_known_error_code_mid_reply(tmp_path: Path, code, etype, mes
         assert message in out.error.message
         return
     assert out.error is None, out.error
+    if shown == "reconnect":
+        assert f"voicechat: warning: the server ended the session: {message}; reconnecting" in out.stderr, out.stderr
+        assert out.closes == [(1000, ""), (1000, "")], "the old session and then the new one closed normally"
+        return
     assert roles(out) == ["user", "assistant"] and not out.records[1]["interrupted"], out.records
     if shown == "debug":
         assert out.stderr.count("\n") == 1 and "connecting to" in out.stderr, out.stderr  # nothing else said

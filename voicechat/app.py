@@ -11,12 +11,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import logging
+import os
+import random
 import signal
 import sys
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -28,16 +31,25 @@ from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.audio.wav import ConversationRecorder, load_wav_at
+from voicechat.backoff import DEFAULT as DEFAULT_BACKOFF
+from voicechat.backoff import Backoff, Uniform, retryable, retryable_error_event
 from voicechat.budget import Budget
 from voicechat.config import Settings
-from voicechat.errors import AuthError, ExitStatus, Interrupted, SessionError, VoicechatError
+from voicechat.errors import (
+    AuthError,
+    ConnectError,
+    ExitStatus,
+    Interrupted,
+    SessionError,
+    VoicechatError,
+)
 from voicechat.eventlog import EventLog
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
-from voicechat.session import Session
+from voicechat.session import EXPIRY_WARNING_S, RECYCLE_MARGIN_S, Session
 from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call, error_result
-from voicechat.transcript import FileSink, Sink, StreamSink, escape_control
+from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, read_jsonl
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
 from voicechat.ui.view import View
 
@@ -49,6 +61,55 @@ CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed 
 TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
 MAX_TAIL_MS = 60_000  # a file conversation ends at the latest this long after the file
 CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
+
+
+@dataclass(frozen=True)
+class Reliability:
+    """How a conversation outlives its connections: reconnects and moving to a new session.
+
+    ``backoff`` spaces and bounds the reconnect tries (``rng`` draws its jitter; ``None``: a
+    fresh ``random.Random``). The server ends a session after 60 minutes: a warning is shown
+    ``expiry_warning_s`` before, and once less than ``recycle_margin_s`` is left the
+    conversation moves to a new session at the first quiet moment. ``setup_timeout_s`` bounds
+    a new connection's ``session.created`` + ``session.updated``; a new session that could not
+    be opened ahead of the limit is tried again ``recycle_retry_s`` later.
+    """
+
+    backoff: Backoff = DEFAULT_BACKOFF
+    rng: Uniform | None = None
+    recycle_margin_s: float = RECYCLE_MARGIN_S
+    expiry_warning_s: float = EXPIRY_WARNING_S
+    setup_timeout_s: float = 15.0
+    recycle_retry_s: float = 10.0
+
+
+RECYCLE_MARGIN_ENV = "VOICECHAT_RECYCLE_MARGIN_S"
+"""A test knob (seconds): how close to the session limit the conversation moves to a new session."""
+
+
+def reliability_from_env(environ: Any = os.environ) -> Reliability:
+    """`Reliability` defaults, with ``VOICECHAT_RECYCLE_MARGIN_S`` (a test knob) applied."""
+    raw = environ.get(RECYCLE_MARGIN_ENV)
+    if not raw:
+        return Reliability()
+    try:
+        margin = float(raw)
+    except ValueError:
+        margin = -1.0
+    if not margin >= 0:
+        from voicechat.errors import ConfigError
+
+        raise ConfigError(f"{RECYCLE_MARGIN_ENV} must be a number of seconds, not {raw!r}")
+    return Reliability(recycle_margin_s=margin)
+
+
+@dataclass(frozen=True)
+class Link:
+    """A configured connection: its socket, its event stream, and the ``session.updated`` it got."""
+
+    conn: Connection
+    events: AsyncIterator[ev.ServerEvent | codec.MalformedEvent]
+    session: dict[str, Any]
 
 
 @dataclass
@@ -106,6 +167,11 @@ class Outbox:
         self._ready = asyncio.Event()
         self.dropped_audio = 0
 
+    def clear(self) -> None:
+        """Forget everything queued: it was meant for a connection that is gone."""
+        self._events.clear()
+        self._audio = 0
+
     def put(self, event: dict[str, Any]) -> None:
         if event["type"] == "input_audio_buffer.append":
             if self._audio >= AUDIO_BACKLOG:
@@ -143,7 +209,14 @@ class AudioIO(Protocol):
 
 
 class Conversation:
-    """One live conversation over an open connection."""
+    """One live conversation, over one connection at a time.
+
+    The link task serves the current connection. When it drops it is replaced: playback of
+    the lost reply stops, the session writes out what was in flight (`Session.suspend`),
+    new connections are tried with backoff, and the first one configured gets the earlier
+    turns re-seeded (`Session.reconnected`). Before the server's time limit a new session is
+    opened and configured beside the old one and taken over at a quiet moment.
+    """
 
     def __init__(
         self,
@@ -157,8 +230,12 @@ class Conversation:
         editor: keys.LineEditor | None = None,
         view: View,
         budget: Budget | None = None,
+        connector: Callable[[], Awaitable[Connection]] | None = None,
+        reliability: Reliability | None = None,
     ) -> None:
         self.settings = settings
+        self.connector = connector  # opens a new connection (None: no reconnects)
+        self.reliability = reliability or Reliability()
         self.actions = actions
         self.editor = editor
         self.conn = conn
@@ -166,6 +243,8 @@ class Conversation:
         self.out = out
         self.session = Session(settings.session_config())
         self.session.push_to_talk_mode = push_to_talk
+        self.session.recycle_margin_s = self.reliability.recycle_margin_s
+        self.session.expiry_warning_s = self.reliability.expiry_warning_s
         self.player = Player(audio.rate)
         self.view = view
         self.echo = make_echo_path(settings, view.header.echo, audio.rate, on_onset=self._on_onset)
@@ -186,6 +265,13 @@ class Conversation:
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self._asking = asyncio.Lock()  # one confirmation question at a time
         self._answer: asyncio.Future[bool] | None = None
+        self._events: AsyncIterator[ev.ServerEvent | codec.MalformedEvent] = conn.events()
+        self._expired: str | None = None  # the server ended the session (fx.Reconnect)
+        self._expired_event = asyncio.Event()
+        self._recycling: asyncio.Task[None] | None = None
+        self._standby: Link | None = None  # a configured new session, waiting for a quiet moment
+        self._standby_ready = asyncio.Event()
+        self._retiring: set[asyncio.Task[None]] = set()  # old connections being closed
 
     # ---- effects ----------------------------------------------------------------------------
 
@@ -216,12 +302,20 @@ class Conversation:
                     expires = server_session.get("expires_at")
                     if isinstance(expires, int | float) and expires > 0:
                         self.view.expires_at = float(expires)
+                    else:
+                        self.view.expires_at = None
                 case fx.RunTool(call_id, name, arguments):
                     task = asyncio.create_task(self._run_tool(call_id, name, arguments), name=f"tool {name}")
                     self._tool_tasks.add(task)
                     task.add_done_callback(self._tool_tasks.discard)
                 case fx.Fatal(error):
                     self.fail(error)
+                case fx.Reconnect(reason):
+                    self._expired = reason
+                    self._expired_event.set()
+                case fx.Recycle():
+                    if self.connector is not None and self._recycling is None and self._standby is None:
+                        self._recycling = asyncio.create_task(self._recycle(), name="recycle")
 
     def fail(self, error: BaseException) -> None:
         if self.error is None:
@@ -267,20 +361,225 @@ class Conversation:
 
     # ---- tasks --------------------------------------------------------------------------------
 
-    async def _receive(self) -> None:
-        async for event in self.conn.events():
+    async def _receive(self, events: AsyncIterator[ev.ServerEvent | codec.MalformedEvent]) -> None:
+        async for event in events:
             if isinstance(event, codec.MalformedEvent):
                 self.out.notice("warning", f"ignored a malformed server frame: {event.message}")
                 continue
             if self.budget is not None and isinstance(event, ev.ResponseDone):
                 self.budget.add(event.response.usage)
             self.dispatch(self.session.handle(event, self.clock()))
-        if not self.finished.is_set():
-            self.fail(SessionError("the server closed the connection"))
 
-    async def _send(self) -> None:
+    async def _send(self, conn: Connection) -> None:
         while True:
-            await self.conn.send(await self.outbox.get())
+            await conn.send(await self.outbox.get())
+
+    # ---- connections ----------------------------------------------------------------------
+
+    async def _link(self) -> None:
+        """Serve one connection at a time until the conversation ends; replace dropped ones."""
+        while True:
+            ended = await self._serve()
+            if self.finished.is_set():
+                return
+            if ended is None:
+                continue  # moved to a new session: serve it
+            if not self._worth_reconnecting():
+                self.fail(ended)
+                return
+            self._lost(ended)
+            try:
+                link = await self._reconnect(ended)
+            except VoicechatError as exc:
+                self.fail(exc)
+                return
+            self._use(link)
+            self.out.notice("info", "reconnected; the conversation goes on")
+
+    async def _serve(self) -> VoicechatError | None:
+        """Carry ``self.conn`` until it ends (returns why) or the conversation does (None).
+
+        A standby session (`_recycle`) is taken over here, and only while the session is idle
+        (this check and the switch happen with no await in between); returns None then too.
+        """
+        receive = asyncio.create_task(self._receive(self._events), name="receive")
+        send = asyncio.create_task(self._send(self.conn), name="send")
+        finished: asyncio.Task[Any] = asyncio.create_task(self.finished.wait(), name="finished")
+        expired: asyncio.Task[Any] = asyncio.create_task(self._expired_event.wait(), name="expired")
+        standby: asyncio.Task[Any] = asyncio.create_task(self._standby_ready.wait(), name="standby")
+        try:
+            while True:
+                done, _ = await asyncio.wait({receive, send, finished, expired, standby},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if finished in done:
+                    return None
+                for task in (receive, send):
+                    if task in done:
+                        error = task.exception()
+                        if error is None:  # the server closed the connection normally
+                            return SessionError("the server closed the connection")
+                        if not isinstance(error, VoicechatError):
+                            raise error
+                        return error
+                if expired in done:
+                    self._expired_event.clear()
+                    return SessionError(self._expired or "the server ended the session")
+                if standby in done:
+                    self._standby_ready.clear()
+                    if self._take_standby():
+                        return None
+                    standby = asyncio.create_task(self._standby_ready.wait(), name="standby")
+        finally:
+            tasks = (receive, send, finished, expired, standby)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _worth_reconnecting(self) -> bool:
+        """A drop (no close frame, 1001, 1011, …), or any close after an error event that said a
+        new connection may help (``server_error``, ``session_expired``); not a normal close."""
+        if self.connector is None:
+            return False
+        return self.session.retry_hint is not None or self.conn.dropped
+
+    def _lost(self, why: VoicechatError) -> None:
+        """The connection is gone: silence the lost reply, write out what was in flight, show it."""
+        self.view.connection = "reconnecting"
+        self.out.notice("warning", f"{why.message}; reconnecting")
+        for task in self._tool_tasks:
+            task.cancel()  # their results could not be delivered: the calls are not in the new session
+        played = self.player.flush(self.session.audible_items)
+        self.dispatch(self.session.suspend(self.clock(), played))
+        self.outbox.clear()  # queued microphone audio is stale, other events were for the old session
+        self._drop_standby()
+        self._retire(self.conn)
+
+    async def _reconnect(self, why: VoicechatError) -> Link:
+        """Open a new connection, with backoff between tries; raise when none can be had."""
+        policy = self.reliability.backoff
+        rng = self.reliability.rng or random.Random()
+        started = time.monotonic()
+        last: VoicechatError = why
+        tries = 0
+        for delay in policy.delays(rng):
+            await asyncio.sleep(delay)
+            tries += 1
+            try:
+                return await self._open()
+            except VoicechatError as exc:
+                if not retryable(exc):
+                    raise
+                last = exc
+                self.out.notice("info", f"reconnect try {tries} of {policy.tries} failed: {exc.message}")
+        seconds = time.monotonic() - started
+        kind = type(last) if isinstance(last, ConnectError) else ConnectError
+        raise kind(f"lost the connection and could not reconnect ({tries} tries in {seconds:.0f} s): {last.message}",
+                   hint=last.hint)
+
+    async def _open(self) -> Link:
+        """A new connection, configured: ``session.created``, our ``session.update``, ``session.updated``."""
+        assert self.connector is not None
+        conn = await self.connector()
+        events = conn.events()
+        try:
+            server_session = await asyncio.wait_for(self._configure(conn, events), self.reliability.setup_timeout_s)
+        except TimeoutError:
+            await _close_quietly(conn)
+            raise ConnectError(f"the new session was not ready within {self.reliability.setup_timeout_s:.0f} s") \
+                from None
+        except BaseException:
+            await _close_quietly(conn)
+            raise
+        return Link(conn, events, server_session)
+
+    async def _configure(self, conn: Connection, events: AsyncIterator[Any]) -> dict[str, Any]:
+        try:
+            async for event in events:
+                if isinstance(event, ev.SessionCreated):
+                    await conn.send(self.session.update_event())
+                elif isinstance(event, ev.SessionUpdated):
+                    return event.session
+                elif isinstance(event, ev.ErrorEvent):
+                    if retryable_error_event(event.type, event.code):
+                        raise ConnectError(f"the new session failed: {event.message}")
+                    raise SessionError(f"the server rejected the session settings: {event.message}")
+        except (ConnectError, SessionError) as exc:
+            if conn.dropped and not isinstance(exc, ConnectError):
+                raise ConnectError(exc.message) from None  # e.g. 1001 while setting up: try again
+            raise
+        raise ConnectError("the server closed the new connection before it was set up")
+
+    def _use(self, link: Link) -> None:
+        """Make ``link`` the live connection and tell the session (which re-seeds the turns)."""
+        self.conn, self._events = link.conn, link.events
+        self.outbox.clear()
+        self._expired = None  # an expiry reported by the old session is over with it
+        self._expired_event.clear()
+        self.dispatch(self.session.reconnected(link.session, self.clock()))
+
+    async def _recycle(self) -> None:
+        """Open and configure a new session beside the live one; `_serve` takes it over."""
+        try:
+            link = await self._open()
+        except VoicechatError as exc:
+            self.out.notice("warning", f"could not open a new session ahead of the time limit: {exc.message}")
+            self.session.recycle_later(self.clock() + self.reliability.recycle_retry_s)
+            return
+        finally:
+            self._recycling = None
+        self._standby = link
+        self._standby_ready.set()
+
+    def _take_standby(self) -> bool:
+        """Switch to the standby session if nothing is going on; else keep the old one for now."""
+        link, self._standby = self._standby, None
+        if link is None:
+            return False
+        if not self.session.idle:
+            self._retire(link.conn)  # its seeded turns would be stale by the next quiet moment
+            self.session.recycle_later(self.clock())
+            return False
+        old = self.conn
+        self._use(link)
+        self._retire(old)  # closed with 1000 once the new session is live
+        self.out.notice("info", "moved the conversation to a new server session before the time limit")
+        return True
+
+    def _drop_standby(self) -> None:
+        if self._recycling is not None:
+            self._recycling.cancel()
+            self._recycling = None
+        if self._standby is not None:
+            self._retire(self._standby.conn)
+            self._standby = None
+        self._standby_ready.clear()
+
+    def _retire(self, conn: Connection) -> None:
+        task = asyncio.create_task(_close_quietly(conn), name="close old connection")
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def close_connections(self) -> None:
+        """Close the live connection (1000), any standby and the ones still closing."""
+        recycling = self._recycling
+        self._drop_standby()
+        if recycling is not None:
+            await asyncio.gather(recycling, return_exceptions=True)  # it closes its half-open connection
+        await _close_quietly(self.conn)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+
+    def resume(self, turns: Sequence[fx.Turn], source: Path) -> None:
+        """Continue a saved conversation: its turns come first, and go to the new session too.
+
+        They are written to each transcript sink except the file they were read from (new
+        turns are appended to it: ``--resume chat.jsonl --transcript chat.jsonl`` keeps one file).
+        """
+        self.session.restore(turns)
+        for sink in self.out.sinks:
+            if not (isinstance(sink, FileSink) and _same_file(sink.path, source)):
+                for turn in turns:
+                    sink.write(turn)
+        self.out.notice("info", f"continuing the conversation in {source} ({len(turns)} earlier turns)")
 
     async def _audio(self) -> None:
         await self.ready.wait()
@@ -319,6 +618,8 @@ class Conversation:
             return
         match action:
             case keys.Submit(text):
+                if not self.session.ready and text.strip():
+                    self.out.notice("warning", "not connected: the message was not sent")
                 self.dispatch(self.session.say(text, now))
             case keys.PushToTalk():
                 self.dispatch(self.session.push_to_talk(now))
@@ -388,7 +689,7 @@ class Conversation:
             self.dispatch(self.session.commit(now))
         tail = self.audio.tail_ms
         quiet_enough = tail >= self.settings.turn_silence_ms + TAIL_MARGIN_MS
-        if quiet_enough and not self.session.busy and self.player.drained:
+        if quiet_enough and self.session.ready and not self.session.busy and self.player.drained:
             self.finished.set()
             return False
         if tail >= MAX_TAIL_MS:
@@ -414,8 +715,7 @@ class Conversation:
 
     async def run(self) -> None:
         tasks = [
-            asyncio.create_task(self._receive(), name="receive"),
-            asyncio.create_task(self._send(), name="send"),
+            asyncio.create_task(self._link(), name="link"),
             asyncio.create_task(self._audio(), name="audio"),
             asyncio.create_task(self._keyboard(), name="keyboard"),
             asyncio.create_task(self._panel(), name="panel"),
@@ -435,6 +735,7 @@ class Conversation:
             audible = self.session.audible_items
             played = self.player.flush(audible) if audible else None
             self.dispatch(self.session.close(self.clock(), played))
+            await self.close_connections()
             if self.recorder is not None:
                 self.recorder.close()
             self.view.connection = "closed"
@@ -482,14 +783,15 @@ async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterato
 
 
 def echo_mode(settings: Settings) -> str:
-    """``auto`` made concrete: no echo to handle from a file, else aec where installed, else gate."""
+    """``auto`` made concrete: no echo to handle from a file, else the gate.
+
+    Not aec, even where installed: with the reply leaking into the microphone at full level the
+    bench still counts the assistant interrupting itself under aec and never under the gate
+    (``make bench``, echo_false_stops). aec stays one flag away for rooms where it does better.
+    """
     if settings.echo != "auto":
         return settings.echo
-    if settings.input_file is not None:
-        return "off"
-    from voicechat.audio.aec import aec_available
-
-    return "aec" if aec_available() else "gate"
+    return "off" if settings.input_file is not None else "gate"
 
 
 def make_echo_path(settings: Settings, mode: str, rate: int, on_onset: Callable[[], None]) -> EchoPath:
@@ -509,11 +811,13 @@ async def talk(
     *,
     audio: AudioIO | None = None,
     actions: AsyncIterator[keys.Action] | None = None,
+    reliability: Reliability | None = None,
 ) -> None:
     """Run one ``voicechat talk`` from resolved settings to the end of the conversation.
 
     ``audio`` replaces the adapter the settings would pick (tests use a file "room" with echo);
-    ``actions`` replaces the terminal keyboard (and makes ``--vad none`` push-to-talk).
+    ``actions`` replaces the terminal keyboard (and makes ``--vad none`` push-to-talk);
+    ``reliability`` tunes reconnects and session recycling (tests make them quick).
     SIGINT and SIGTERM end it with `Interrupted` (exit 130/143) in every phase (see `_SignalGuard`).
     """
     guard = _SignalGuard(asyncio.current_task())
@@ -521,7 +825,7 @@ async def talk(
     try:
         with guard.installed():
             try:
-                await _talk(settings, out, audio=audio, actions=actions)
+                await _talk(settings, out, audio=audio, actions=actions, reliability=reliability)
             except asyncio.CancelledError:
                 if guard.error is None:
                     raise
@@ -538,7 +842,9 @@ async def _talk(
     *,
     audio: AudioIO | None = None,
     actions: AsyncIterator[keys.Action] | None = None,
+    reliability: Reliability | None = None,
 ) -> None:
+    earlier = read_jsonl(settings.resume) if settings.resume is not None else None  # before connecting
     budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
     for notice in budget.start_notices():
         out.notice(notice.level, notice.message)
@@ -585,7 +891,10 @@ async def _talk(
         if push_to_talk:
             out.notice("info", "push-to-talk: press space to talk, again to send")
         conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
-                                    editor=editor, view=view, budget=budget)
+                                    editor=editor, view=view, budget=budget,
+                                    connector=functools.partial(connect, endpoint, log=events), reliability=reliability)
+        if earlier is not None and settings.resume is not None:
+            conversation.resume(earlier, settings.resume)
         with _signals(conversation):
             await conversation.run()
     if budget.reached is not None:
@@ -605,6 +914,13 @@ async def _endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> End
         )
     url = realtime_url(settings.base_url, settings.model, azure=settings.azure)
     return Endpoint(url, api_key=settings.api_key, azure=settings.azure)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return a.expanduser().resolve() == b.expanduser().resolve()
 
 
 async def _close_quietly(conn: Connection) -> None:

@@ -300,7 +300,7 @@ def talk(
     echo: Annotated[
         str | None,
         typer.Option(
-            help="Keep the assistant's voice out of the mic: auto (aec if installed, else gate), aec, gate, "
+            help="Keep the assistant's voice out of the mic: auto (gate; off for --input-file), aec, gate, "
             "half-duplex, or off (headphones).", autocompletion=_completer("echo"), rich_help_panel=_AUDIO,
         ),
     ] = None,
@@ -360,6 +360,11 @@ def talk(
         typer.Option("--max-minutes", metavar="N", help="Stop once the conversation has lasted N minutes "
                      "(a warning at 80 %).", rich_help_panel=_BUDGETS),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", metavar="FILE.jsonl", help="Continue a conversation saved with --transcript "
+                     "FILE.jsonl: its turns are shown and given to the model first.", rich_help_panel=_FILES),
+    ] = None,
     fast: Annotated[
         bool, typer.Option("--fast", help="With --input-file: run the audio clock 10x faster than real time.",
                            rich_help_panel=_FILES)
@@ -409,6 +414,7 @@ def talk(
         "log_events": log_events,
         "max_cost": max_cost,
         "max_minutes": max_minutes,
+        "resume": resume,
         "fast": fast or None,
         "profile": profile,
         "quiet": quiet or None,
@@ -417,11 +423,12 @@ def talk(
     try:
         with _sigterm_interrupts():
             settings = _settings(flags, config_file)
-            from voicechat.app import make_output
+            from voicechat.app import make_output, reliability_from_env
             from voicechat.app import talk as run_talk
 
+            reliability = reliability_from_env(os.environ)  # VOICECHAT_RECYCLE_MARGIN_S: a test knob
             out = make_output(settings, sys.stdout, sys.stderr)
-            asyncio.run(run_talk(settings, out))
+            asyncio.run(run_talk(settings, out, reliability=reliability))
     except VoicechatError as error:
         _fail(error, debug)
     except KeyboardInterrupt:  # before talk's own handlers are in place

@@ -90,6 +90,7 @@ class Settings:
     log_events: Path | None = None  # debugging: the raw event stream, audio and secrets elided
     max_cost: float | None = None  # USD: stop once the estimated cost reaches it
     max_minutes: float | None = None  # stop once the conversation is this long (wall time)
+    resume: Path | None = None  # --resume: a JSONL transcript whose turns the conversation continues
     fast: bool = False
     debug: bool = False
     quiet: bool = False
@@ -144,7 +145,8 @@ class Settings:
 
 _FIELDS = {f.name: f for f in fields(Settings)}
 _FIELD_NAMES = set(_FIELDS) - {"sources", "config_file"}
-TALK_ONLY = {"api_key", "input_file", "output_file", "log_events", "fast", "debug", "profile", "config_file", "sources"}
+TALK_ONLY = {"api_key", "input_file", "output_file", "log_events", "resume", "fast", "debug", "profile",
+             "config_file", "sources"}
 """Settings that are not config-file keys: the secret, per-run files and switches, the profile choice."""
 FILE_KEYS = tuple(name for name in _FIELDS if name not in TALK_ONLY)
 """Every config-file key (a profile takes the same keys), in documentation order."""
@@ -517,6 +519,8 @@ def validate(s: Settings) -> None:
         raise _error(s, "record", f"{s.record}: the recording is a WAV file; name it FILE.wav")
     if s.input_file is not None and not s.input_file.is_file():
         raise _error(s, "input_file", f"{s.input_file}: no such file")
+    if s.resume is not None and not s.resume.is_file():
+        raise _error(s, "resume", f"{s.resume}: no such file")
     if s.azure and s.backend == "openai" and urlsplit(s.base_url).hostname == urlsplit(DEFAULT_BASE_URL).hostname:
         raise _error(s, "azure", "needs your Azure resource endpoint",
                      hint="pass --base-url https://RESOURCE.openai.azure.com or set AZURE_OPENAI_ENDPOINT")

@@ -291,8 +291,8 @@ def echo_advice(
         what = "no echo found" if not m.found else f"faint echo ({m.echo_db:.0f} dB at {m.delay_ms:.0f} ms)"
         return Check(ECHO, OK, f"{what}: the microphone does not hear the speaker; --echo off is enough (headphones)")
     figures = f"echo return loss {m.erl_db:.1f} dB at {m.delay_ms:.0f} ms"
-    mode = "aec" if aec else "gate"
-    better = "" if aec else " (for echo cancellation: pip install 'voicechat[aec]')"
+    mode = "gate"
+    better = " (--echo aec is installed too: try it if the gate cuts your barge-ins)" if aec else ""
     if not ALIGNED_MIN_MS <= m.delay_ms <= ALIGNED_MAX_MS:
         side = "before" if m.delay_ms < 0 else "after"
         why = f" (the speaker's stream underran {startup_underruns} times as it started)" if startup_underruns else ""
@@ -309,7 +309,7 @@ def echo_advice(
             fix=f"use --echo {mode} (or auto), or wear headphones",
         )
     if m.echo_db >= LOUD_ECHO_DB:
-        fallback = "--echo aec" if aec else "--echo half-duplex"
+        fallback = "--echo half-duplex"
         return Check(
             ECHO, WARN, f"{figures}: the speaker is nearly as loud in the microphone as you are",
             fix=f"use headphones or turn the speaker down; otherwise {fallback}",

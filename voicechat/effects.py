@@ -97,4 +97,25 @@ class Fatal:
     error: VoicechatError
 
 
-Effect = Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | RunTool | Fatal
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """This connection's server session is over (it expired): go on in a new connection."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """The server session ends soon and nothing is going on: move to a new one now.
+
+    Open and configure a new connection, then (if still ``Session.idle``) call
+    ``Session.reconnected`` and close the old one with 1000.
+    """
+
+    seconds_left: float
+
+
+Effect = (
+    Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | RunTool | Fatal | Reconnect
+    | Recycle
+)

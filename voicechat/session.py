@@ -13,8 +13,9 @@ import enum
 import json
 import logging
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from voicechat import effects as fx
 from voicechat.errors import BetaShapeError, NotFoundError, SessionError
@@ -28,6 +29,12 @@ log = logging.getLogger(__name__)
 SESSION_UPDATE_ID = "vc_session_update"
 LOCAL_ONSET_WAIT_S = 1.5  # a paused reply plays on if the server hears no speech by then
 MAX_REMEMBERED = 256  # interrupted response ids and finished items kept for late events
+SEED_PREFIX = "vc_seed_"  # ids of the earlier turns re-created in a new server session
+RESUMED_PREFIX = "vc_resumed_"  # transcript keys of turns read back from a --resume file
+MAX_SEED_TURNS = 500  # the newest turns re-seeded (the server truncates an overlong context itself)
+MAX_SEED_CHARS = 4000  # of one re-seeded tool result
+EXPIRY_WARNING_S = 300.0  # warn when the server session has this long left
+RECYCLE_MARGIN_S = 120.0  # move to a new session between turns when less than this is left
 # Microphone audio goes out in appends of this many bytes (40 ms at 24 kHz). Each append costs a
 # base64 encode, a JSON dump and a WebSocket frame; 40 ms halves that against 20 ms device blocks
 # while adding at most one block (20 ms) before the server hears a sample.
@@ -133,6 +140,16 @@ class Session:
         self._calls: dict[str, _Call] = {}  # function calls whose output is not sent yet
         self._call_groups: dict[str, _CallGroup] = {}  # by response id, until its follow-up
         self._finished_calls: deque[str] = deque(maxlen=MAX_REMEMBERED)
+        # Session lifetime: the server ends a session after 60 minutes (reference §4.8).
+        self.expiry_warning_s = EXPIRY_WARNING_S
+        self.recycle_margin_s = RECYCLE_MARGIN_S
+        self.retry_hint: str | None = None  # an error event said a new connection may succeed
+        self.connections = 1  # server sessions so far (names the re-seeded items)
+        self._warned = False
+        self._recycle_asked = False
+        self._recycle_not_before = 0.0
+        self._fresh_left: float | None = None  # time left as the session started (see _lifetime)
+        self._restored = 0
 
     # ---- derived state --------------------------------------------------------------------
 
@@ -171,6 +188,18 @@ class Session:
     def audible_items(self) -> tuple[str, ...]:
         return tuple(self._audible)
 
+    @property
+    def idle(self) -> bool:
+        """Ready, and nothing at all going on: a moment to move to a new server session."""
+        return self.ready and not self.busy and not self._audible and not self.talking and not self._calls
+
+    def seconds_left(self, now: float) -> float | None:
+        """Wall-clock seconds until the server ends this session (``expires_at``), when known."""
+        expires = self.server_session.get("expires_at")
+        if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
+            return float(expires) - now
+        return None
+
     def transcript(self) -> list[fx.Turn]:
         """Every item so far in conversation order, finished or not (for the live panel)."""
         return [self._turn(self._entries[i]) for i in self._order]
@@ -205,7 +234,8 @@ class Session:
         self.server_session = e.session
         if self.phase is Phase.CONFIGURING:
             self.phase = Phase.READY
-            return [fx.Ready(e.session)]
+            self._fresh_left = self.seconds_left(now)
+            return [*self._seed(), fx.Ready(e.session)]  # turns of a --resume file, if any
         return []
 
     def _on_error(self, e: ev.ErrorEvent, now: float) -> list[fx.Effect]:
@@ -216,7 +246,14 @@ class Session:
         if code == "model_not_found":
             return [fx.Fatal(NotFoundError(e.message, hint="check --model"))]
         if code == "session_expired":
-            return [fx.Fatal(SessionError(f"session ended by the server: {e.message}"))]
+            # The session is over; a new one continues the conversation (reference §4.8).
+            self.retry_hint = e.message
+            return [fx.Reconnect(f"the server ended the session: {e.message}")]
+        if e.type == "server_error":
+            # Transient: the session may go on; if the server closes the connection after it,
+            # a new connection is worth a try (whatever the close code).
+            self.retry_hint = e.message
+            return [fx.Notice("error", f"server error{f' [{code}]' if code else ''}: {e.message}{where}")]
         if code == "conversation_already_has_active_response":
             # Our create was refused (another response is active): ask again once it is done.
             # An error naming none of our events while none is pending is not about us.
@@ -283,6 +320,8 @@ class Session:
         return entry
 
     def _new_entry(self, item: ev.Item, now: float) -> _Entry | None:
+        if item.id.startswith(SEED_PREFIX):
+            return None  # an earlier turn re-created in this server session: already shown
         if item.type == "message" and item.role in ("user", "assistant"):
             kinds = {p.kind for p in item.content}
             kind = "audio" if "audio" in kinds or (item.role == "assistant" and not kinds) else "text"
@@ -652,7 +691,33 @@ class Session:
             entry = self._entries[item_id]
             if not entry.final and entry.deadline is not None and now >= entry.deadline:
                 self._finish(entry, now, note="no transcript")
+        out.extend(self._lifetime(now))
         return out + self._emit_ready()
+
+    def _lifetime(self, now: float) -> list[fx.Effect]:
+        """The server session's time limit: warn once, then ask for a new session between turns."""
+        left = self.seconds_left(now)
+        if left is None or not self.ready:
+            return []
+        out: list[fx.Effect] = []
+        if left <= self.expiry_warning_s and not self._warned:
+            self._warned = True
+            minutes, seconds = divmod(max(0, round(left)), 60)
+            out.append(fx.Notice("warning", f"the server ends this session in {minutes}:{seconds:02d}; "
+                                            "voicechat moves the conversation to a new one between turns"))
+        # A session that started with no more than the margin left (a skewed clock, or very short
+        # sessions) would be no better replaced: the server's expiry is handled as a drop instead.
+        worth_it = self._fresh_left is None or self._fresh_left > self.recycle_margin_s
+        due = left <= self.recycle_margin_s and now >= self._recycle_not_before
+        if worth_it and due and not self._recycle_asked and self.idle:
+            self._recycle_asked = True
+            out.append(fx.Recycle(left))
+        return out
+
+    def recycle_later(self, not_before: float) -> None:
+        """The new session could not be put in place (busy again, or it failed): ask again later."""
+        self._recycle_asked = False
+        self._recycle_not_before = not_before
 
     def close(self, now: float | None = None, played: Mapping[str, int] | None = None) -> list[fx.Effect]:
         """The conversation ends: write out everything, finished or not.
@@ -661,6 +726,109 @@ class Session:
         that was only partly heard to what was heard, as a barge-in would.
         """
         self.phase = Phase.CLOSED
+        return self._write_out(now, played, "no result: the conversation ended first")
+
+    # ---- connections: lost, replaced, resumed ------------------------------------------------
+
+    def suspend(self, now: float, played: Mapping[str, int] | None = None) -> list[fx.Effect]:
+        """The connection is gone: write out what was in flight and wait for a new one.
+
+        Like `close`, every unfinished turn is written now (a cut reply as interrupted, with
+        what ``played`` says was heard; a call with no result says so), since the old server
+        session can no longer finish it. The transcript stays; everything that belonged to the
+        old connection (active response, speech, calls, pause) is forgotten. The microphone is
+        not sent until `reconnected`.
+        """
+        out = self._write_out(now, played, "no result: the connection was lost")
+        self._forget_connection()
+        self.phase = Phase.CONNECTING
+        return out
+
+    def reconnected(self, server_session: dict[str, Any], now: float) -> list[fx.Effect]:
+        """A new connection is configured (its ``session.updated`` is ``server_session``).
+
+        Returns the earlier turns as ``conversation.item.create`` events (see `seed_items`) and
+        ``Ready``. Used after `suspend` (a reconnect) and, while `idle`, to move to a new
+        session before the old one expires (its connection is then closed by the caller).
+        """
+        self._forget_connection()
+        self.connections += 1
+        self.server_session = server_session
+        self.phase = Phase.READY
+        self._fresh_left = self.seconds_left(now)
+        return [*self._seed(), fx.Ready(server_session)]
+
+    def update_event(self) -> dict[str, Any]:
+        """The ``session.update`` that configures a new connection."""
+        return cmd.session_update(self.config, event_id=SESSION_UPDATE_ID)
+
+    def restore(self, turns: Sequence[fx.Turn]) -> None:
+        """Earlier turns of this conversation (from a saved transcript), before the first connection.
+
+        They count as written (the panel shows them, nothing writes them again) and are
+        re-seeded into the server session once it is configured.
+        """
+        for turn in turns:
+            self._restored += 1
+            key = f"{RESUMED_PREFIX}{self._restored}"
+            entry = self._remember(_Entry(key, turn.role, turn.kind, turn.started_at, text=turn.text,
+                                          final=True, emitted=True, written=turn, ended_at=turn.ended_at))
+            self._order.insert(self._emit_from, entry.item_id)
+            self._emit_from += 1
+
+    def seed_items(self) -> list[dict[str, Any]]:
+        """The written turns as text items for a fresh server session, oldest first.
+
+        Assistant audio cannot be re-created, so every turn goes back as text (reference §7.11):
+        the user's words as ``input_text``; the assistant's as ``output_text``, only what the
+        user heard of an interrupted reply; a tool call as a short ``system`` note of what it
+        returned (its call id means nothing to the new session). Turns with no words (speech
+        that was never transcribed, a picture, a reply cut before any word) are left out.
+        """
+        items = []
+        for item_id in self._order[: self._emit_from]:
+            turn = self._entries[item_id].written
+            item = seed_item(turn) if turn is not None else None
+            if item is not None:
+                items.append(item)
+        items = items[-MAX_SEED_TURNS:]
+        for n, item in enumerate(items):
+            item["id"] = f"{SEED_PREFIX}{self.connections}_{n}"
+        return items
+
+    def _seed(self) -> list[fx.Effect]:
+        out: list[fx.Effect] = []
+        previous = "root"
+        for item in self.seed_items():
+            out.append(fx.Send(cmd.item_create(item, previous_item_id=previous, event_id=self._next_id())))
+            previous = item["id"]
+        return out
+
+    def _forget_connection(self) -> None:
+        """Drop everything that belonged to the server session just left."""
+        self.server_session = {}
+        self.active_response = None
+        self._create_pending = False
+        self._create_event_id = None
+        self._want_response = False
+        self._by_response.clear()
+        self._audible.clear()
+        self._speech_item = None
+        self._committed_waiting = False
+        self._appended_ms = 0.0
+        self._mic_pending.clear()  # captured for the old connection: stale on the new one
+        self._pending_user_ms = 0
+        self._paused_at = None
+        self._turn_ended_at = None
+        self.talking = False
+        self._calls.clear()
+        self._call_groups.clear()
+        self.retry_hint = None
+        self._warned = False
+        self._recycle_asked = False
+        self._recycle_not_before = 0.0
+
+    def _write_out(self, now: float | None, played: Mapping[str, int] | None, no_result: str) -> list[fx.Effect]:
         for item_id, samples in (played or {}).items():
             entry = self._entries.get(item_id)
             if entry is None or entry.emitted or entry.audio_samples == 0:
@@ -681,7 +849,7 @@ class Session:
                 if entry.role == "user" and not entry.text:
                     entry.note = "no transcript"
                 if entry.kind == "function_call" and entry.result is None:
-                    entry.note = "no result: the conversation ended first"
+                    entry.note = no_result
         self._audible.clear()
         return self._emit_ready()
 
@@ -781,6 +949,25 @@ class Session:
             entry.written = self._turn(entry)
             out.append(fx.TurnFinished(entry.written))
         return out
+
+
+def seed_item(turn: fx.Turn) -> dict[str, Any] | None:
+    """One written turn as a text item for a new server session (``None``: nothing to say)."""
+    text = turn.text.strip()
+    if turn.role == "tool" or turn.kind == "function_call":
+        if turn.result is not None:
+            result = turn.result if len(turn.result) <= MAX_SEED_CHARS else turn.result[:MAX_SEED_CHARS] + "..."
+            said = f"Earlier in this conversation the tool call {text} returned: {result}"
+        else:
+            said = f"Earlier in this conversation the tool call {text} did not complete ({turn.note or 'no result'})."
+        return {"type": "message", "role": "system", "content": [{"type": "input_text", "text": said}]}
+    if not text:
+        return None
+    if turn.role == "user":
+        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    if turn.role == "assistant":
+        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+    return None
 
 
 _HANDLERS = {

@@ -14,6 +14,7 @@ from typing import IO, Protocol
 
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
+from voicechat.protocol.events import Usage
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -152,3 +153,84 @@ def jsonl_record(turn: Turn) -> dict[str, object]:
             "total_tokens": u.total_tokens,
         }
     return record
+
+
+# ---- reading a JSONL transcript back (--resume) ----------------------------------------------
+
+RESUME_HINT = "--resume reads a transcript written with --transcript FILE.jsonl"
+KINDS = ("audio", "text", "function_call")
+
+
+def read_jsonl(path: Path) -> list[Turn]:
+    """The turns of a JSONL transcript (as `jsonl_record` writes them), in order.
+
+    Blank lines are skipped. Anything else that is not such a record is a `UsageError`
+    naming the file and line, so a wrong file is refused before any connection is made.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file", hint=RESUME_HINT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read {path}: {reason}", hint=RESUME_HINT) from None
+    turns = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            turns.append(turn_from_record(record))
+        except (ValueError, TypeError) as exc:
+            why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            raise UsageError(f"{path}, line {number}: not a transcript record: {why}", hint=RESUME_HINT) from None
+    return turns
+
+
+def turn_from_record(record: object) -> Turn:
+    """One `jsonl_record` back as a ``Turn``; ``ValueError`` says what is wrong with it."""
+    if not isinstance(record, dict):
+        raise ValueError(f"expected a JSON object, found {type(record).__name__}")
+    role = record.get("role")
+    if role not in ROLE_LABEL:
+        raise ValueError(f"'role' must be one of {', '.join(ROLE_LABEL)}, not {role!r}")
+    kind = record.get("kind", "text")
+    if kind not in KINDS:
+        raise ValueError(f"'kind' must be one of {', '.join(KINDS)}, not {kind!r}")
+    usage = record.get("usage")
+    if usage is not None:
+        if not isinstance(usage, dict):
+            raise ValueError("'usage' must be an object")
+        usage = Usage(**{k: _field(usage, k, int, 0) for k in ("input_tokens", "output_tokens", "total_tokens")})
+    start = _field(record, "start", float, 0.0)
+    return Turn(
+        role=role,
+        text=_field(record, "text", str, None),
+        item_id=_field(record, "item_id", str, ""),
+        started_at=start,
+        ended_at=_field(record, "end", float, start),
+        interrupted=_field(record, "interrupted", bool, False),
+        kind=kind,
+        audio_ms=_field(record, "audio_ms", int, 0),
+        usage=usage,
+        note=_field(record, "note", str, None, optional=True),
+        result=_field(record, "result", str, None, optional=True),
+    )
+
+
+def _field(record: dict, key: str, kind: type, default: object, *, optional: bool = False):  # type: ignore[no-untyped-def]
+    """``record[key]`` checked to be of ``kind`` (ints pass as floats; ``default`` when absent)."""
+    if key not in record or (optional and record[key] is None):
+        if default is None and not optional:
+            raise ValueError(f"missing '{key}'")
+        return default
+    value = record[key]
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value, ok = float(value), True
+    if not ok:
+        raise ValueError(f"'{key}' must be {_KIND_NAMES[kind]}, not {json.dumps(value)[:40]}")
+    return value
+
+
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}

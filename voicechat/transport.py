@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from voicechat import __version__
+from voicechat.backoff import retryable_close
 from voicechat.errors import (
     AuthError,
     BetaShapeError,
@@ -103,6 +104,8 @@ class Connection:
         self.malformed = 0
         self.sent = 0
         self.closing = False
+        self.closed = False  # the connection has ended (either side)
+        self.close_code: int | None = None  # the server's close code; None: no close frame (1006)
 
     async def send(self, event: dict[str, Any]) -> None:
         if self.log is not None:
@@ -110,6 +113,7 @@ class Connection:
         try:
             await self._ws.send(codec.encode(event))
         except ConnectionClosed as exc:
+            self._note_close(exc)
             # The same explanation the receiving side gives, whichever side notices first.
             rcvd = exc.rcvd
             if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
@@ -121,12 +125,14 @@ class Connection:
         """Server events in order; malformed frames come through as values, not raised.
 
         Ends quietly on a normal close; raises a ``VoicechatError`` when the server closes
-        abnormally (the reason tells the user what happened).
+        abnormally (the reason tells the user what happened). Either way ``close_code`` then
+        says how it ended, for the reconnect decision.
         """
         while True:
             try:
                 frame = await self._ws.recv()
             except ConnectionClosed as exc:
+                self._note_close(exc)
                 rcvd = exc.rcvd
                 if self.log is not None:
                     self.log.note("closed", code=rcvd.code if rcvd else None, reason=rcvd.reason if rcvd else None)
@@ -146,6 +152,18 @@ class Connection:
         if self.log is not None:
             self.log.note("close", code=code, reason=reason)
         await self._ws.close(code, reason)
+
+    def _note_close(self, exc: ConnectionClosed) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_code = exc.rcvd.code if exc.rcvd is not None else None
+
+    @property
+    def dropped(self) -> bool:
+        """Whether the server's end of this connection deserves a reconnect (reference §6.3):
+        no close frame, going away, internal error, restart or try-again-later; not a normal
+        close, a policy refusal or the beta interface's 4000, which would happen again."""
+        return self.closed and not self.closing and retryable_close(self.close_code)
 
 
 def closed_error(exc: ConnectionClosed) -> ConnectError | SessionError:
