@@ -67,7 +67,6 @@ class _Entry:
     started_at: float
     text: str = ""
     final: bool = False
-    emitted: bool = False
     written: fx.Turn | None = None  # the turn as written out: what the transcript shows from then on
     ended_at: float = 0.0
     interrupted: bool = False
@@ -90,7 +89,6 @@ class _Call:
     call_id: str
     response_id: str
     item_id: str
-    result: str | None = None
 
 
 @dataclass
@@ -111,7 +109,6 @@ class Session:
         self.phase = Phase.CONNECTING
         self.server_session: dict[str, object] = {}
         self.usage = ev.Usage()
-        self.responses_done = 0
         self.active_response: str | None = None
         self._create_pending = False
         self._create_event_id: str | None = None
@@ -484,7 +481,6 @@ class Session:
         out: list[fx.Effect] = []
         if r.usage is not None:
             self.usage = self.usage + r.usage
-        self.responses_done += 1
         for item in r.output:
             entry = self._entries.get(item.id)
             if entry is None:
@@ -772,7 +768,7 @@ class Session:
             self._restored += 1
             key = f"{RESUMED_PREFIX}{self._restored}"
             entry = self._remember(_Entry(key, turn.role, turn.kind, turn.started_at, text=turn.text,
-                                          final=True, emitted=True, written=turn, ended_at=turn.ended_at))
+                                          final=True, written=turn, ended_at=turn.ended_at))
             self._order.insert(self._emit_from, entry.item_id)
             self._emit_from += 1
 
@@ -831,7 +827,7 @@ class Session:
     def _write_out(self, now: float | None, played: Mapping[str, int] | None, no_result: str) -> list[fx.Effect]:
         for item_id, samples in (played or {}).items():
             entry = self._entries.get(item_id)
-            if entry is None or entry.emitted or entry.audio_samples == 0:
+            if entry is None or entry.written is not None or entry.audio_samples == 0:
                 continue
             heard = max(0, min(samples, entry.audio_samples))
             if not (entry.audio_complete and heard >= entry.audio_samples):
@@ -944,7 +940,6 @@ class Session:
                 break
             if entry.item_id in self._audible and self.phase is not Phase.CLOSED:
                 break  # still being played: a barge-in may yet cut it to what was heard
-            entry.emitted = True
             self._emit_from += 1
             entry.written = self._turn(entry)
             out.append(fx.TurnFinished(entry.written))
