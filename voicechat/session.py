@@ -657,15 +657,9 @@ class Session:
         """After a ``Flush``: wire samples of each item actually handed to the speaker."""
         out: list[fx.Effect] = []
         for item_id, played_samples in played.items():
-            entry = self._entries.get(item_id)
-            if entry is None or entry.audio_samples == 0:
-                continue  # no audio yet: nothing the server could truncate
-            heard = max(0, min(played_samples, entry.audio_samples))
-            if entry.audio_complete and heard >= entry.audio_samples:
-                continue  # fully heard: nothing to cut
-            out.append(fx.Send(cmd.item_truncate(item_id, heard * 1000 // WIRE_RATE, event_id=self._next_id())))
-            entry.interrupted = True
-            entry.heard_chars = self._heard_chars(entry, heard)
+            heard = self._cut(self._entries.get(item_id), played_samples)
+            if heard is not None:
+                out.append(fx.Send(cmd.item_truncate(item_id, heard * 1000 // WIRE_RATE, event_id=self._next_id())))
         self._audible = [i for i in self._audible if i not in played]
         out.extend(self._emit_ready())
         return out
@@ -827,14 +821,10 @@ class Session:
     def _write_out(self, now: float | None, played: Mapping[str, int] | None, no_result: str) -> list[fx.Effect]:
         for item_id, samples in (played or {}).items():
             entry = self._entries.get(item_id)
-            if entry is None or entry.written is not None or entry.audio_samples == 0:
+            if entry is None or entry.written is not None:
                 continue
-            heard = max(0, min(samples, entry.audio_samples))
-            if not (entry.audio_complete and heard >= entry.audio_samples):
-                entry.interrupted = True
-                entry.heard_chars = self._heard_chars(entry, heard)
-                if now is not None:
-                    entry.ended_at = now
+            if self._cut(entry, samples) is not None and now is not None:
+                entry.ended_at = now
         for item_id in self._order[self._emit_from :]:
             entry = self._entries[item_id]
             if not entry.final:
@@ -880,6 +870,20 @@ class Session:
         if self._audible:
             out.append(fx.Flush(reason, tuple(self._audible)))
         return out
+
+    def _cut(self, entry: _Entry | None, played_samples: int) -> int | None:
+        """Cut a reply to the wire samples the speaker was handed: mark it interrupted with the
+        words heard and return the samples heard; ``None`` when there is nothing to cut (no
+        audio yet, or all of it arrived and was heard).
+        """
+        if entry is None or entry.audio_samples == 0:
+            return None
+        heard = max(0, min(played_samples, entry.audio_samples))
+        if entry.audio_complete and heard >= entry.audio_samples:
+            return None
+        entry.interrupted = True
+        entry.heard_chars = self._heard_chars(entry, heard)
+        return heard
 
     def _heard_chars(self, entry: _Entry, heard_samples: int) -> int:
         """How much of the reply's text the listener heard, cut back to a whole word.
