@@ -225,19 +225,18 @@ class Session:
         if self.phase is not Phase.CONNECTING:
             return []
         self.phase = Phase.CONFIGURING
-        return [fx.Send(cmd.session_update(self.config, event_id=SESSION_UPDATE_ID))]
+        return [fx.Send(self.update_event())]
 
     def _on_session_updated(self, e: ev.SessionUpdated, now: float) -> list[fx.Effect]:
         self.server_session = e.session
         if self.phase is Phase.CONFIGURING:
-            self.phase = Phase.READY
-            self._fresh_left = self.seconds_left(now)
-            return [*self._seed(), fx.Ready(e.session)]  # turns of a --resume file, if any
+            return self._ready(e.session, now)  # seeds the turns of a --resume file, if any
         return []
 
     def _on_error(self, e: ev.ErrorEvent, now: float) -> list[fx.Effect]:
         code = e.code or ""
         where = f" ({e.param})" if e.param else ""
+        said = f"server error{f' [{code}]' if code else ''}: {e.message}{where}"
         if code == "beta_api_shape_disabled":
             return [fx.Fatal(BetaShapeError(f"the server refused the beta interface: {e.message}"))]
         if code == "model_not_found":
@@ -250,7 +249,7 @@ class Session:
             # Transient: the session may go on; if the server closes the connection after it,
             # a new connection is worth a try (whatever the close code).
             self.retry_hint = e.message
-            return [fx.Notice("error", f"server error{f' [{code}]' if code else ''}: {e.message}{where}")]
+            return [fx.Notice("error", said)]
         if code == "conversation_already_has_active_response":
             # Our create was refused (another response is active): ask again once it is done.
             # An error naming none of our events while none is pending is not about us.
@@ -274,7 +273,7 @@ class Session:
             self._committed_waiting = False
             self._want_response = False
             return [fx.Notice("warning", "nothing was said: the turn had under 100 ms of audio")]
-        return [fx.Notice("error", f"server error{f' [{code}]' if code else ''}: {e.message}{where}")]
+        return [fx.Notice("error", said)]
 
     def _on_speech_started(self, e: ev.SpeechStarted, now: float) -> list[fx.Effect]:
         self._speech_item = e.item_id
@@ -357,7 +356,7 @@ class Session:
             self._finish(entry, now)  # only once its output is known
         elif entry.role == "assistant" and done:
             if not entry.text:
-                entry.text = " ".join(p.words or "" for p in item.content).strip()
+                entry.text = _words(item)
             if item.status == "incomplete":
                 entry.interrupted = True
             entry.audio_complete = True
@@ -394,10 +393,15 @@ class Session:
         return []
 
     def _on_output_item_added(self, e: ev.OutputItemAdded, now: float) -> list[fx.Effect]:
-        entry = self._entry_for(e.item, self._last_item_of(e.response_id), now)
-        if entry is not None:
-            self._attach(entry, e.response_id)
+        self._response_entry(e.item, e.response_id, now)
         return []
+
+    def _response_entry(self, item: ev.Item, response_id: str, now: float) -> _Entry | None:
+        """The entry of an output item of ``response_id``, placed after the response's last one."""
+        entry = self._entry_for(item, self._last_item_of(response_id), now)
+        if entry is not None:
+            self._attach(entry, response_id)
+        return entry
 
     def _last_item_of(self, response_id: str) -> str | None:
         items = self._by_response.get(response_id)
@@ -468,9 +472,8 @@ class Session:
         self._calls[call_id] = _Call(call_id, response_id, item_id)
         self._call_groups.setdefault(response_id, _CallGroup()).calls.append(call_id)
         item = ev.Item(item_id, "function_call", name=name, call_id=call_id, arguments=arguments)
-        entry = self._entry_for(item, self._last_item_of(response_id), now)
+        entry = self._response_entry(item, response_id, now)
         if entry is not None:
-            self._attach(entry, response_id)
             entry.text = f"{name}({arguments})"
         if not complete:
             return self._deliver(call_id, json.dumps({"error": "not run: the user interrupted the call"}), now)
@@ -490,7 +493,7 @@ class Session:
                 entry.interrupted = entry.interrupted or r.status == "cancelled" or item.status == "incomplete"
             if not entry.final:
                 if not entry.text:
-                    entry.text = " ".join(p.words or "" for p in item.content).strip()
+                    entry.text = _words(item)
                 self._finish(entry, now)
         last = None
         for item_id in self._by_response.pop(r.id, ()):
@@ -743,10 +746,7 @@ class Session:
         """
         self._forget_connection()
         self.connections += 1
-        self.server_session = server_session
-        self.phase = Phase.READY
-        self._fresh_left = self.seconds_left(now)
-        return [*self._seed(), fx.Ready(server_session)]
+        return self._ready(server_session, now)
 
     def update_event(self) -> dict[str, Any]:
         """The ``session.update`` that configures a new connection."""
@@ -785,6 +785,13 @@ class Session:
         for n, item in enumerate(items):
             item["id"] = f"{SEED_PREFIX}{self.connections}_{n}"
         return items
+
+    def _ready(self, server_session: dict[str, Any], now: float) -> list[fx.Effect]:
+        """A server session is configured: the earlier turns go into it, then ``Ready``."""
+        self.server_session = server_session
+        self.phase = Phase.READY
+        self._fresh_left = self.seconds_left(now)
+        return [*self._seed(), fx.Ready(server_session)]
 
     def _seed(self) -> list[fx.Effect]:
         out: list[fx.Effect] = []
@@ -948,6 +955,11 @@ class Session:
             entry.written = self._turn(entry)
             out.append(fx.TurnFinished(entry.written))
         return out
+
+
+def _words(item: ev.Item) -> str:
+    """The text or transcript of an item's content parts, joined."""
+    return " ".join(p.words or "" for p in item.content).strip()
 
 
 def seed_item(turn: fx.Turn) -> dict[str, Any] | None:
