@@ -21,7 +21,7 @@ from voicechat import effects as fx
 from voicechat.errors import BetaShapeError, NotFoundError, SessionError
 from voicechat.protocol import client as cmd
 from voicechat.protocol import events as ev
-from voicechat.protocol.constants import BENIGN_ERROR_CODES, MIN_COMMIT_MS, WIRE_RATE
+from voicechat.protocol.constants import BENIGN_ERROR_CODES, BYTES_PER_MS, MIN_COMMIT_MS, WIRE_RATE
 from voicechat.protocol.session_config import SessionConfig
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ RECYCLE_MARGIN_S = 120.0  # move to a new session between turns when less than t
 # Microphone audio goes out in appends of this many bytes (40 ms at 24 kHz). Each append costs a
 # base64 encode, a JSON dump and a WebSocket frame; 40 ms halves that against 20 ms device blocks
 # while adding at most one block (20 ms) before the server hears a sample.
-APPEND_BYTES = 2 * WIRE_RATE * 40 // 1000
+APPEND_BYTES = 40 * BYTES_PER_MS
+MIN_COMMIT_BYTES = MIN_COMMIT_MS * BYTES_PER_MS
 
 
 class Phase(enum.Enum):
@@ -122,7 +123,7 @@ class Session:
         self._speech_item: str | None = None
         self._speech_start_ms = 0
         self._committed_waiting = False
-        self._appended_ms = 0.0
+        self._appended = 0  # bytes appended since the last commit or clear
         self._mic_pending = bytearray()  # captured, not yet appended (less than APPEND_BYTES)
         self._pending_user_ms = 0
         self._event_seq = 0
@@ -294,7 +295,7 @@ class Session:
         return []
 
     def _on_committed(self, e: ev.BufferCommitted, now: float) -> list[fx.Effect]:
-        self._appended_ms = 0.0
+        self._appended = 0
         self._speech_item = None
         if self.config.server_responds:
             self._committed_waiting = True
@@ -555,7 +556,7 @@ class Session:
             return []
         pcm = bytes(self._mic_pending)
         self._mic_pending.clear()
-        self._appended_ms += len(pcm) / (2 * WIRE_RATE) * 1000
+        self._appended += len(pcm)
         return [fx.Send(cmd.input_audio_append(pcm))]
 
     def commit(self, now: float) -> list[fx.Effect]:
@@ -563,9 +564,10 @@ class Session:
         if not self.ready:
             return []
         out: list[fx.Effect] = self._append_pending()  # the turn's last few ms belong to it
-        if self._appended_ms < MIN_COMMIT_MS:
-            return [*out, fx.Notice("warning", f"too short to send: {self._appended_ms:.0f} ms of audio (100 ms minimum)")]
-        self._appended_ms = 0.0
+        if self._appended < MIN_COMMIT_BYTES:
+            ms = self._appended / BYTES_PER_MS
+            return [*out, fx.Notice("warning", f"too short to send: {ms:.0f} ms of audio (100 ms minimum)")]
+        self._appended = 0
         out.append(fx.Send(cmd.input_audio_commit(self._next_id())))
         return out + self._request_response()
 
@@ -580,15 +582,15 @@ class Session:
         if not self.talking:
             self.talking = True
             out = self._barge_in("push-to-talk", cancel=True)
-            self._appended_ms = 0.0
+            self._appended = 0
             self._mic_pending.clear()  # said before the key: not part of this turn
             out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
             return out
         self.talking = False
         self._turn_ended_at = now
-        if self._appended_ms + len(self._mic_pending) / (2 * WIRE_RATE) * 1000 < MIN_COMMIT_MS:
+        if self._appended + len(self._mic_pending) < MIN_COMMIT_BYTES:
             self._mic_pending.clear()
-            self._appended_ms = 0.0
+            self._appended = 0
             return [
                 fx.Send(cmd.input_audio_clear(self._next_id())),
                 fx.Notice("warning", "too short to send (100 ms minimum): press the key, speak, press it again"),
@@ -812,7 +814,7 @@ class Session:
         self._audible.clear()
         self._speech_item = None
         self._committed_waiting = False
-        self._appended_ms = 0.0
+        self._appended = 0
         self._mic_pending.clear()  # captured for the old connection: stale on the new one
         self._pending_user_ms = 0
         self._paused_at = None
