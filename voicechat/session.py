@@ -973,13 +973,9 @@ def seed_item(turn: fx.Turn) -> dict[str, Any] | None:
             said = f"Earlier in this conversation the tool call {text} returned: {result}"
         else:
             said = f"Earlier in this conversation the tool call {text} did not complete ({turn.note or 'no result'})."
-        return {"type": "message", "role": "system", "content": [{"type": "input_text", "text": said}]}
-    if not text:
-        return None
-    if turn.role == "user":
-        return {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
-    if turn.role == "assistant":
-        return {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
+        return cmd.text_message("system", said)
+    if text and turn.role in ("user", "assistant"):
+        return cmd.text_message(turn.role, text)
     return None
 
 

@@ -39,6 +39,11 @@ def _message(role: str, content: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "message", "role": role, "content": content}
 
 
+def text_message(role: str, text: str) -> dict[str, Any]:
+    """A message item of plain text (``output_text`` for the assistant, ``input_text`` otherwise)."""
+    return _message(role, [{"type": "output_text" if role == "assistant" else "input_text", "text": text}])
+
+
 def item_create(
     item: dict[str, Any], previous_item_id: str | None = None, event_id: str | None = None
 ) -> ClientEvent:
@@ -49,7 +54,7 @@ def item_create(
 
 
 def user_text(text: str, previous_item_id: str | None = None, event_id: str | None = None) -> ClientEvent:
-    return item_create(_message("user", [{"type": "input_text", "text": text}]), previous_item_id, event_id)
+    return item_create(text_message("user", text), previous_item_id, event_id)
 
 
 def user_image(
@@ -62,10 +67,8 @@ def user_image(
 
 
 def assistant_text(text: str, previous_item_id: str | None = None, event_id: str | None = None) -> ClientEvent:
-    """An assistant message as text (assistant audio cannot be re-created; used to re-seed)."""
-    return item_create(
-        _message("assistant", [{"type": "output_text", "text": text}]), previous_item_id, event_id
-    )
+    """An assistant message as text (assistant audio cannot be re-created)."""
+    return item_create(text_message("assistant", text), previous_item_id, event_id)
 
 
 def function_call_output(call_id: str, output: str, event_id: str | None = None) -> ClientEvent:
