@@ -106,6 +106,12 @@ def _list(d: dict[str, Any], key: str) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
+def _dict(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """An optional object field; empty when absent or not an object."""
+    v = d.get(key)
+    return v if isinstance(v, dict) else {}
+
+
 def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
     v = d.get(key)
     if not isinstance(v, dict):
@@ -138,13 +144,13 @@ def parse_usage(d: Any) -> ev.Usage | None:
     if not isinstance(d, dict):
         return None
 
-    def n(obj: Any, key: str) -> int:
-        v = obj.get(key) if isinstance(obj, dict) else None
+    def n(obj: dict[str, Any], key: str) -> int:
+        v = obj.get(key)
         return int(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else 0
 
-    ind = d.get("input_token_details") or {}
-    cached = ind.get("cached_tokens_details") if isinstance(ind, dict) else {}
-    outd = d.get("output_token_details") or {}
+    ind = _dict(d, "input_token_details")
+    cached = _dict(ind, "cached_tokens_details")
+    outd = _dict(d, "output_token_details")
     return ev.Usage(
         input_tokens=n(d, "input_tokens"),
         output_tokens=n(d, "output_tokens"),
@@ -162,8 +168,7 @@ def parse_usage(d: Any) -> ev.Usage | None:
 
 
 def parse_response(d: dict[str, Any]) -> ev.Response:
-    details = d.get("status_details") if isinstance(d.get("status_details"), dict) else {}
-    error = details.get("error") if isinstance(details.get("error"), dict) else None
+    details = _dict(d, "status_details")
     output = tuple(parse_item(i) for i in _list(d, "output") if isinstance(i, dict) and "id" in i)
     return ev.Response(
         id=_str(d, "id"),
@@ -171,7 +176,7 @@ def parse_response(d: dict[str, Any]) -> ev.Response:
         reason=_opt_str(details, "reason"),
         output=output,
         usage=parse_usage(d.get("usage")),
-        error_message=_opt_str(error, "message") if error else None,
+        error_message=_opt_str(_dict(details, "error"), "message"),
         conversation_id=_opt_str(d, "conversation_id"),
     )
 
@@ -214,10 +219,6 @@ _PARSERS: dict[str, Parser] = {
     "conversation.item.added": lambda e, d: ev.ItemAdded(
         e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
     ),
-    # Beta-era name, still in the SDK's union: treated as "added".
-    "conversation.item.created": lambda e, d: ev.ItemAdded(
-        e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
-    ),
     "conversation.item.done": lambda e, d: ev.ItemDone(
         e, parse_item(_obj(d, "item")), _opt_str(d, "previous_item_id")
     ),
@@ -236,9 +237,7 @@ _PARSERS: dict[str, Parser] = {
         e,
         _str(d, "item_id"),
         _int(d, "content_index", 0),
-        str((d.get("error") or {}).get("message") or "transcription failed")
-        if isinstance(d.get("error"), dict)
-        else "transcription failed",
+        str(_dict(d, "error").get("message") or "transcription failed"),
     ),
     "response.created": lambda e, d: ev.ResponseCreated(e, parse_response(_obj(d, "response"))),
     "response.done": lambda e, d: ev.ResponseDone(e, parse_response(_obj(d, "response"))),
@@ -281,6 +280,7 @@ _PARSERS: dict[str, Parser] = {
 
 # Beta event names that some compatible servers still emit: same payloads, GA meaning.
 for _beta, _ga in {
+    "conversation.item.created": "conversation.item.added",  # still in the SDK's union
     "response.audio.delta": "response.output_audio.delta",
     "response.audio.done": "response.output_audio.done",
     "response.audio_transcript.delta": "response.output_audio_transcript.delta",
