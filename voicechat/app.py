@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from voicechat import effects as fx
 from voicechat import keys
@@ -52,6 +52,9 @@ from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call
 from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, read_jsonl
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
 from voicechat.ui.view import View
+
+if TYPE_CHECKING:
+    from voicechat.server import ServerOptions
 
 log = logging.getLogger(__name__)
 
@@ -484,11 +487,11 @@ class Conversation:
         try:
             server_session = await asyncio.wait_for(self._configure(conn, events), self.reliability.setup_timeout_s)
         except TimeoutError:
-            await _close_quietly(conn)
+            await close_quietly(conn)
             raise ConnectError(f"the new session was not ready within {self.reliability.setup_timeout_s:.0f} s") \
                 from None
         except BaseException:
-            await _close_quietly(conn)
+            await close_quietly(conn)
             raise
         return Link(conn, events, server_session)
 
@@ -555,7 +558,7 @@ class Conversation:
         self._standby_ready.clear()
 
     def _retire(self, conn: Connection) -> None:
-        task = asyncio.create_task(_close_quietly(conn), name="close old connection")
+        task = asyncio.create_task(close_quietly(conn), name="close old connection")
         self._retiring.add(task)
         task.add_done_callback(self._retiring.discard)
 
@@ -565,7 +568,7 @@ class Conversation:
         self._drop_standby()
         if recycling is not None:
             await asyncio.gather(recycling, return_exceptions=True)  # it closes its half-open connection
-        await _close_quietly(self.conn)
+        await close_quietly(self.conn)
         await asyncio.gather(*self._retiring, return_exceptions=True)
 
     def resume(self, turns: Sequence[fx.Turn], source: Path) -> None:
@@ -867,14 +870,14 @@ async def _talk(
         if out.front is not None:
             stack.enter_context(out.front)
             out.publish(view.snapshot_idle())
-        endpoint = await _endpoint(settings, stack)
+        endpoint = await open_endpoint(settings, stack)
         events = None
         if settings.log_events is not None:
             events = EventLog(settings.log_events, secrets=(settings.api_key, endpoint.api_key))
             stack.callback(events.close)
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
         conn = await connect(endpoint, log=events)
-        stack.push_async_callback(_close_quietly, conn)
+        stack.push_async_callback(close_quietly, conn)
         for sink in out.sinks:
             stack.callback(sink.close)
         push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
@@ -901,11 +904,15 @@ async def _talk(
         out.final(f"stopped: {budget.reached}")
 
 
-async def _endpoint(settings: Settings, stack: contextlib.AsyncExitStack) -> Endpoint:
+async def open_endpoint(
+    settings: Settings, stack: contextlib.AsyncExitStack, *, options: ServerOptions | None = None
+) -> Endpoint:
+    """Where to connect: for ``--backend local`` an in-process server (with ``options``) that
+    ``stack`` stops; else ``base_url`` with the API key (`AuthError` when there is none)."""
     if settings.backend == "local":
         from voicechat.server import LocalServer, ServerOptions
 
-        server = await stack.enter_async_context(LocalServer(ServerOptions(), host="127.0.0.1", port=0))
+        server = await stack.enter_async_context(LocalServer(options or ServerOptions(), host="127.0.0.1", port=0))
         return Endpoint(realtime_url(server.http_base_url, settings.model), api_key="local")
     if not settings.api_key:
         raise AuthError(
@@ -923,7 +930,8 @@ def _same_file(a: Path, b: Path) -> bool:
         return a.expanduser().resolve() == b.expanduser().resolve()
 
 
-async def _close_quietly(conn: Connection) -> None:
+async def close_quietly(conn: Connection) -> None:
+    """Close ``conn`` (1000), giving up after 2 s; never raises."""
     with contextlib.suppress(Exception):
         await asyncio.wait_for(conn.close(), timeout=2.0)
 

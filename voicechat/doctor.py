@@ -34,7 +34,7 @@ from voicechat.errors import AudioError, VoicechatError
 if TYPE_CHECKING:
     from voicechat.audio.device import DeviceAudio
     from voicechat.config import Settings
-    from voicechat.transport import Connection, Endpoint
+    from voicechat.transport import Connection
 
 OK, WARN, FAIL, SKIP = "ok", "warn", "fail", "skip"
 
@@ -623,10 +623,12 @@ async def check_connect(
     settings: Settings, *, connector: Connector | None = None, timeout: float = 10.0
 ) -> Check:
     """Open the WebSocket, wait for ``session.created``, send ``session.update``, wait for the answer."""
+    from voicechat.app import close_quietly, open_endpoint
     from voicechat.protocol import client as cmd
     from voicechat.protocol import events as ev
+    from voicechat.server import ServerOptions
     from voicechat.session import SESSION_UPDATE_ID
-    from voicechat.transport import Endpoint, connect, realtime_url
+    from voicechat.transport import connect
 
     if settings.backend == "openai" and not settings.api_key:
         return Check(
@@ -636,21 +638,11 @@ async def check_connect(
     where = "the server"
     async with contextlib.AsyncExitStack() as stack:
         try:
-            endpoint: Endpoint
-            if settings.backend == "local":
-                from voicechat.server import LocalServer, ServerOptions
-
-                server = LocalServer(ServerOptions(recognizer="none"), host="127.0.0.1", port=0)
-                await stack.enter_async_context(server)
-                endpoint = Endpoint(realtime_url(server.http_base_url, settings.model), api_key="local")
-            else:
-                assert settings.api_key is not None
-                url = realtime_url(settings.base_url, settings.model, azure=settings.azure)
-                endpoint = Endpoint(url, api_key=settings.api_key, azure=settings.azure)
+            endpoint = await open_endpoint(settings, stack, options=ServerOptions(recognizer="none"))
             where = endpoint.url.split("?")[0]
             t0 = time.monotonic()
             conn = await (connector or connect)(endpoint, open_timeout=timeout)
-            stack.push_async_callback(_close_quietly, conn)
+            stack.push_async_callback(close_quietly, conn)
             t_open = time.monotonic()
             events = conn.events()
             created = await asyncio.wait_for(_next(events, ev.SessionCreated, ev.ErrorEvent), timeout)
@@ -684,11 +676,6 @@ async def check_connect(
         f"{where} (model {settings.model}): WebSocket open in {ms(t0, t_open)}, session.created after "
         f"{ms(t_open, t_created)}, session.update round trip {ms(t_created, t_updated)}",
     )
-
-
-async def _close_quietly(conn: Connection) -> None:
-    with contextlib.suppress(Exception):
-        await asyncio.wait_for(conn.close(), timeout=2.0)
 
 
 # ---- all of it ------------------------------------------------------------------------------------
