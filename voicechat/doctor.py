@@ -29,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
+from voicechat.audio.format import peak as peak_ratio
 from voicechat.errors import AudioError, VoicechatError
 
 if TYPE_CHECKING:
@@ -43,7 +45,6 @@ PORTAUDIO, INPUT, OUTPUT, MIC, SPEAKER, ECHO, KEY, CONNECT = (
     "PortAudio", "input device", "output device", "mic level", "speaker", "echo", "API key", "connect",
 )
 
-SILENT_DB = -120.0
 QUIET_RMS_DB = -70.0  # a microphone below this RMS level hears (almost) nothing
 CLIP_SAMPLES = 3  # this many samples at full scale: the input clips
 
@@ -110,18 +111,15 @@ class Levels:
 
 
 def _db(amplitude_ratio: float) -> float:
-    return max(SILENT_DB, 20.0 * math.log10(amplitude_ratio)) if amplitude_ratio > 0 else SILENT_DB
+    return max(SILENCE_DBFS, 20.0 * math.log10(amplitude_ratio)) if amplitude_ratio > 0 else SILENCE_DBFS
 
 
 def levels(x: npt.NDArray[np.int16], rate: int) -> Levels:
     """Peak and RMS level of int16 audio in dBFS (full scale = 32768), and clipped samples."""
     if x.size == 0:
-        return Levels(SILENT_DB, SILENT_DB, 0, 0.0)
-    f = x.astype(np.float64)
-    peak = float(np.max(np.abs(f)))
-    rms = math.sqrt(float(np.mean(f * f)))
+        return Levels(SILENCE_DBFS, SILENCE_DBFS, 0, 0.0)
     clipped = int(np.count_nonzero((x >= 32767) | (x <= -32768)))
-    return Levels(_db(peak / 32768.0), _db(rms / 32768.0), clipped, x.size / rate)
+    return Levels(_db(peak_ratio(x)), rms_dbfs(x), clipped, x.size / rate)
 
 
 def judge_levels(lv: Levels) -> Check:
@@ -132,7 +130,7 @@ def judge_levels(lv: Levels) -> Check:
     )
     if lv.seconds == 0:
         return Check(MIC, FAIL, "the microphone delivered no audio", fix=fix_silent)
-    if lv.peak_db <= SILENT_DB:
+    if lv.peak_db <= SILENCE_DBFS:
         return Check(MIC, WARN, f"{figures}: digital silence (muted, or not a microphone)", fix=fix_silent)
     if lv.rms_db < QUIET_RMS_DB:
         return Check(MIC, WARN, f"{figures}: almost silent", fix=fix_silent)
@@ -245,7 +243,7 @@ def measure_echo(
     lag = int(lags[peak])
     delay_ms = lag * 1000 / rate
     if w2[peak] == 0.0:
-        return EchoMeasurement(False, delay_ms, SILENT_DB, 0.0)
+        return EchoMeasurement(False, delay_ms, SILENCE_DBFS, 0.0)
     before = max(1, int(rate * 0.002))
     after = max(1, int(rate * window_ms / 1000))
     inside = (lags >= lag - before) & (lags <= lag + after)
@@ -260,7 +258,7 @@ def measure_echo(
     acf_energy = float(np.dot(acf, acf))
     window = float(np.sum(c2[inside])) - raw_noise * float(np.sum(overlap[inside]))
     energy = max(0.0, window) / acf_energy
-    echo_db = max(SILENT_DB, 10 * math.log10(energy)) if energy > 0 else SILENT_DB
+    echo_db = max(SILENCE_DBFS, 10 * math.log10(energy)) if energy > 0 else SILENCE_DBFS
     return EchoMeasurement(snr_db >= DETECT_SNR_DB, delay_ms, echo_db, snr_db)
 
 
