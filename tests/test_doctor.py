@@ -215,6 +215,32 @@ def test_judging_a_device_run() -> None:
     assert doctor.judge_echo(_recording(stalled_in="tail"), aec=True, configured="auto").status == "fail"
 
 
+def test_a_microphone_that_stops_in_any_phase_ends_the_run() -> None:
+    """Phases advance on microphone frames; a wall-clock limit in each ends a stalled run."""
+
+    class Clock:
+        now = 0.0
+
+        def time(self) -> float:
+            return self.now
+
+    class Audio:
+        rate, underflows = RATE, 0
+
+    async def stalls_in(phase: str) -> str | None:
+        script = doctor._Script(Audio(), None, 1.0, note=lambda message: None)  # type: ignore[arg-type]
+        script.loop = Clock()  # type: ignore[assignment]
+        script._enter(phase)
+        for _ in range(1000):
+            script.loop.now += 0.02  # type: ignore[attr-defined]
+            if not script.on_block():
+                break
+        return script.stalled_in
+
+    for phase in ("warmup", "level", "gap", "tail"):
+        assert asyncio.run(stalls_in(phase)) == phase
+
+
 def _settings(environ: dict[str, str] | None = None, **flags: Any) -> config.Settings:
     return config.resolve(flags=flags, environ=environ or {})
 

@@ -505,6 +505,8 @@ class _Script:
                 self._enter("chirp")
                 self.buffer.write(chirp(rate))
                 self.buffer.mark_end()
+            elif self._elapsed() > 3.0:
+                return self._stall()
         elif self.phase == "chirp":
             if not self.buffer.active:
                 self.chirp_played = True
@@ -516,8 +518,6 @@ class _Script:
                 return False
             if self._elapsed() > TAIL_MS / 1000 + 3.0:
                 return self._stall()
-        elif self.phase == "gap" and self._elapsed() > 3.0:
-            return self._stall()
         return True
 
     def _stall(self) -> bool:
