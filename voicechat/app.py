@@ -133,14 +133,11 @@ class Output:
         if self.view is not None and self.panel_live:
             self.view.notice(prefix + message)
             return
-        if self.status is None or (self.quiet and level != "error"):
-            return
-        with contextlib.suppress(BrokenPipeError, ValueError):
-            self.status.write(f"voicechat: {prefix}{escape_control(message)}\n")
-            self.status.flush()
+        if not self.quiet or level == "error":
+            self.always(prefix + message)
 
-    def final(self, message: str) -> None:
-        """The last word on why a conversation ended normally: shown even with --quiet."""
+    def always(self, message: str) -> None:
+        """A line on stderr even with --quiet: why the conversation ended, a question to answer."""
         if self.status is None:
             return
         with contextlib.suppress(BrokenPipeError, ValueError):
@@ -346,12 +343,10 @@ class Conversation:
             question = f"Run tool {describe_call(spec.name, args)}? [y/N]"
             self._answer = asyncio.get_running_loop().create_future()
             status, self.view.status = self.view.status, f"{question} type y + Enter to allow"
-            if self.out.panel_live or self.out.status is None:
+            if self.out.panel_live:
                 self.out.notice("info", question)
             else:  # asked even with --quiet: the answer is needed
-                with contextlib.suppress(BrokenPipeError, ValueError):
-                    self.out.status.write(f"voicechat: {escape_control(question)}\n")
-                    self.out.status.flush()
+                self.out.always(question)
             try:
                 approved = await asyncio.wait_for(self._answer, CONFIRM_WAIT_S)
             except TimeoutError:
@@ -901,7 +896,7 @@ async def _talk(
         with _signals(conversation):
             await conversation.run()
     if budget.reached is not None:
-        out.final(f"stopped: {budget.reached}")
+        out.always(f"stopped: {budget.reached}")
 
 
 async def open_endpoint(
