@@ -101,8 +101,6 @@ class Connection:
         self._ws = ws
         self.endpoint = endpoint
         self.log = log  # --log-events
-        self.malformed = 0
-        self.sent = 0
         self.closing = False
         self.closed = False  # the connection has ended (either side)
         self.close_code: int | None = None  # the server's close code; None: no close frame (1006)
@@ -113,13 +111,10 @@ class Connection:
         try:
             await self._ws.send(codec.encode(event))
         except ConnectionClosed as exc:
-            self._note_close(exc)
             # The same explanation the receiving side gives, whichever side notices first.
-            rcvd = exc.rcvd
-            if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
+            if self._note_close(exc):
                 raise SessionError("the server closed the connection") from None
             raise closed_error(exc) from None
-        self.sent += 1
 
     async def events(self) -> AsyncIterator[ev.ServerEvent | codec.MalformedEvent]:
         """Server events in order; malformed frames come through as values, not raised.
@@ -132,11 +127,11 @@ class Connection:
             try:
                 frame = await self._ws.recv()
             except ConnectionClosed as exc:
-                self._note_close(exc)
+                normal = self._note_close(exc)
                 rcvd = exc.rcvd
                 if self.log is not None:
                     self.log.note("closed", code=rcvd.code if rcvd else None, reason=rcvd.reason if rcvd else None)
-                if self.closing or (rcvd is not None and rcvd.code == CLOSE_NORMAL):
+                if normal:
                     return
                 raise closed_error(exc) from None
             if self.log is not None:
@@ -144,7 +139,6 @@ class Connection:
             try:
                 yield codec.decode_server(frame)
             except codec.MalformedEvent as exc:
-                self.malformed += 1
                 yield exc
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
@@ -153,10 +147,12 @@ class Connection:
             self.log.note("close", code=code, reason=reason)
         await self._ws.close(code, reason)
 
-    def _note_close(self, exc: ConnectionClosed) -> None:
+    def _note_close(self, exc: ConnectionClosed) -> bool:
+        """Record how the connection ended; whether that was normal (our close, or the server's 1000)."""
         if not self.closed:
             self.closed = True
             self.close_code = exc.rcvd.code if exc.rcvd is not None else None
+        return self.closing or (exc.rcvd is not None and exc.rcvd.code == CLOSE_NORMAL)
 
     @property
     def dropped(self) -> bool:
