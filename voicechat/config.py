@@ -313,19 +313,17 @@ def resolve(
     flags: Mapping[str, Any],
     environ: Mapping[str, str],
     dotenv: Mapping[str, str | None] | None = None,
-    file_values: Mapping[str, Any] | ConfigFile | None = None,
+    file_values: Mapping[str, Any] | None = None,
     config_file: ConfigFile | None = None,
 ) -> Settings:
     """Merge the sources in precedence order and validate the result.
 
-    ``config_file`` (or ``file_values`` given a ``ConfigFile``) is a parsed file with its
-    profiles; ``file_values`` given a mapping is the shorthand for a bare top level. The profile comes from ``flags["profile"]``, ``VOICECHAT_PROFILE``
+    ``config_file`` is a parsed file with its profiles; ``file_values`` is the shorthand for a
+    bare top level. The profile comes from ``flags["profile"]``, ``VOICECHAT_PROFILE``
     (environment, then ``.env``), or the file's ``default_profile``, in that order.
     """
     env = {k: v for k, v in environ.items() if v and (k in ENV_KEYS or k in AZURE_ENV_KEYS or k == PROFILE_ENV)}
     dot = {k: v for k, v in (dotenv or {}).items() if v}
-    if isinstance(file_values, ConfigFile):
-        config_file, file_values = file_values, None
     cfg = config_file or ConfigFile(path=None, values=dict(file_values or {}))
     profile, profile_origin = _choose_profile(flags, env, dot, cfg)
 
