@@ -97,18 +97,22 @@ def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
     return path, values
 
 
-def _dotenv() -> dict[str, str | None]:
-    return _dotenv_file()[1]
+def _config_location(explicit: Path | None) -> Path:
+    """Where the config file is: ``--config FILE``, else the default location."""
+    from voicechat import config
+
+    return explicit.expanduser() if explicit is not None else config.config_path(os.environ, Path.home())
 
 
-def _config_file(config: Any, explicit: Path | None = None, *, warn: bool = True) -> Any:
+def _config_file(explicit: Path | None = None, *, warn: bool = True) -> Any:
     """The parsed config file (a ``config.ConfigFile``), or ``None`` when there is none.
 
     ``explicit`` is ``--config FILE``, which must exist; the default location may be empty.
     """
+    from voicechat import config
     from voicechat.errors import ConfigError, UsageError
 
-    path = explicit.expanduser() if explicit is not None else config.config_path(os.environ, Path.home())
+    path = _config_location(explicit)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -146,8 +150,8 @@ def _settings(flags: dict[str, Any], config_file: Path | None) -> Any:
     """Flags + config file + .env + environment -> validated ``Settings`` (instructions file read)."""
     from voicechat import config
 
-    found = _config_file(config, config_file)
-    settings = config.resolve(flags=flags, environ=os.environ, dotenv=_dotenv(), config_file=found)
+    found = _config_file(config_file)
+    settings = config.resolve(flags=flags, environ=os.environ, dotenv=_dotenv_file()[1], config_file=found)
     return config.load_instructions(settings, _read_text)
 
 
@@ -169,10 +173,8 @@ def _completer(name: str) -> Any:
 
 
 def _complete_profile(ctx: typer.Context, incomplete: str) -> list[str]:
-    from voicechat import config
-
     try:
-        found = _config_file(config, ctx.params.get("config_file"), warn=False)
+        found = _config_file(ctx.params.get("config_file"), warn=False)
     except VoicechatError:
         return []
     return [name for name in sorted(found.profiles if found else ()) if name.startswith(incomplete)]
@@ -478,13 +480,12 @@ def config_show(
     from voicechat import config
 
     try:
-        found = _config_file(config, config_file)
+        found = _config_file(config_file)
         env_path, dotenv = _dotenv_file()
         settings = config.resolve(flags={"profile": profile}, environ=os.environ, dotenv=dotenv, config_file=found)
     except VoicechatError as error:
         _fail(error, debug)
-    path = found.path if found else config.config_path(os.environ, Path.home())
-    typer.echo(f"config file: {path}{'' if found else ' (none)'}")
+    typer.echo(f"config file: {_config_location(config_file)}{'' if found else ' (none)'}")
     typer.echo(f".env: {env_path or '(none)'}")
     unused = config.unused(settings)
     keys = [*_SHOWN_FIRST, *(k for k in config.FILE_KEYS if k not in _SHOWN_FIRST)]
@@ -499,9 +500,7 @@ def config_show(
 @config_app.command("path")
 def config_path(config_file: ConfigOption = None) -> None:
     """Print the path of the config file talk reads (and config init writes)."""
-    from voicechat import config
-
-    path = config_file.expanduser() if config_file else config.config_path(os.environ, Path.home())
+    path = _config_location(config_file)
     typer.echo(str(path))
     if not path.exists():
         typer.echo("voicechat: no file there yet; voicechat config init writes a starter one", err=True)
@@ -517,7 +516,7 @@ def config_init(
     from voicechat import config
     from voicechat.errors import ConfigError, UsageError
 
-    path = config_file.expanduser() if config_file else config.config_path(os.environ, Path.home())
+    path = _config_location(config_file)
     try:
         if path.exists() and not force:
             raise UsageError(f"{path} already exists", hint="voicechat config init --force overwrites it")
