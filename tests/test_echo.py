@@ -12,8 +12,9 @@ from server_helpers import speech_like
 from voicechat import effects as fx
 from voicechat.app import Output, talk
 from voicechat.audio.aec import EchoCanceller, aec_available
-from voicechat.audio.echo import EchoPath, RefTap, level_db, threshold_db
+from voicechat.audio.echo import EchoPath, RefTap, threshold_db
 from voicechat.audio.filedev import FileAudio
+from voicechat.audio.format import rms_dbfs
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.wav import write_wav
 from voicechat.config import resolve
@@ -35,10 +36,10 @@ def blocks(x: np.ndarray) -> list[np.ndarray]:
 
 
 def test_level_db() -> None:
-    assert level_db(np.zeros(480, dtype=np.int16)) == -120.0
+    assert rms_dbfs(np.zeros(480, dtype=np.int16)) == -120.0
     full = np.full(480, 32767, dtype=np.int16)
-    assert level_db(full) == pytest.approx(0.0, abs=0.01)
-    assert level_db((full // 10).astype(np.int16)) == pytest.approx(-20.0, abs=0.05)
+    assert rms_dbfs(full) == pytest.approx(0.0, abs=0.01)
+    assert rms_dbfs((full // 10).astype(np.int16)) == pytest.approx(-20.0, abs=0.05)
     assert threshold_db(0.5) == -35.0
 
 
@@ -96,7 +97,7 @@ def test_gate_keeps_the_assistants_own_voice_out() -> None:
     path = EchoPath("gate", RATE, on_onset=lambda: onsets.append(1))
     ref = speech_like(3.0)
     out = run_path(path, echo_of(ref, gain=1.0), ref)
-    assert level_db(out) < -100  # nothing of the echo reaches the server
+    assert rms_dbfs(out) < -100  # nothing of the echo reaches the server
     assert not onsets
 
 
@@ -110,8 +111,8 @@ def test_gate_lets_a_louder_barge_in_through_and_fires_one_onset() -> None:
     mic[start : start + user.size] += user
     out = run_path(path, np.clip(mic, -32768, 32767).astype(np.int16), ref)
     before, during = out[RATE : start], out[start + BLOCK * 3 : start + user.size]
-    assert level_db(before) < -100
-    assert level_db(during) > level_db(user) - 3  # the user's words pass at (nearly) full level
+    assert rms_dbfs(before) < -100
+    assert rms_dbfs(during) > rms_dbfs(user) - 3  # the user's words pass at (nearly) full level
     assert len(onsets) == 1
 
 
@@ -132,9 +133,9 @@ def test_gate_is_open_while_the_speaker_is_silent() -> None:
 def test_half_duplex_mutes_while_the_assistant_is_audible_and_for_a_tail() -> None:
     path = EchoPath("half-duplex", RATE, tail_ms=200)
     mic = speech_like(1.0)
-    assert level_db(run_path(path, mic, mic, active=True)) < -100
+    assert rms_dbfs(run_path(path, mic, mic, active=True)) < -100
     after = [path.process(b, np.zeros(BLOCK, dtype=np.int16), False) for b in blocks(speech_like(0.6))]
-    muted = [level_db(b) < -100 for b in after]
+    muted = [rms_dbfs(b) < -100 for b in after]
     assert muted[:10] == [True] * 10 and not any(muted[12:])  # 200 ms tail, then open
 
 
@@ -162,7 +163,7 @@ def test_aec_never_swallows_a_barge_in_on_headphones() -> None:
     user = speech_like(1.0, f0=210, seed=1)
     mic[2 * RATE : 3 * RATE] += user
     out = run_path(path, np.clip(mic, -32768, 32767).astype(np.int16), ref)
-    assert level_db(out[2 * RATE + 2400 : 3 * RATE]) > level_db(user) - 3
+    assert rms_dbfs(out[2 * RATE + 2400 : 3 * RATE]) > rms_dbfs(user) - 3
     assert len(onsets) == 1
 
 
@@ -175,8 +176,8 @@ def test_aec_removes_a_full_level_echo_and_lets_a_louder_barge_in_through() -> N
     user = speech_like(1.0, amplitude=8000, f0=210, seed=1)
     mic[3 * RATE : 4 * RATE] += user
     out = run_path(path, np.clip(mic, -32768, 32767).astype(np.int16), ref)
-    assert level_db(out[RATE : 3 * RATE]) < level_db(ref) - 25  # the echo is gone
-    assert level_db(out[3 * RATE + 2400 : 4 * RATE]) > level_db(user) - 10  # the user is not
+    assert rms_dbfs(out[RATE : 3 * RATE]) < rms_dbfs(ref) - 25  # the echo is gone
+    assert rms_dbfs(out[3 * RATE + 2400 : 4 * RATE]) > rms_dbfs(user) - 10  # the user is not
     assert len(onsets) == 1
 
 

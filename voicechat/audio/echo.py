@@ -32,23 +32,11 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-MODES = ("auto", "aec", "gate", "half-duplex", "off")
+from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
 
-SILENT_DB = -120.0
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
 OVERSUPPRESSED_DB = 12.0  # a canceller output this far below its input while the user talks
 LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
-
-
-def level_db(block: npt.NDArray[np.int16]) -> float:
-    """RMS level of an int16 block in dBFS (-120 for digital silence)."""
-    if block.size == 0:
-        return SILENT_DB
-    x = block.astype(np.float32)
-    power = float(np.dot(x, x)) / block.size
-    if power <= 0.0:
-        return SILENT_DB
-    return max(SILENT_DB, 10.0 * math.log10(power / (32768.0 * 32768.0)))
 
 
 def threshold_db(vad_threshold: float) -> float:
@@ -156,7 +144,7 @@ class _Gate:
             self._open_for -= 1
             return True, False
         if learning:  # a quiet mic under a loud speaker is evidence of a weak echo path too
-            self._learn(max(mic_db, SILENT_DB + 20) - ref_max_db)
+            self._learn(max(mic_db, SILENCE_DBFS + 20) - ref_max_db)
         return False, False
 
     def _learn(self, ratio_db: float) -> None:
@@ -209,8 +197,8 @@ class EchoPath:
         self._since_active = 1 << 30  # blocks since the speaker was last active
         self.recorder: Callable[[npt.NDArray[np.int16], npt.NDArray[np.int16]], None] | None = None
         # Exposed for the panel and the bench.
-        self.mic_db = SILENT_DB
-        self.out_db = SILENT_DB
+        self.mic_db = SILENCE_DBFS
+        self.out_db = SILENCE_DBFS
         self.gated_blocks = 0
         self.onsets = 0
 
@@ -218,11 +206,6 @@ class EchoPath:
     def erl_db(self) -> float:
         """The learned gain of the speaker-to-microphone echo path, in dB."""
         return self._raw.erl_db
-
-    @property
-    def echo_floor_db(self) -> float:
-        """The level of echo to expect now: the loudest recent reference through the echo path."""
-        return self._ref_max() + self._raw.erl_db
 
     def process(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], active: bool
@@ -234,14 +217,14 @@ class EchoPath:
         """
         if self.recorder is not None:
             self.recorder(mic, ref)
-        ref_db = level_db(ref)
+        ref_db = rms_dbfs(ref)
         self.out_db = ref_db
         self._refs.append(ref_db)
         sounding = active or ref_db > SPEAKER_QUIET_DB  # a block that drained the queue still sounded
         self._since_active = 0 if sounding else self._since_active + 1
         speaker_on = self._since_active <= self._tail_blocks
-        mic_db = level_db(mic)
-        out = mic
+        mic_db = rms_dbfs(mic)
+        out, out_db = mic, mic_db
         if self.mode == "off":
             passed = True
             speech = mic_db >= self.onset_db
@@ -251,9 +234,9 @@ class EchoPath:
         elif self.mode == "gate":
             passed, speech = self._gate(mic_db, speaker_on)
         else:
-            out, speech = self._cancel(mic, ref, mic_db, speaker_on)
+            out, out_db, speech = self._cancel(mic, ref, mic_db, speaker_on)
             passed = True
-        self.mic_db = level_db(out) if out is not mic else mic_db
+        self.mic_db = out_db
         self._onset(speech, active)
         if passed:
             return out
@@ -262,8 +245,9 @@ class EchoPath:
 
     def _cancel(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], mic_db: float, speaker_on: bool
-    ) -> tuple[npt.NDArray[np.int16], bool]:
-        """Echo cancellation, with the gate judging the raw microphone alongside it.
+    ) -> tuple[npt.NDArray[np.int16], float, bool]:
+        """Echo cancellation, with the gate judging the raw microphone alongside it: the audio to
+        send, its level, and whether it is near-end speech.
 
         A canceller that has not yet found an echo path (headphones: there is none) can suppress
         the user's voice outright while the speaker plays. When the gate hears speech clearly
@@ -272,25 +256,25 @@ class EchoPath:
         """
         assert self.canceller is not None
         clean = self.canceller.process(mic, ref)
-        clean_db = level_db(clean)
+        clean_db = rms_dbfs(clean)
         if not speaker_on:
-            return clean, clean_db >= self.onset_db
+            return clean, clean_db, clean_db >= self.onset_db
         opened, loud = self._gate(mic_db, speaker_on)
         if opened and clean_db < mic_db - OVERSUPPRESSED_DB:
-            return mic, loud
+            return mic, mic_db, loud
         # The same gate on the residual: echo the canceller has not learned to remove yet (the
         # first words of the first reply) is held back; once it cancels, the residual gate
         # learns a weak path and lets a barge-in at the echo's own level through.
         passed, speech = self._residual.judge(clean_db, speaker_on, self._ref_max(), self._learning())
         if not passed:
-            return np.zeros_like(clean), loud
-        return clean, loud or speech
+            return np.zeros_like(clean), SILENCE_DBFS, loud
+        return clean, clean_db, loud or speech
 
     def _gate(self, mic_db: float, speaker_on: bool) -> tuple[bool, bool]:
         return self._raw.judge(mic_db, speaker_on, self._ref_max(), self._learning())
 
     def _ref_max(self) -> float:
-        return max(self._refs, default=SILENT_DB)
+        return max(self._refs, default=SILENCE_DBFS)
 
     def _learning(self) -> bool:
         """Learn only while the speaker has sounded throughout the recent past, so the echo of

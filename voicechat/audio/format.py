@@ -8,6 +8,8 @@ no I/O. Float full scale is 1.0 == 32768 int16 units, so int16 -> float -> int16
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import numpy.typing as npt
 
@@ -74,13 +76,16 @@ def rms_dbfs(x: npt.ArrayLike) -> float:
     Accepts int16 or float samples; never returns -inf: silence and empty input report
     `SILENCE_DBFS` (-120.0), and every result is at least that.
     """
-    unit = _as_unit_float(x)
-    if unit.size == 0:
+    arr = np.asarray(x)
+    if arr.size == 0:
         return SILENCE_DBFS
-    mean_square = float(np.mean(np.square(unit)))
+    values = arr.astype(np.float64, copy=False)
+    mean_square = float(np.vdot(values, values)) / arr.size  # one pass, no squared copy
+    if arr.dtype == np.int16:
+        mean_square /= _FULL_SCALE * _FULL_SCALE
     if mean_square <= 0.0:
         return SILENCE_DBFS
-    return max(10.0 * float(np.log10(mean_square)), SILENCE_DBFS)
+    return max(10.0 * math.log10(mean_square), SILENCE_DBFS)
 
 
 def peak(x: npt.ArrayLike) -> float:
