@@ -146,8 +146,6 @@ class DeviceAudio:
         self._pending = np.zeros(0, dtype=np.int16)
         self.overflows = 0
         self.underflows = 0
-        self.callbacks_in = 0
-        self.frames_in = 0
         self.input_done = False  # a microphone never runs out
         self.tail_ms = 0
         self._lost: str | None = None
@@ -160,7 +158,6 @@ class DeviceAudio:
         loop = asyncio.get_running_loop()
 
         def deliver(block: np.ndarray) -> None:
-            self.frames_in += block.shape[0]
             ref = self.tap.take(block.shape[0])
             if self.echo is not None:
                 block = self.echo.process(block, ref, buffer.active)
@@ -169,7 +166,6 @@ class DeviceAudio:
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
             if status.input_overflow:
                 self.overflows += 1
-            self.callbacks_in += 1
             loop.call_soon_threadsafe(deliver, indata[:, 0].copy())
 
         def playback_callback(outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
