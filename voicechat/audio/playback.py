@@ -83,7 +83,6 @@ class PlaybackBuffer:
         self._playing = False
         self._in_underrun = False
         self._pause_at: int | None = None  # while paused: play position where output stops
-        self._written_total = 0
         self._flushed_frames_total = 0
         self._overflow_frames = 0
         self._underruns = 0
@@ -107,7 +106,6 @@ class PlaybackBuffer:
             if take > 0:
                 self._copy_in(tail, x[:take])
                 self._tail = tail + take
-                self._written_total += take
             self._overflow_frames += n - take
         return take
 
@@ -283,8 +281,8 @@ class PlaybackBuffer:
 
     @property
     def written_total(self) -> int:
-        """Frames accepted by `write` since creation."""
-        return self._written_total
+        """Frames accepted by `write` since creation (every flushed frame was once written)."""
+        return self._tail + self._flushed_frames_total
 
     @property
     def consumed_total(self) -> int:
