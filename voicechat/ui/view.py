@@ -7,6 +7,7 @@ Written turns never change, so their views are built once and kept; only the unw
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections import deque
@@ -57,14 +58,7 @@ class View:
         if self.expires_at is not None:
             seconds_left = max(0.0, self.expires_at - time.time())
         return Snapshot(
-            header=Header(
-                model=self.header.model,
-                voice=self.header.voice,
-                turn_mode=self.header.turn_mode,
-                echo=self.header.echo,
-                connection=self.connection,
-                seconds_left=seconds_left,
-            ),
+            header=dataclasses.replace(self.header, connection=self.connection, seconds_left=seconds_left),
             turns=turns,
             activity=activity,
             muted=session.muted,
