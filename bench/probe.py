@@ -142,7 +142,7 @@ class Probe:
                 self.response_first[event.response_id] = (t, event.item_id, queued)
         elif isinstance(event, ev.SpeechStarted):
             buf = self.buffer
-            active = bool(buf is not None and (buf.playing or buf.queued > 0 or buf.paused))
+            active = buf is not None and (buf.active or buf.paused)
             self.speech_started.append((t, active))
         elif isinstance(event, ev.SessionUpdated) and self.t_ready is None:
             self.t_ready = t
