@@ -34,20 +34,15 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import contextlib
 import datetime as dt
-import fcntl
 import json
 import multiprocessing as mp
 import os
 import platform
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -56,6 +51,7 @@ from bench import audio as A
 from bench.client import USER_ONSET_WINDOW_S, run_instrumented
 from bench.servers import ServerHost
 from bench.stats import median, percentile, summary
+from bench.terminal import TerminalSink
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.json"
@@ -235,40 +231,8 @@ def jitter_and_cpu(quick: bool, aec: bool) -> dict[str, Any]:
             "server_hosts": {"jitter": host.usage, "cpu_clients": cpu_host.usage}}
 
 
-class _TerminalSink:
-    """The master side of a pseudo-terminal a client's stderr is attached to, read on a thread
-    (so the client never blocks on a full terminal) and counted: proof the panel drew."""
-
-    def __init__(self, rows: int = 32, cols: int = 100) -> None:
-        self.master, self.slave = os.openpty()
-        fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.bytes = 0
-        self.tail = b""
-        self._thread = threading.Thread(target=self._drain, daemon=True)
-
-    def start(self) -> None:
-        os.close(self.slave)  # the child holds its own copy
-        self._thread.start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:  # EIO: every writer closed
-                break
-            if not data:
-                break
-            self.bytes += len(data)
-            self.tail = (self.tail + data)[-4000:]
-
-    def close(self) -> None:
-        self._thread.join(5)
-        with contextlib.suppress(OSError):
-            os.close(self.master)
-
-
 def _start_cpu_clients(urls: list[str], modes: list[str], wav: Path, tmp: Path,
-                       start_at: float) -> list[tuple[subprocess.Popen[str], Path, str, _TerminalSink | None]]:
+                       start_at: float) -> list[tuple[subprocess.Popen[str], Path, str, TerminalSink | None]]:
     """One real CLI client per URL (``--echo MODE``), in parallel, each reporting its own CPU use.
 
     Each is a fresh interpreter (never a fork), so the ``aec`` clients may load livekit; each
@@ -282,11 +246,12 @@ def _start_cpu_clients(urls: list[str], modes: list[str], wav: Path, tmp: Path,
         report = tmp / f"cpu{k}.json"
         cmd = [sys.executable, "-m", "bench.cpu_client", str(report),
                *_talk_args(url, wav, tmp / f"cpu{k}-out.wav"), "--echo", echo]
-        term = _TerminalSink() if extra == "panel" else None
+        term = TerminalSink() if extra == "panel" else None
         if term is not None:
             panel_env = {k: v for k, v in env.items() if k != "NO_COLOR"} | {"TERM": "xterm-256color"}
             proc = subprocess.Popen(cmd, cwd=tmp, env=panel_env, stdin=subprocess.DEVNULL,
                                     stdout=subprocess.DEVNULL, stderr=term.slave, text=True)
+            os.close(term.slave)  # the child holds its own copy
             term.start()
         else:
             proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -296,7 +261,7 @@ def _start_cpu_clients(urls: list[str], modes: list[str], wav: Path, tmp: Path,
 
 
 def _finish_cpu_clients(
-    procs: list[tuple[subprocess.Popen[str], Path, str, _TerminalSink | None]],
+    procs: list[tuple[subprocess.Popen[str], Path, str, TerminalSink | None]],
 ) -> list[dict[str, Any]]:
     out = []
     for proc, report, mode, term in procs:

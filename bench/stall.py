@@ -13,14 +13,10 @@ transcript on screen, are the ones that count; the typing phase is reported too.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import io
 import json
 import os
-import struct
 import sys
-import termios
-import threading
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from bench import audio as A
+from bench.terminal import TerminalSink
 from voicechat import keys
 from voicechat.app import make_output, talk
 from voicechat.audio.filedev import FileAudio
@@ -35,27 +32,6 @@ from voicechat.config import resolve
 
 WATCH_PERIOD_S = 0.005
 TYPE_GAP_S = 0.03  # between typed turns: faster than any reply, so each one interrupts
-
-
-class _Terminal:
-    """A 100x32 pseudo-terminal whose output is read and thrown away on a thread."""
-
-    def __init__(self, rows: int = 32, cols: int = 100) -> None:
-        self.master, slave = os.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        self.file = io.TextIOWrapper(os.fdopen(slave, "wb", buffering=0), encoding="utf-8", write_through=True)
-        self.bytes = 0
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                data = os.read(self.master, 65536)
-            except OSError:
-                return
-            if not data:
-                return
-            self.bytes += len(data)
 
 
 class _Watchdog:
@@ -86,9 +62,11 @@ async def _main(base_url: str, turns: int) -> dict[str, Any]:
     mic = np.concatenate([A.silence(typing_s), A.turns_script(3 if turns >= 100 else 1, 2.0, 3.5)])
     settings = resolve(flags={"base_url": base_url, "transcribe": False, "echo": "off", "silence_duration_ms": 400},
                        environ={"OPENAI_API_KEY": "bench"})
-    term = _Terminal()
+    term = TerminalSink()
+    term.start()
+    term_file = io.TextIOWrapper(os.fdopen(term.slave, "wb", buffering=0), encoding="utf-8", write_through=True)
     stdout = io.StringIO()
-    out = make_output(settings, stdout, term.file)
+    out = make_output(settings, stdout, term_file)
     watchdog = _Watchdog()
     typed = [0]
     watch = asyncio.create_task(watchdog.run())
