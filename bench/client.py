@@ -17,8 +17,8 @@ import numpy as np
 
 from bench import audio as A
 from bench.probe import Probe, clock, install
+from voicechat.protocol.constants import WIRE_RATE
 
-WIRE_RATE = 24000
 BLOCK_S = 0.020
 
 
