@@ -8,48 +8,27 @@ packages are missing (``make test`` installs them when it runs as root).
 
 from __future__ import annotations
 
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from device_helpers import ROOT, TIMEUNIT, headless_pulse
 
 from voicechat.audio.wav import read_wav
 
-ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "scripts" / "headless-audio.sh"
 QUESTION = ROOT / "voicechat" / "data" / "question.wav"
-TIMEUNIT = float(os.environ.get("VOICECHAT_TEST_TIMEUNIT", "1"))
 
 pytestmark = pytest.mark.device
 
-MISSING = [tool for tool in ("pulseaudio", "pactl", "paplay", "parecord") if shutil.which(tool) is None]
-
-
-def _portaudio_present() -> bool:
-    import ctypes.util
-
-    return ctypes.util.find_library("portaudio") is not None
-
 
 @pytest.fixture(scope="module")
-def pulse(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    if MISSING or not _portaudio_present():
-        pytest.skip(f"headless audio needs {' '.join(MISSING) or 'libportaudio2'} (make test installs them as root)")
-    pulse_dir = tmp_path_factory.mktemp("pulse")
-    env = dict(os.environ, VOICECHAT_PULSE_DIR=str(pulse_dir), VOICECHAT_PULSE_KEEPALIVE="1")
-    out = subprocess.run(["bash", str(SCRIPT), "start"], env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    for line in out.stdout.splitlines():
-        key, _, value = line.removeprefix("export ").partition("=")
-        env[key] = value.strip("'\"")
-    yield env
-    subprocess.run(["bash", str(SCRIPT), "stop"], env=env, capture_output=True, timeout=30)
+def pulse(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    yield from headless_pulse(tmp_path_factory)
 
 
 def test_devices_lists_pulse_with_rates_and_defaults(pulse: dict[str, str]) -> None:
