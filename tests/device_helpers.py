@@ -29,6 +29,7 @@ import ctypes.util
 import os
 import re
 import shutil
+import signal
 import subprocess
 import threading
 import time
@@ -87,6 +88,18 @@ def wait_for(condition: Any, timeout: float, what: str, interval: float = 0.02) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout * TIMEUNIT:.1f} s waiting for {what}")
         time.sleep(interval)
+
+
+def sigint_and_collect(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """SIGINT ``proc`` (as Ctrl-C would) and collect its exit status, stdout and stderr."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        stdout, stderr = proc.communicate(timeout=30 * TIMEUNIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate(timeout=10)
+    return proc.returncode, stdout, stderr
 
 
 # ---- recording with a clock ---------------------------------------------------------------

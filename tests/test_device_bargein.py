@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from device_helpers import (
     blobs,
     headless_pulse,
     locate,
+    sigint_and_collect,
     voiced,
     wait_for,
 )
@@ -111,16 +111,7 @@ def _audible_after(rec: Recorder, start: int) -> int | None:
 
 def _stop(talk: subprocess.Popen[str] | None) -> tuple[int | None, str, str]:
     """SIGINT the client (as Ctrl-C would) and collect its exit status and output."""
-    if talk is None:
-        return None, "", ""
-    if talk.poll() is None:
-        talk.send_signal(signal.SIGINT)
-    try:
-        stdout, stderr = talk.communicate(timeout=30 * TIMEUNIT)
-    except subprocess.TimeoutExpired:
-        talk.kill()
-        stdout, stderr = talk.communicate(timeout=10)
-    return talk.returncode, stdout, stderr
+    return (None, "", "") if talk is None else sigint_and_collect(talk)
 
 
 def _converse(pulse: dict[str, str], tmp_path: Path, opts: ServerOptions) -> Run:

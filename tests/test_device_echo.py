@@ -48,7 +48,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -69,6 +68,7 @@ from device_helpers import (
     blobs,
     headless_pulse,
     locate,
+    sigint_and_collect,
     sink_inputs_of,
     voiced,
     wait_for,
@@ -293,16 +293,8 @@ def echo_room(pulse: dict[str, str], tmp_path: Path, mode: str) -> Iterator[Call
 
 def _stop(call: Call) -> None:
     """SIGINT the client (as Ctrl-C would) and collect its exit status and output."""
-    if call.returncode is not None:
-        return
-    if call.talk.poll() is None:
-        call.talk.send_signal(signal.SIGINT)
-    try:
-        call.stdout, call.stderr = call.talk.communicate(timeout=30 * TIMEUNIT)
-    except subprocess.TimeoutExpired:
-        call.talk.kill()
-        call.stdout, call.stderr = call.talk.communicate(timeout=10)
-    call.returncode = call.talk.returncode
+    if call.returncode is None:
+        call.returncode, call.stdout, call.stderr = sigint_and_collect(call.talk)
 
 
 def _report(name: str, m: dict[str, Any], record_property: Any) -> None:
@@ -355,25 +347,32 @@ def test_without_echo_handling_the_assistant_interrupts_itself(
     assert m["heard_before_cut_ms"] < 1000, f"{m}\n{story}"  # it stopped itself within its first words
 
 
-def _converse(call: Call, barge_in: np.ndarray, chat: Path) -> tuple[str, str, str, float]:
-    """An answer heard out, a second one talked over, the third heard out; the items and the cut-in time."""
+def _talk_over(call: Call, n: int, barge_in: np.ndarray) -> tuple[str, str, float]:
+    """The user talks over answer ``n`` (0-based) ``BARGE_AFTER_S`` into it; returns once the
+    answer to the barge-in has played out: the two items and the cut-in time."""
     assert call.spk is not None
     spk = call.spk
+    answer = call.item(n)
+    audible = call.heard(answer)
+    wait_for(lambda: call.alive(len(spk) >= audible + int(BARGE_AFTER_S * RATE)), 20,
+             f"answer {n + 1} to play for a while")
+    t_barge = time.monotonic()
+    player = call.say("barge-in", barge_in, wait=False)
+    reply = call.item(n + 1, timeout=30)
+    wait_for(lambda: call.alive(call.dones() >= n + 2), 30, "the answer to the barge-in")
+    assert player.wait(timeout=30 * TIMEUNIT) == 0
+    call.play_out(reply)
+    return answer, reply, t_barge
+
+
+def _converse(call: Call, barge_in: np.ndarray, chat: Path) -> tuple[str, str, str, float]:
+    """An answer heard out, a second one talked over, the third heard out; the items and the cut-in time."""
     call.say("first", voiced(2.0, seed=21, level=LEVEL))
     first = call.item(0)
     wait_for(lambda: call.alive(call.dones() >= 1), 20, "the first answer to be sent")
     call.play_out(first)
     call.say("second", voiced(3.0, seed=22, level=LEVEL))
-    second = call.item(1)
-    audible = call.heard(second)
-    wait_for(lambda: call.alive(len(spk) >= audible + int(BARGE_AFTER_S * RATE)), 20,
-             "the second answer to play for a while")
-    t_barge = time.monotonic()
-    player = call.say("barge-in", barge_in, wait=False)
-    third = call.item(2, timeout=30)
-    wait_for(lambda: call.alive(call.dones() >= 3), 30, "the answer to the barge-in")
-    assert player.wait(timeout=30 * TIMEUNIT) == 0
-    call.play_out(third)
+    second, third, t_barge = _talk_over(call, 1, barge_in)
     wait_for(lambda: chat.exists() and len(chat.read_text().splitlines()) >= 6, 10, "six transcript turns")
     return first, second, third, t_barge
 
@@ -511,16 +510,7 @@ def test_local_onset_pauses_the_answer_before_a_slow_server_hears_the_user(
         spk = call.spk
         try:
             call.say("question", voiced(3.0, seed=22, level=LEVEL))
-            answer = call.item(0)
-            audible = call.heard(answer)
-            wait_for(lambda: call.alive(len(spk) >= audible + int(BARGE_AFTER_S * RATE)), 20,
-                     "the answer to play for a while")
-            t_barge = time.monotonic()
-            player = call.say("barge-in", barge_in, wait=False)
-            reply = call.item(1, timeout=30)
-            wait_for(lambda: call.alive(call.dones() >= 2), 30, "the answer to the barge-in")
-            assert player.wait(timeout=30 * TIMEUNIT) == 0
-            call.play_out(reply)
+            answer, reply, t_barge = _talk_over(call, 0, barge_in)
         except AssertionError:
             _no_opening_leak(call, "gate")
             raise
