@@ -10,17 +10,18 @@ characters never reaches the output raw.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import clean_env, talk_cli
 
 from voicechat.audio.wav import load_wav_at, write_wav
 from voicechat.server import LocalServer, ScriptedBrain, ServerOptions
@@ -36,26 +37,18 @@ RAW_CONTROL = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f]")
 NOISE = ("Traceback", "Broken pipe", "BrokenPipeError", "Exception ignored", "internal error")
 
 
-def clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without anything that would change what voicechat does."""
-    drop = {"OPENAI_API_KEY", "OPENAI_BASE_URL", "NO_COLOR", "FORCE_COLOR", "COLUMNS", "LINES", "TERM"}
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("VOICECHAT_")}
-    config_dir = tmp_path / "config"  # empty: no config file is read
-    config_dir.mkdir(exist_ok=True)
-    env["VOICECHAT_CONFIG_DIR"] = str(config_dir)
-    env.update(extra)
-    return env
-
-
-def popen(tmp_path: Path, *args: str, env: dict[str, str] | None = None, **kwargs) -> subprocess.Popen:
-    """Start ``voicechat talk`` in ``tmp_path`` (so no ``.env`` is found), stdin closed."""
-    return subprocess.Popen(
-        [*VOICECHAT, *args],
-        cwd=tmp_path,
-        env=env if env is not None else clean_env(tmp_path),
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
+@contextmanager
+def popen(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen]:
+    """``voicechat talk`` in ``tmp_path`` (so no ``.env`` is found), stdin closed, stdout and
+    stderr piped; killed on the way out if it is still running."""
+    proc = subprocess.Popen([*VOICECHAT, *args], cwd=tmp_path, env=clean_env(tmp_path), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -115,17 +108,11 @@ def test_head_1_ends_quietly(tmp_path: Path) -> None:
 
 def test_stdout_closed_after_the_first_line_is_not_an_error(tmp_path: Path, two_questions: Path) -> None:
     """Three more lines are written after the reader closed the pipe: EPIPE, silently, status 0."""
-    proc = popen(tmp_path, *LOCAL, "--input-file", str(two_questions), "--transcript", str(tmp_path / "chat.jsonl"),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with popen(tmp_path, *LOCAL, "--input-file", str(two_questions), "--transcript", str(tmp_path / "chat.jsonl")) as proc:
         first = proc.stdout.readline()
         closed_at = time.time()
         proc.stdout.close()
         _, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert first.startswith(b"you: "), first
     assert proc.returncode == 0, err
     assert_quiet(err.decode())
@@ -137,15 +124,10 @@ def test_stdout_closed_after_the_first_line_is_not_an_error(tmp_path: Path, two_
 
 def test_stderr_closed_early_is_not_an_error(tmp_path: Path) -> None:
     """The status log's reader goes away after one line: the transcript still comes, status 0."""
-    proc = popen(tmp_path, *LOCAL, "--input-file", str(QUESTION), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with popen(tmp_path, *LOCAL, "--input-file", str(QUESTION)) as proc:
         first = proc.stderr.readline()
         proc.stderr.close()
         out, _ = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert first.startswith(b"voicechat: "), first
     assert proc.returncode == 0
     assert [line.split(":")[0] for line in out.decode().splitlines()] == ["you", "assistant"]
@@ -156,16 +138,10 @@ def test_stderr_closed_early_is_not_an_error(tmp_path: Path) -> None:
 
 def test_piped_stdout_gets_plain_lines_flushed_one_by_one(tmp_path: Path, two_questions: Path) -> None:
     """Each turn is on stdout as soon as it is done; stderr (a pipe) gets the plain status log."""
-    proc = popen(tmp_path, *LOCAL, "--input-file", str(two_questions),
-                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with popen(tmp_path, *LOCAL, "--input-file", str(two_questions)) as proc:
         first = proc.stdout.readline()
         running = proc.poll() is None  # a block-buffered stdout would show nothing before exit
         rest, err = proc.communicate(timeout=TIMEOUT)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert running, "the first transcript line only arrived when voicechat ended"
     assert proc.returncode == 0, err
     out = first + rest
@@ -226,19 +202,8 @@ HOSTILE_HEARD = "heard \x1b[2Jclear\x08"
 
 
 async def talk_to(server: LocalServer, tmp_path: Path, *args: str) -> tuple[int, bytes, bytes]:
-    env = clean_env(tmp_path, OPENAI_API_KEY="sk-loopback")
-    proc = await asyncio.create_subprocess_exec(
-        *VOICECHAT, "--base-url", server.http_base_url, "--fast", *args, cwd=tmp_path, env=env,
-        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout=TIMEOUT)
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-    assert proc.returncode is not None
-    return proc.returncode, out, err
+    run = await talk_cli(server, tmp_path, "--fast", *args)
+    return run.status, run.stdout.encode(), run.stderr.encode()
 
 
 async def test_server_control_characters_are_escaped_on_stdout(tmp_path: Path) -> None:
