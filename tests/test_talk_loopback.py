@@ -7,11 +7,11 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import VOICECHAT, talk_cli
 from server_helpers import speech_like
 
 from voicechat.app import Output, talk
@@ -21,7 +21,6 @@ from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import FileSink, StreamSink
 
 QUESTION = Path(__file__).resolve().parents[1] / "voicechat" / "data" / "question.wav"
-VOICECHAT = [sys.executable, "-m", "voicechat"]
 
 
 def silence(seconds: float, rate: int = 24000) -> np.ndarray:
@@ -167,32 +166,20 @@ async def test_handshake_statuses_map_to_errors(tmp_path: Path, code: int, statu
     async with LocalServer(ServerOptions(handshake_status=code), host="127.0.0.1", port=0) as srv:
         wav = tmp_path / "q.wav"
         write_wav(wav, speech_like(0.5), 24000)
-        proc = await _acli("talk", "--base-url", srv.http_base_url, "--input-file", str(wav),
-                           env={"OPENAI_API_KEY": "sk-test"})
-    assert proc[0] == status and message in proc[2] and "Traceback" not in proc[2], proc
-    error = [line for line in proc[2].splitlines() if line.startswith("voicechat: error: ")]
-    assert len(error) == 1 and message in error[0], proc[2]
-    assert (f"  hint: {hint}" in proc[2]) if hint else ("hint:" not in proc[2]), proc[2]
-
-
-async def _acli(*args: str, env: dict) -> tuple[int, str, str]:
-    import asyncio
-
-    full_env = {k: v for k, v in os.environ.items() if k not in ("OPENAI_API_KEY", "OPENAI_BASE_URL")}
-    full_env.update(env)
-    proc = await asyncio.create_subprocess_exec(*VOICECHAT, *args, env=full_env, stdin=subprocess.DEVNULL,
-                                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
-    return proc.returncode, out.decode(), err.decode()
+        run = await talk_cli(srv, tmp_path, "--input-file", str(wav), key="sk-test")
+    assert run.status == status and message in run.stderr and "Traceback" not in run.stderr, run
+    error = [line for line in run.stderr.splitlines() if line.startswith("voicechat: error: ")]
+    assert len(error) == 1 and message in error[0], run.stderr
+    assert (f"  hint: {hint}" in run.stderr) if hint else ("hint:" not in run.stderr), run.stderr
 
 
 async def test_retired_model_is_named(tmp_path: Path) -> None:
     async with LocalServer(ServerOptions(), host="127.0.0.1", port=0) as srv:
         wav = tmp_path / "q.wav"
         write_wav(wav, speech_like(0.5), 24000)
-        code, _, err = await _acli("talk", "--base-url", srv.http_base_url, "--model", "gpt-4o-realtime-preview",
-                                   "--input-file", str(wav), env={"OPENAI_API_KEY": "sk-test"})
-    assert code == 9 and "gpt-4o-realtime-preview" in err, err
+        run = await talk_cli(srv, tmp_path, "--model", "gpt-4o-realtime-preview", "--input-file", str(wav),
+                             key="sk-test")
+    assert run.status == 9 and "gpt-4o-realtime-preview" in run.stderr, run.stderr
 
 
 def test_refused_connection_exit_status(tmp_path: Path) -> None:
