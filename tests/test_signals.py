@@ -20,12 +20,9 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
-from cli_helpers import NOISE, RATE, TIMEOUT, VOICECHAT, clean_env, wait_closes
-from server_helpers import speech_like
+from cli_helpers import NOISE, TIMEOUT, VOICECHAT, clean_env, question_wav, wait_closes
 
-from voicechat.audio.wav import write_wav
 from voicechat.server import LocalServer, ScriptedBrain, ScriptedReply, ServerOptions
 
 SIGNALS = [(signal.SIGINT, 130), (signal.SIGTERM, 143)]
@@ -93,10 +90,15 @@ def long_reply_server(**extra) -> LocalServer:
 
 def mic(tmp_path: Path) -> Path:
     """A question, then a long quiet: the conversation stays open while the reply plays."""
-    path = tmp_path / "mic.wav"
-    write_wav(path, np.concatenate([np.zeros(RATE // 5, dtype=np.int16), speech_like(1.0),
-                                    np.zeros(RATE * 30, dtype=np.int16)]), RATE)
-    return path
+    return question_wav(tmp_path, seconds=1.0, tail_s=30, name="mic.wav")
+
+
+async def talk_until_speaking(srv: LocalServer, tmp_path: Path, chat: Path) -> Talk:
+    """``voicechat talk`` against ``srv``, returned once the assistant is speaking."""
+    talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
+                            "--silence-duration-ms", "300", "--transcript", str(chat))
+    await talk.wait_line("voicechat: assistant speaking")
+    return talk
 
 
 def records(path: Path) -> list[dict]:
@@ -163,9 +165,7 @@ async def test_while_connecting(tmp_path: Path, signum: int, expected: int) -> N
 async def test_while_the_assistant_speaks(tmp_path: Path, signum: int, expected: int) -> None:
     chat = tmp_path / "chat.jsonl"
     async with long_reply_server() as srv:
-        talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
-                                "--silence-duration-ms", "300", "--transcript", str(chat))
-        await talk.wait_line("voicechat: assistant speaking")
+        talk = await talk_until_speaking(srv, tmp_path, chat)
         await asyncio.sleep(0.5)
         stopped = time.monotonic()
         talk.kill(signum)
@@ -209,9 +209,7 @@ async def test_a_second_signal_during_shutdown(tmp_path: Path, first: int, secon
     the transcript is already written and the server got the 1000."""
     chat = tmp_path / "chat.jsonl"
     async with long_reply_server() as srv:
-        talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
-                                "--silence-duration-ms", "300", "--transcript", str(chat))
-        await talk.wait_line("voicechat: assistant speaking")
+        talk = await talk_until_speaking(srv, tmp_path, chat)
         await asyncio.sleep(0.3)
         # Blocking on purpose: the server (in this loop) cannot answer the close meanwhile.
         talk.kill(first)
