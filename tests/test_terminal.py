@@ -10,7 +10,6 @@ are typed; the keyboard reads the pane's tty as it would a real one. The screen 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -20,7 +19,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,10 +26,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from device_helpers import ServerThread
 from server_helpers import speech_like
 
 from voicechat.audio.wav import write_wav
-from voicechat.server import LocalServer, ScriptedBrain, ServerOptions
+from voicechat.server import ScriptedBrain, ServerOptions
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux (Debian package tmux)")
 
@@ -310,18 +309,24 @@ def test_panel_shows_a_conversation_and_quit_restores_the_terminal(
     assert (tmp_path / "after.txt").read_text() == "after the panel"
 
 
-def test_ctrl_c_quits_with_status_130_and_keeps_the_transcript(
-    pane: Pane, tmp_path: Path, quiet_input: Path
-) -> None:
+def ask_typed(pane: Pane, tmp_path: Path, quiet_input: Path, said: str) -> Run:
+    """``--backend local`` with a silent microphone and ``chat.jsonl``: ``said`` is typed, and the
+    run is handed back while the assistant speaks its reply."""
     run = Run(pane, tmp_path)
     run.start("--backend", "local", "--input-file", str(quiet_input), "--transcript", "chat.jsonl")
     pane.wait_text(r"^│ listening +you ○ +assistant ○", "the panel, listening")
-
-    said = "one two three four five six seven eight"
     pane.type(said)
     pane.keys("Enter")
-    # Ctrl-C while the reply is still being spoken, with a line half typed.
     pane.wait_text(r"^│ assistant speaking +you ○ +assistant ●", "the assistant speaking")
+    return run
+
+
+def test_ctrl_c_quits_with_status_130_and_keeps_the_transcript(
+    pane: Pane, tmp_path: Path, quiet_input: Path
+) -> None:
+    said = "one two three four five six seven eight"
+    run = ask_typed(pane, tmp_path, quiet_input, said)
+    # Ctrl-C while the reply is still being spoken, with a line half typed.
     pane.type("never sent")
     pane.wait_text(r"^│ > never sent▌", "the half-typed line")
     pane.keys("C-c")
@@ -349,13 +354,8 @@ def test_sigterm_mid_reply_restores_the_terminal_and_keeps_the_transcript(
     pane: Pane, tmp_path: Path, quiet_input: Path
 ) -> None:
     """``kill PID`` (SIGTERM) while the panel is up and the assistant speaks: status 143."""
-    run = Run(pane, tmp_path)
-    run.start("--backend", "local", "--input-file", str(quiet_input), "--transcript", "chat.jsonl")
-    pane.wait_text(r"^│ listening +you ○ +assistant ○", "the panel, listening")
     said = "one two three four five six seven eight nine ten"
-    pane.type(said)
-    pane.keys("Enter")
-    pane.wait_text(r"^│ assistant speaking +you ○ +assistant ●", "the assistant speaking")
+    run = ask_typed(pane, tmp_path, quiet_input, said)
     os.kill(run.voicechat_pid(), signal.SIGTERM)
 
     screen = run.wait_done()
@@ -402,52 +402,15 @@ def test_stdout_to_a_file_gets_plain_lines_while_the_panel_draws(
 HOSTILE = "evil \x1b[31mred\x1b[0m title\x1b]0;pwned\x07 wipe\x1b[2J bell\x07 c1\x9b31m end"
 
 
-@contextlib.contextmanager
-def server_in_thread(options: ServerOptions) -> Iterator[str]:
-    """A LocalServer on its own event loop in a thread; yields its http base URL."""
-    started = threading.Event()
-    box: dict[str, object] = {}
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        box["stop"] = (asyncio.get_running_loop(), stop)
-        async with LocalServer(options, host="127.0.0.1", port=0) as server:
-            box["url"] = server.http_base_url
-            started.set()
-            await stop.wait()
-
-    def main() -> None:
-        try:
-            asyncio.run(serve())
-        except BaseException as exc:
-            box["error"] = exc
-        finally:
-            started.set()
-
-    thread = threading.Thread(target=main, name="local-server", daemon=True)
-    thread.start()
-    try:
-        assert started.wait(WAIT), "the local server did not start"
-        if "error" in box:
-            raise AssertionError(f"the local server failed: {box['error']!r}")
-        yield str(box["url"])
-    finally:
-        if "stop" in box:
-            loop, stop = box["stop"]  # type: ignore[misc]
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(stop.set)
-        thread.join(WAIT)
-
-
 def test_no_color_and_server_control_characters_on_the_panel(
     pane: Pane, tmp_path: Path, quiet_input: Path
 ) -> None:
     """NO_COLOR=1: no colour codes anywhere on the screen, even with colour codes in the reply."""
     options = ServerOptions(brain=ScriptedBrain([HOSTILE]), recognizer="none", speed=20.0, seed=5)
-    with server_in_thread(options) as url:
+    with ServerThread(options) as st:
         run = Run(pane, tmp_path)
         title = pane.flag("pane_title")
-        run.start("--base-url", url, "--input-file", str(quiet_input),
+        run.start("--base-url", st.server.http_base_url, "--input-file", str(quiet_input),
                   env={"NO_COLOR": "1", "OPENAI_API_KEY": "sk-loopback"})
         pane.wait_text(r"^│ listening +you ○ +assistant ○", "the panel, listening")
         pane.run("tell me something nasty")
