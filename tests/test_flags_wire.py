@@ -8,14 +8,14 @@ few appends go over the loopback. What the server received is then read back: th
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from device_helpers import ServerThread
 from typer.testing import CliRunner
 
 from voicechat import app as app_module
@@ -26,38 +26,16 @@ from voicechat.server import LocalServer, ServerOptions, handshake
 KEY = "sk-flags-wire-canary-0000"
 
 
-class ServerThread:
-    """A ``LocalServer`` on its own loop in a daemon thread."""
-
-    def __init__(self, **opts: Any) -> None:
-        self.opts = ServerOptions(**{"speed": 50.0, "seed": 1, "recognizer": "none", **opts})
-        self.loop = asyncio.new_event_loop()
-        self.ready = threading.Event()
-        self.server: LocalServer | None = None
-        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
-
-    async def _main(self) -> None:
-        self.stop = asyncio.Event()
-        async with LocalServer(self.opts, host="127.0.0.1", port=0) as srv:
-            self.server = srv
-            self.ready.set()
-            await self.stop.wait()
-
-    def __enter__(self) -> LocalServer:
-        self.thread.start()
-        assert self.ready.wait(10), "the local server did not start"
-        assert self.server is not None
-        return self.server
-
-    def __exit__(self, *exc: object) -> None:
-        self.loop.call_soon_threadsafe(self.stop.set)
-        self.thread.join(10)
-        self.loop.close()
+@contextmanager
+def serving(**opts: Any) -> Iterator[LocalServer]:
+    """A ``LocalServer`` on its own loop in a daemon thread (fast, seeded, no recogniser)."""
+    with ServerThread(ServerOptions(**{"speed": 50.0, "seed": 1, "recognizer": "none", **opts})) as st:
+        yield st.server
 
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LocalServer]:
-    with ServerThread() as srv:
+    with serving() as srv:
         yield srv
 
 
@@ -186,7 +164,7 @@ def handshakes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, str
 
 
 def test_azure_path_header_key_and_deployment(quiet_wav: Path, home: Path, handshakes: list) -> None:
-    with ServerThread(api_key="azure-key-canary-1234", extra_models=("my-deployment",)) as srv:
+    with serving(api_key="azure-key-canary-1234", extra_models=("my-deployment",)) as srv:
         root = f"http://127.0.0.1:{srv.port}"
         # --azure with AZURE_OPENAI_ENDPOINT as the base URL and AZURE_OPENAI_API_KEY as the key.
         result = CliRunner().invoke(
