@@ -20,6 +20,7 @@ from server_helpers import (
     b64,
     client,
     manual_session,
+    server_and_client,
     silence,
     speech,
     validate_client_event,
@@ -170,7 +171,7 @@ async def test_default_brain_tool_calls_match_the_sdk_and_the_ga_order() -> None
         {"type": "function", "name": "echo_tool", "description": "echo",
          "parameters": {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}},
     ]
-    async with LocalServer(ServerOptions(**FAST), host="127.0.0.1", port=0) as srv, client(srv) as c:
+    async with server_and_client() as (srv, c):
         await c.send(manual_session(tools=tools, output_modalities=["text"]))
         await c.until("session.updated")
         await c.send({"type": "conversation.item.create", "item": {
