@@ -41,7 +41,7 @@ def plan(text: str, audio_ms: int, speed: float, seed: int = 1) -> ResponseStrea
     audio = np.zeros(audio_ms * 24, dtype="<i2").tobytes()
     ctx = StreamContext(response={"id": "resp_x", "object": "realtime.response"}, add_item=lambda _: None,
                         usage=lambda t, a: {"output_tokens": t + a}, encode_audio=lambda b: str(len(b)))
-    return ResponseStream(ctx, [PlannedOutput("message", item, text=text, audio=audio)], "audio", 10.0,
+    return ResponseStream(ctx, [PlannedOutput("message", item, text=text, audio=audio)], 10.0,
                           Pacing(speed, (20, 240)), random.Random(seed))
 
 

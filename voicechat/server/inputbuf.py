@@ -129,8 +129,7 @@ class InputAudioMixin(SessionBase):
         self.buffer_start = max(self.buffer_start, end)
         item = Item(item_id, "message", role="user", status="completed",
                     content=[{"type": "input_audio", "transcript": None}], audio={0: bytearray(pcm)})
-        previous = self.conversation.last_id()
-        self.conversation.insert(item)
+        previous = self.conversation.insert(item)
         self.emit({"type": "input_audio_buffer.committed", "previous_item_id": previous, "item_id": item_id})
         self.emit({"type": "conversation.item.added", "previous_item_id": previous, "item": item.wire()})
         self.emit({"type": "conversation.item.done", "previous_item_id": previous, "item": item.wire()})

@@ -173,12 +173,12 @@ class ResponsesMixin(SessionBase):
         cached, self.cached = self.cached, context
         ctx = StreamContext(
             response=active.base,
-            add_item=self._add_output_item,
+            add_item=self.conversation.insert,
             usage=lambda text, audio: response_usage(context, cached, text, audio),
             encode_audio=self.encode_for(active.base["audio"]["output"]["format"]),
         )
         pacing = Pacing(self.opts.speed, self.opts.delta_ms, self.opts.delta_delay_ms)
-        active.stream = ResponseStream(ctx, outputs, modality, now, pacing, self.rng, incomplete=incomplete)
+        active.stream = ResponseStream(ctx, outputs, now, pacing, self.rng, incomplete=incomplete)
         active.started_at = now
         active.audio_seconds = sum(len(o.audio or b"") for o in outputs) / 2 / WIRE_RATE
         self.tick_responses(now)
@@ -245,11 +245,6 @@ class ResponsesMixin(SessionBase):
 
     def _assistant_item(self) -> Item:
         return Item(self.ids.make("item"), "message", role="assistant", status="in_progress")
-
-    def _add_output_item(self, item: Item) -> str | None:
-        previous = self.conversation.last_id()
-        self.conversation.insert(item)
-        return previous
 
     # ---- clock ------------------------------------------------------------------------
 

@@ -68,7 +68,6 @@ class StreamContext:
     usage: Callable[[int, int], dict[str, Any]]
     """(output text tokens, output audio tokens) → ``usage``."""
     encode_audio: Callable[[bytes], str]
-    in_conversation: bool = True
 
 
 class ResponseStream:
@@ -76,7 +75,6 @@ class ResponseStream:
         self,
         ctx: StreamContext,
         outputs: list[PlannedOutput],
-        modality: str,
         start: float,
         pacing: Pacing,
         rng: random.Random,
@@ -85,7 +83,6 @@ class ResponseStream:
     ) -> None:
         self.ctx = ctx
         self.outputs = outputs
-        self.modality = modality
         self.incomplete = incomplete
         self.done = False
         self._ops: list[_Op] = []
@@ -224,10 +221,9 @@ class ResponseStream:
         out.item.status = "in_progress"
         events: list[Event] = [{"type": "response.output_item.added", "response_id": self.response_id,
                                 "output_index": k, "item": out.item.wire()}]
-        if self.ctx.in_conversation:
-            out.previous_item_id = self.ctx.add_item(out.item)
-            events.append({"type": "conversation.item.added", "previous_item_id": out.previous_item_id,
-                           "item": out.item.wire()})
+        out.previous_item_id = self.ctx.add_item(out.item)
+        events.append({"type": "conversation.item.added", "previous_item_id": out.previous_item_id,
+                       "item": out.item.wire()})
         if out.kind == "message":
             ptype = "output_audio" if out.audio is not None else "output_text"
             key = "transcript" if out.audio is not None else "text"
@@ -255,9 +251,8 @@ class ResponseStream:
             events.append(self._part_event("response.content_part.done", k, self._part(out)))
         events.append({"type": "response.output_item.done", "response_id": self.response_id,
                        "output_index": k, "item": out.item.wire()})
-        if self.ctx.in_conversation:
-            events.append({"type": "conversation.item.done", "previous_item_id": out.previous_item_id,
-                           "item": out.item.wire()})
+        events.append({"type": "conversation.item.done", "previous_item_id": out.previous_item_id,
+                       "item": out.item.wire()})
         return events
 
     def _response_done(self, status: str, details: dict[str, Any] | None) -> Event:
