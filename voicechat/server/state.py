@@ -133,7 +133,8 @@ class SessionBase:
         self.emit({"type": "error", "error": error.body(client_event_id)})
 
     def take_output(self) -> Output:
-        self.conversation.bound_audio()
+        if self._out.events:  # audio only enters the conversation with an event (committed, added, delta)
+            self.conversation.bound_audio()
         out, self._out = self._out, Output()
         return out
 
