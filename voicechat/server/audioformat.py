@@ -57,10 +57,6 @@ def _alaw_encode(samples: np.ndarray) -> bytes:
     return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
 
 
-def bytes_per_ms(fmt: dict[str, Any]) -> float:
-    return 48.0 if fmt["type"] == "audio/pcm" else 8.0
-
-
 def decode_block(fmt: dict[str, Any], data: bytes) -> np.ndarray:
     """Wire bytes (any format) → int16 samples at the format's own rate."""
     if fmt["type"] == "audio/pcmu":

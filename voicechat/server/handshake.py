@@ -46,7 +46,6 @@ class Accept:
     model: str
     beta: bool = False
     bad_model: bool = False
-    azure: bool = False
 
 
 def error_body(message: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -104,5 +103,5 @@ def check(path: str, headers: Mapping[str, str], opts: ServerOptions) -> Reject 
         return Reject(400, error_body("Missing required parameter: 'model'.", "missing_required_parameter", "model"))
     model = models[0]
     if "openai-beta" in headers:
-        return Accept(model, beta=True, azure=azure)
-    return Accept(model, bad_model=not plausible_model(model, opts), azure=azure)
+        return Accept(model, beta=True)
+    return Accept(model, bad_model=not plausible_model(model, opts))
