@@ -47,6 +47,7 @@ from voicechat.eventlog import EventLog
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
+from voicechat.redact import remember_settings, scrub
 from voicechat.session import EXPIRY_WARNING_S, RECYCLE_MARGIN_S, Session
 from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call, error_result
 from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, read_jsonl
@@ -126,6 +127,7 @@ class Output:
     view: View | None = None  # what the front end draws; notices go there while the panel is live
 
     def notice(self, level: str, message: str) -> None:
+        message = scrub(message)  # server text (an error event) may echo the key
         if level == "debug":
             log.debug("%s", message)
             return
@@ -141,7 +143,7 @@ class Output:
         if self.status is None:
             return
         with contextlib.suppress(BrokenPipeError, ValueError):
-            self.status.write(f"voicechat: {escape_control(message)}\n")
+            self.status.write(f"voicechat: {escape_control(scrub(message))}\n")
             self.status.flush()
 
     @property
@@ -842,6 +844,7 @@ async def _talk(
     actions: AsyncIterator[keys.Action] | None = None,
     reliability: Reliability | None = None,
 ) -> None:
+    remember_settings(settings)  # the CLI has already; a caller in-process may not have
     earlier = read_jsonl(settings.resume) if settings.resume is not None else None  # before connecting
     budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
     for notice in budget.start_notices():
@@ -868,7 +871,7 @@ async def _talk(
         endpoint = await open_endpoint(settings, stack)
         events = None
         if settings.log_events is not None:
-            events = EventLog(settings.log_events, secrets=(settings.api_key, endpoint.api_key))
+            events = EventLog(settings.log_events, secrets=(settings.api_key,))  # not the local placeholder
             stack.callback(events.close)
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
         conn = await connect(endpoint, log=events)

@@ -45,20 +45,42 @@ def _root(
 
 
 def _fail(error: VoicechatError, debug: bool) -> NoReturn:
+    from voicechat.errors import Interrupted
+    from voicechat.redact import scrub
+    from voicechat.transcript import escape_control
+
     if debug:  # the traceback first, then the same message and exit status as without --debug
         import traceback
 
-        traceback.print_exception(error, file=sys.stderr)
-    from voicechat.errors import Interrupted
-    from voicechat.transcript import escape_control
-
-    # Messages may carry the server's own text: never let it drive the terminal.
+        sys.stderr.write(scrub("".join(traceback.format_exception(error))))
+    # Messages may carry the server's own text: never let it drive the terminal, nor show a secret.
     label = "" if isinstance(error, Interrupted) else "error: "
-    message = f"voicechat: {label}{escape_control(error.message)}"
+    message = f"voicechat: {label}{escape_control(scrub(error.message))}"
     if error.hint:
-        message += f"\n  hint: {escape_control(error.hint)}"
+        message += f"\n  hint: {escape_control(scrub(error.hint))}"
     typer.echo(message, err=True)
     raise typer.Exit(int(error.status))
+
+
+def _internal_error(exc: Exception) -> NoReturn:
+    """A bug: one line naming it (every secret elided); --debug shows where."""
+    from voicechat.redact import scrub
+    from voicechat.transcript import escape_control
+
+    # str, not repr: a UnicodeDecodeError's repr holds the bytes it was decoding (a file, a key).
+    what = escape_control(scrub(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__))
+    if len(what) > 300:
+        what = what[:299] + "…"
+    typer.echo(f"voicechat: internal error: {what}\n  hint: run again with --debug for the traceback", err=True)
+    raise typer.Exit(int(ExitStatus.ERROR)) from None
+
+
+def _debug_logging(debug: bool, quiet_level: int = logging.WARNING) -> None:
+    """Logging to stderr (everything with --debug), every record scrubbed of secrets."""
+    from voicechat.redact import scrub_logging
+
+    logging.basicConfig(level=logging.DEBUG if debug else quiet_level, stream=sys.stderr)
+    scrub_logging()
 
 
 @contextlib.contextmanager
@@ -85,14 +107,32 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
-    """The ``.env`` file found from the working directory upwards, and its values."""
+    """The ``.env`` file found from the working directory upwards, and its values.
+
+    A file that cannot be read, or is not UTF-8, is a config error naming the file and the
+    problem, never its content (it holds the key).
+    """
+    import io
+
     from dotenv import dotenv_values, find_dotenv
+
+    from voicechat.errors import ConfigError
+    from voicechat.redact import CREDENTIAL_ENV, remember_sources
 
     found = find_dotenv(usecwd=True)
     if not found:
         return None, {}
-    path, values = Path(found), dict(dotenv_values(found))
-    if any(values.get(k) for k in ("OPENAI_API_KEY", "AZURE_OPENAI_API_KEY")):
+    path = Path(found)
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}",
+                          hint="save it as UTF-8 text (it holds settings such as OPENAI_API_KEY=…)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+    values = dict(dotenv_values(stream=io.StringIO(text)))
+    remember_sources(values)
+    if any(values.get(k) for k in CREDENTIAL_ENV):
         _warn_open(path, 0o077, "holds an API key and other users can read it")
     return path, values
 
@@ -120,9 +160,12 @@ def _config_file(explicit: Path | None = None, *, warn: bool = True) -> Any:
             return None
         raise UsageError(f"--config {path}: no such file",
                          hint=f"voicechat config init --config {path} writes a starter one") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         kind = ConfigError if explicit is None else UsageError
-        raise kind(f"cannot read the config file {path}: {getattr(exc, 'strerror', None) or exc}") from None
+        raise kind(f"cannot read the config file {path}: not valid UTF-8 at byte {exc.start}") from None
+    except OSError as exc:
+        kind = ConfigError if explicit is None else UsageError
+        raise kind(f"cannot read the config file {path}: {exc.strerror or type(exc).__name__}") from None
     parsed = config.parse_config_file(path, text)
     if warn:
         # Whoever can change the file can point base_url elsewhere and collect your key.
@@ -146,13 +189,25 @@ def _read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _resolve(flags: dict[str, Any], config_file: Path | None) -> tuple[Any, Path | None, Any]:
+    """Flags + config file + .env + environment -> validated ``Settings``, the ``.env`` path and
+    the parsed config file. Every credential is remembered for scrubbing before it is checked."""
+    from voicechat import config
+    from voicechat.redact import remember_settings, remember_sources
+
+    remember_sources(os.environ, flags)
+    found = _config_file(config_file)
+    env_path, dotenv = _dotenv_file()
+    settings = config.resolve(flags=flags, environ=os.environ, dotenv=dotenv, config_file=found)
+    remember_settings(settings)
+    return settings, env_path, found
+
+
 def _settings(flags: dict[str, Any], config_file: Path | None) -> Any:
     """Flags + config file + .env + environment -> validated ``Settings`` (instructions file read)."""
     from voicechat import config
 
-    found = _config_file(config_file)
-    settings = config.resolve(flags=flags, environ=os.environ, dotenv=_dotenv_file()[1], config_file=found)
-    return config.load_instructions(settings, _read_text)
+    return config.load_instructions(_resolve(flags, config_file)[0], _read_text)
 
 
 def _completer(name: str) -> Any:
@@ -381,7 +436,7 @@ def talk(
 
     from voicechat.errors import Interrupted
 
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    _debug_logging(debug)
     flags: dict[str, Any] = {
         "backend": backend,
         "model": model,
@@ -436,10 +491,18 @@ def talk(
     except KeyboardInterrupt:  # before talk's own handlers are in place
         _fail(Interrupted("interrupted by SIGINT"), debug)
     except Exception as exc:  # a bug: say so in one line; --debug shows where
-        if debug:
-            raise
-        typer.echo(f"voicechat: internal error: {exc!r}\n  hint: run again with --debug for the traceback", err=True)
-        raise typer.Exit(int(ExitStatus.ERROR)) from None
+        _unexpected(exc, debug)
+
+
+def _unexpected(exc: Exception, debug: bool) -> NoReturn:
+    """The error boundary for a bug: the scrubbed traceback with --debug, then one line."""
+    if debug:
+        import traceback
+
+        from voicechat.redact import scrub
+
+        sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
+    _internal_error(exc)
 
 
 # ---- voicechat config ---------------------------------------------------------------------
@@ -456,10 +519,13 @@ _SHOWN_FIRST = ("profile", "backend", "base_url", "azure", "model", "api_key")
 
 def _shown(key: str, value: Any) -> str:
     from voicechat import config
+    from voicechat.redact import mask_url
     from voicechat.transcript import escape_control
 
     if key == "api_key":
         return config.mask_key(value)
+    if key == "base_url" and isinstance(value, str):
+        value = mask_url(value)  # refused by talk anyway; never shown
     if value is None:
         return "(not set)"
     if isinstance(value, bool):
@@ -478,13 +544,14 @@ def config_show(
 ) -> None:
     """Print every effective setting and where it came from (the API key masked)."""
     from voicechat import config
+    from voicechat.redact import scrub
 
     try:
-        found = _config_file(config_file)
-        env_path, dotenv = _dotenv_file()
-        settings = config.resolve(flags={"profile": profile}, environ=os.environ, dotenv=dotenv, config_file=found)
+        settings, env_path, found = _resolve({"profile": profile}, config_file)
     except VoicechatError as error:
         _fail(error, debug)
+    except Exception as exc:
+        _unexpected(exc, debug)
     typer.echo(f"config file: {_config_location(config_file)}{'' if found else ' (none)'}")
     typer.echo(f".env: {env_path or '(none)'}")
     unused = config.unused(settings)
@@ -494,7 +561,7 @@ def config_show(
     wide_value = max(len(r[1]) for r in rows)
     for key, value, source, why in rows:
         line = f"{key:<{wide_key}}  {value:<{wide_value}}  {source}"
-        typer.echo(line + (f"  (unused: {why})" if why else ""))
+        typer.echo(scrub(line + (f"  (unused: {why})" if why else "")))
 
 
 @config_app.command("path")
@@ -587,7 +654,7 @@ def doctor(
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
     """Check PortAudio, the audio devices, echo, the API key and the connection (exit 1 on a failure)."""
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, stream=sys.stderr)
+    _debug_logging(debug)
     flags: dict[str, Any] = {
         "backend": backend,
         "base_url": base_url,
@@ -601,15 +668,18 @@ def doctor(
     try:
         settings = _settings(flags, config_file)  # the same resolution as talk
         from voicechat.doctor import run as run_doctor
+        from voicechat.redact import scrub
 
         status = run_doctor(
-            settings, audio=not no_audio, seconds=seconds, write=typer.echo,
-            note=lambda message: typer.echo(f"  … {message}", err=True),
+            settings, audio=not no_audio, seconds=seconds, write=lambda line: typer.echo(scrub(line)),
+            note=lambda message: typer.echo(scrub(f"  … {message}"), err=True),
         )
     except VoicechatError as error:
         _fail(error, debug)
     except KeyboardInterrupt:
         raise typer.Exit(int(ExitStatus.SIGINT)) from None
+    except Exception as exc:
+        _unexpected(exc, debug)
     raise typer.Exit(status)
 
 

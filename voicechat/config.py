@@ -43,6 +43,15 @@ from voicechat.protocol.session_config import (
     SessionConfig,
     TurnDetection,
 )
+from voicechat.redact import (
+    AZURE_KEY_ENV,
+    AZURE_URL_ENV,
+    KEY_HINT,
+    OPENAI_KEY_ENV,
+    OPENAI_URL_ENV,
+    has_userinfo,
+    key_problem,
+)
 from voicechat.tools import ToolSpec, available_tools, parse_tools
 
 BACKENDS = ("openai", "local")
@@ -169,12 +178,12 @@ def _kind(key: str) -> str | None:
 
 
 ENV_KEYS: dict[str, str] = {
-    "OPENAI_API_KEY": "api_key",
-    "OPENAI_BASE_URL": "base_url",
+    OPENAI_KEY_ENV: "api_key",
+    OPENAI_URL_ENV: "base_url",
     **{f"VOICECHAT_{key.upper()}": key for key in FILE_KEYS if key != "base_url" and _kind(key)},
 }
 """Environment variables (also read from ``.env``) that map onto settings."""
-AZURE_ENV_KEYS = {"AZURE_OPENAI_API_KEY": "api_key", "AZURE_OPENAI_ENDPOINT": "base_url"}
+AZURE_ENV_KEYS = {AZURE_KEY_ENV: "api_key", AZURE_URL_ENV: "base_url"}
 """With Azure, these replace ``OPENAI_API_KEY`` / ``OPENAI_BASE_URL`` when set."""
 PROFILE_ENV = "VOICECHAT_PROFILE"
 
@@ -337,7 +346,7 @@ def resolve(
                 if key is None:
                     continue
                 azure_var = next((a for a, k in AZURE_ENV_KEYS.items() if k == key), "")
-                if azure and var in ("OPENAI_API_KEY", "OPENAI_BASE_URL") and (azure_var in env or azure_var in dot):
+                if azure and var in (OPENAI_KEY_ENV, OPENAI_URL_ENV) and (azure_var in env or azure_var in dot):
                     continue  # the Azure variable replaces the generic one
                 found.append((key, value, f"{layer} ({var})"))
         found += [(k, v, "flag") for k, v in flags.items() if v is not None and k in _FIELD_NAMES and k != "profile"]
@@ -486,6 +495,13 @@ def validate(s: Settings) -> None:
     flag that would have no effect (``--eagerness`` with server VAD) is an error too; the same
     value from the config file or environment is kept and shown as unused by ``config show``.
     """
+    if s.api_key is not None and (problem := key_problem(s.api_key)):
+        raise _error(s, "api_key", problem, hint=KEY_HINT)  # never the key, nor any part of it
+    if has_userinfo(s.base_url):
+        # websockets would send it as a second (Basic) Authorization header, and it would be
+        # shown wherever the URL is: never the user name or password itself.
+        raise _error(s, "base_url", "must not hold a user name or password (user:password@host): voicechat "
+                     "authenticates with the API key only", hint="remove the user:password@ part of the URL")
     _choice(s, "backend", BACKENDS)
     _choice(s, "vad", VAD_MODES)
     _choice(s, "echo", ECHO_MODES)

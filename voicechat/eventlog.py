@@ -9,8 +9,10 @@ and length (``"binary": 12`` or ``"text": "<first 200 characters>"``); ``connect
 What is elided, always: audio (``audio`` fields, and ``delta`` of audio deltas) becomes
 ``"<audio: N bytes>"``; ``data:`` URLs (images) become ``"<image/png data URL: N bytes>"``;
 values of ``Authorization``/``api-key`` style keys become ``"<elided>"``; any long string is
-cut at ``MAX_STRING`` characters; and the API key itself is replaced wherever it appears
-(a server could echo it in an error message).
+cut at ``MAX_STRING`` characters; and every secret voicechat holds (`voicechat.redact`) is
+elided wherever it appears (a server could echo the key in an error message): in each string
+and key before it is cut or serialised, and, in case an escape made a new form of it, in the
+serialised line again.
 
 This module also holds the filter that keeps credentials out of websockets' own debug log
 (``--debug`` logs every handshake header).
@@ -28,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.errors import UsageError
+from voicechat.redact import ELIDED, SECRETS, remember
 
 log = logging.getLogger(__name__)
 
 SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "api-key", "api_key", "x-api-key"})
 AUDIO_DELTAS = frozenset({"response.output_audio.delta", "response.audio.delta"})
 MAX_STRING = 2000
-ELIDED = "<elided>"
 
 
 def _b64_bytes(text: str) -> int:
@@ -48,7 +50,7 @@ def elide(value: Any, key: str = "", event_type: str = "") -> Any:
     if isinstance(value, dict):
         # The outermost type names the event (an audio delta); inner types name parts and items.
         etype = event_type or (value["type"] if isinstance(value.get("type"), str) else "")
-        return {k: elide(v, str(k), etype) for k, v in value.items()}
+        return {SECRETS.scrub(k) if isinstance(k, str) else k: elide(v, str(k), etype) for k, v in value.items()}
     if isinstance(value, list):
         return [elide(v, key, event_type) for v in value]
     if not isinstance(value, str):
@@ -60,21 +62,26 @@ def elide(value: Any, key: str = "", event_type: str = "") -> Any:
         return f"<audio: {_b64_bytes(value)} bytes>"
     if value.startswith("data:") and ";base64," in value[:100]:
         mime, _, data = value[5:].partition(";base64,")
-        return f"<{mime or 'data'} data URL: {_b64_bytes(data)} bytes>"
+        return f"<{SECRETS.scrub(mime) or 'data'} data URL: {_b64_bytes(data)} bytes>"
+    value = SECRETS.scrub(value)  # before cutting: a cut must not leave half a key behind
     if len(value) > MAX_STRING:
         return value[:MAX_STRING] + f"…<{len(value)} characters>"
     return value
 
 
 class EventLog:
-    """An append-only JSON-lines file of the events of one run (created private: mode 600)."""
+    """An append-only JSON-lines file of the events of one run (created private: mode 600).
+
+    ``secrets`` are remembered (`voicechat.redact.remember`) with every other secret the
+    process holds; none of them is ever written.
+    """
 
     def __init__(self, path: Path, *, secrets: Iterable[str | None] = (),
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self._clock = clock
         self._start = clock()
-        self._secrets = [s for s in secrets if s]
+        remember(*secrets)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             self._file: Any = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
@@ -97,7 +104,7 @@ class EventLog:
             if isinstance(parsed, dict):
                 record["event"] = elide(parsed)
             else:
-                record["text"] = elide(frame[:200])
+                record["text"] = elide(SECRETS.scrub(frame)[:200])
                 record["chars"] = len(frame)
         self._write(record)
 
@@ -107,9 +114,7 @@ class EventLog:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
-        line = json.dumps({"t": round(self._clock() - self._start, 6), **record}, ensure_ascii=False)
-        for secret in self._secrets:
-            line = line.replace(secret, ELIDED)
+        line = SECRETS.scrub(json.dumps({"t": round(self._clock() - self._start, 6), **record}, ensure_ascii=False))
         try:
             self._file.write(line + "\n")  # line-buffered: flushed per line
         except (OSError, ValueError) as exc:

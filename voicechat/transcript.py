@@ -1,12 +1,14 @@
 """Transcript sinks: plain lines on stdout, and files as text, Markdown or JSONL.
 
 Each finished turn is written and flushed at once, so nothing said is lost if the process
-dies. Server text is escaped before it can reach a terminal. A closed pipe ends a sink
-quietly (``head -1`` is a normal way to read a conversation).
+dies. Server text is escaped before it can reach a terminal, and every secret voicechat holds
+is elided from a turn before it is cut short or written (`scrubbed`). A closed pipe ends a
+sink quietly (``head -1`` is a normal way to read a conversation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import IO, Protocol
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
 from voicechat.protocol.events import Usage
+from voicechat.redact import SECRETS
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
@@ -29,6 +32,18 @@ _C1 = re.compile("[\x7f-\x9f]")  # json.dumps leaves DEL and C1 controls raw; `c
 def escape_control(text: str) -> str:
     """Make server text safe to print: control characters become visible escapes."""
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
+def scrubbed(turn: Turn) -> Turn:
+    """``turn`` with every secret voicechat holds elided from its text, result and note."""
+    if not SECRETS:
+        return turn
+    return dataclasses.replace(
+        turn,
+        text=SECRETS.scrub(turn.text),
+        note=SECRETS.scrub(turn.note) if turn.note else turn.note,
+        result=SECRETS.scrub(turn.result) if turn.result else turn.result,
+    )
 
 
 def turn_text(turn: Turn) -> str:
@@ -88,7 +103,7 @@ class StreamSink:
         if self.broken:
             return
         try:
-            self.stream.write(plain_line(turn) + "\n")
+            self.stream.write(plain_line(scrubbed(turn)) + "\n")
             self.stream.flush()
         except BrokenPipeError:
             self.broken = True
@@ -114,7 +129,7 @@ class FileSink:
             self._file.flush()
 
     def write(self, turn: Turn) -> None:
-        self._file.write(self.render(turn))
+        self._file.write(self.render(scrubbed(turn)))
         self._file.flush()
 
     def render(self, turn: Turn) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from voicechat.effects import Turn
 from voicechat.pricing import cost
 from voicechat.protocol.events import Usage
+from voicechat.redact import SECRETS
 from voicechat.session import Activity
 
 ACTIVITIES: tuple[str, ...] = tuple(a.value for a in Activity)
@@ -58,9 +59,13 @@ class TurnView:
     def from_turn(
         cls, turn: Turn, *, final: bool = True, tool_result: str | None = None
     ) -> TurnView:
-        """A view of a session ``Turn``; a tool turn's ``name(args)`` text is split apart."""
+        """A view of a session ``Turn``; a tool turn's ``name(args)`` text is split apart.
+
+        Every secret voicechat holds is elided from the text first (server text may echo one).
+        """
         name = args = None
-        text = turn.text
+        text = SECRETS.scrub(turn.text)
+        result = tool_result if tool_result is not None else turn.result
         if turn.role == "tool" or turn.kind == "function_call":
             head, paren, rest = text.partition("(")
             if paren and rest.endswith(")"):
@@ -73,8 +78,8 @@ class TurnView:
             kind=turn.kind,
             tool_name=name,
             tool_args=args,
-            tool_result=tool_result if tool_result is not None else turn.result,
-            note=turn.note,
+            tool_result=SECRETS.scrub(result) if result else result,
+            note=SECRETS.scrub(turn.note) if turn.note else turn.note,
             audio_ms=turn.audio_ms,
             item_id=turn.item_id,
         )

@@ -13,6 +13,7 @@ import time
 from collections import deque
 from typing import Any
 
+from voicechat.redact import SECRETS
 from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
 
 MAX_NOTICES = 20
@@ -38,7 +39,7 @@ class View:
 
     def notice(self, text: str) -> None:
         """A line of voicechat's own (an error, a warning, a command's answer) for the panel."""
-        self._notices.append((len(self._written), TurnView(role="notice", text=text)))
+        self._notices.append((len(self._written), TurnView(role="notice", text=SECRETS.scrub(text))))
 
     def snapshot_idle(self) -> Snapshot:
         """Before there is a conversation: the header and any notices."""
