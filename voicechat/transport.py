@@ -3,10 +3,16 @@
 The one client-side module that imports websockets. It turns handshake and network failures
 into ``voicechat.errors`` with a message a user can act on, and frames into typed events via
 the codec. The API key only ever goes into a request header, never into a log line.
+
+Plain ``ws://`` carries the key unencrypted, so it is allowed only to loopback: the URL must
+name a loopback host (``localhost``, ``127.0.0.1``, ``[::1]``), and every address that name
+resolves to must be a loopback address. The socket is then opened to one of those very
+addresses (`resolve` is the resolver seam), so what was checked is what is connected to.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 import socket
@@ -26,6 +32,7 @@ from voicechat.backoff import retryable_close
 from voicechat.errors import (
     AuthError,
     BetaShapeError,
+    ConfigError,
     ConnectError,
     DnsError,
     NotFoundError,
@@ -37,6 +44,7 @@ from voicechat.errors import (
 from voicechat.eventlog import EventLog, redact_websockets_log
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
+from voicechat.redact import KEY_HINT, has_userinfo, key_problem
 
 log = logging.getLogger(__name__)
 redact_websockets_log("websockets.client")  # --debug logs the handshake headers: never the key
@@ -45,12 +53,74 @@ CLOSE_NORMAL = 1000
 
 
 def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
+    """Whether ``host`` names loopback: a loopback address, or a localhost name.
+
+    A name is only a claim: before plain ws:// is used, `loopback_addresses` checks what it
+    resolves to.
+    """
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
         return True
+    return is_loopback_address(host)
+
+
+def is_loopback_address(address: str) -> bool:
+    """Whether ``address`` (an IP address, IPv6 possibly with a zone or in brackets) is loopback."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(address.strip("[]").partition("%")[0])
     except ValueError:
         return False
+    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+Address = tuple[int, int, int, Any]  # family, type, proto, sockaddr
+
+
+async def resolve(host: str, port: int) -> list[Address]:
+    """The resolver seam: ``getaddrinfo`` for a TCP connection to ``host``:``port``."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [(family, kind, proto, sockaddr) for family, kind, proto, _, sockaddr in infos]
+
+
+async def loopback_addresses(host: str, port: int) -> list[Address]:
+    """Where plain ws:// to ``host`` may go: its addresses, when every one of them is loopback.
+
+    Raises `UsageError` naming the first address that is not (a name such as ``localhost``
+    that resolves elsewhere must not carry the key in plain text), and ``socket.gaierror``
+    when the name does not resolve.
+    """
+    addresses = await resolve(host, port)
+    for address in addresses:
+        ip = str(address[3][0])
+        if not is_loopback_address(ip):
+            raise UsageError(
+                f"refusing plain ws:// to {host}: it resolves to {ip}, which is not a loopback address, "
+                "and the API key would travel unencrypted",
+                hint="use https:// (wss://); plain ws:// is allowed only to loopback addresses",
+            )
+    if not addresses:
+        raise socket.gaierror(socket.EAI_NONAME, "no address")
+    return addresses
+
+
+async def _open_socket(addresses: list[Address]) -> socket.socket:
+    """A TCP socket connected to the first of ``addresses`` that accepts (the last error if none)."""
+    loop = asyncio.get_running_loop()
+    error: OSError = ConnectionRefusedError()
+    for family, kind, proto, sockaddr in addresses:
+        sock = socket.socket(family, kind, proto)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, sockaddr)
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    raise error
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +145,9 @@ def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
     """``https://host/v1`` + model -> ``wss://host/v1/realtime?model=…`` (loopback may use ws)."""
     parts = urlsplit(base_url.strip())
     scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
+    if has_userinfo(base_url):
+        raise UsageError("the base URL must not hold a user name or password (user:password@host): voicechat "
+                         "authenticates with the API key only", hint="remove the user:password@ part of the URL")
     if scheme is None or not parts.hostname:
         raise UsageError(
             f"invalid --base-url {base_url!r}",
@@ -191,10 +264,10 @@ async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0, log: EventL
     ``log`` (``--log-events``) gets the attempt, its outcome and then every frame.
     """
     if log is None:
-        return Connection(await _open(endpoint, open_timeout), endpoint)
+        return Connection(await _connect_ws(endpoint, open_timeout), endpoint)
     log.note("connect", url=endpoint.url)
     try:
-        ws = await _open(endpoint, open_timeout)
+        ws = await _connect_ws(endpoint, open_timeout)
     except VoicechatError as exc:
         log.note("failed", error=str(exc))
         raise
@@ -204,16 +277,51 @@ async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0, log: EventL
 
 async def _open(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
     host = endpoint.host
+    problem = key_problem(endpoint.api_key)
+    if problem:  # it would go into a header as it is (and into the error about that header)
+        raise ConfigError(f"the API key {problem}", hint=KEY_HINT)
+    if has_userinfo(endpoint.url):
+        raise UsageError("the endpoint URL must not hold a user name or password (user:password@host)")
+    sock: socket.socket | None = None
     try:
-        ws = await ws_connect(
+        options: dict[str, Any] = {"proxy": None if is_loopback(host) else True}
+        if urlsplit(endpoint.url).scheme.lower() == "ws":
+            sock = await _loopback_socket(endpoint, open_timeout)
+            options = {"sock": sock}  # to the address checked: no proxy, no redirect elsewhere
+        return await ws_connect(
             endpoint.url,
             additional_headers=endpoint.headers(),
             user_agent_header=f"voicechat/{__version__} websockets/{websockets.__version__}",
             max_size=None,  # server events can be several MB (item retrieval with audio)
             compression=None,
             open_timeout=open_timeout,
-            proxy=None if is_loopback(host) else True,
+            **options,
         )
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
+async def _loopback_socket(endpoint: Endpoint, open_timeout: float) -> socket.socket:
+    """For plain ws://: a socket connected to an address of the host, all of them loopback."""
+    host = endpoint.host
+    if not is_loopback(host):
+        raise UsageError(f"refusing plain ws:// to {host}: the API key would travel unencrypted",
+                         hint="use https:// (wss://); plain ws:// is allowed only for loopback hosts")
+    try:
+        port = urlsplit(endpoint.url).port or 80
+    except ValueError:
+        raise UsageError(f"invalid endpoint URL: bad port in {_netloc(endpoint.url)}") from None
+    async with asyncio.timeout(open_timeout):
+        return await _open_socket(await loopback_addresses(host, port))
+
+
+async def _connect_ws(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
+    """`_open`, with every failure turned into an actionable `VoicechatError`."""
+    host = endpoint.host
+    try:
+        return await _open(endpoint, open_timeout)
     except InvalidStatus as exc:
         raise status_error(exc.response.status_code, endpoint) from None
     except socket.gaierror as exc:
@@ -236,7 +344,6 @@ async def _open(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
         raise ConnectError(f"the WebSocket handshake with {host} failed: {exc}") from None
     except OSError as exc:
         raise ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {exc.strerror or exc}") from None
-    return ws
 
 
 def status_error(status: int, endpoint: Endpoint) -> ConnectError:
