@@ -305,3 +305,83 @@ def test_the_api_key_is_not_handed_to_commands(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("VOICECHAT_TOOL_TEST", "visible")
     spec = py("import os; print(os.environ.get('OPENAI_API_KEY'), os.environ.get('VOICECHAT_TOOL_TEST'))")
     assert run(spec) == "None visible"
+
+
+# ---- nothing a tool starts outlives it -----------------------------------------------------------
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it is dead)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """Whether ``pid`` is dead, or dies within ``within`` seconds (SIGKILL is not instant)."""
+    deadline = time.monotonic() + within
+    while alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def background(pid_file: Path, then: str, *, detach: bool = False) -> ToolSpec:
+    """``sh -c``: a ``sleep 60`` grandchild in the tool's process group (its pid written to
+    ``pid_file``), then ``then``. ``detach``: the grandchild holds none of the tool's pipes."""
+    quiet = " >/dev/null 2>&1 </dev/null" if detach else ""
+    return ToolSpec("t", command=("sh", "-c", f"sleep 60{quiet} & echo $! > {pid_file}; {then}"), timeout=60)
+
+
+def grandchild(pid_file: Path) -> int:
+    return int(pid_file.read_text())
+
+
+def test_a_grandchild_holding_the_pipes_dies_at_the_timeout_though_the_tool_has_exited(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    spec = background(pid_file, "exit 0")  # the tool exits at once; its child keeps stdout open
+    got = run(ToolSpec(spec.name, command=spec.command, timeout=0.5))
+    assert "timed out after 0.5 s" in got["error"]
+    assert gone(grandchild(pid_file))
+
+
+def test_a_background_grandchild_dies_when_the_tool_finishes(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    assert run(background(pid_file, "echo done", detach=True)) == "done"
+    assert gone(grandchild(pid_file))
+
+
+def test_a_grandchild_dies_when_the_call_is_cancelled(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    spec = background(pid_file, "wait")
+
+    async def go() -> None:
+        task = asyncio.create_task(ToolRunner([spec]).run("t", "{}"))
+        while not pid_file.exists() or not pid_file.read_text().strip():
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(go())
+    assert gone(grandchild(pid_file))
+
+
+def test_no_credential_variable_voicechat_reads_reaches_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicechat.config import AZURE_ENV_KEYS, ENV_KEYS
+    from voicechat.redact import CREDENTIAL_ENV
+
+    # One list: every variable the config reads the key from is the list tools are denied.
+    read = {var for var, key in {**ENV_KEYS, **AZURE_ENV_KEYS}.items() if key == "api_key"}
+    assert read == set(CREDENTIAL_ENV) == {"OPENAI_API_KEY", "AZURE_OPENAI_API_KEY"}
+    for var in CREDENTIAL_ENV:
+        monkeypatch.setenv(var, f"secret-of-{var}")
+    monkeypatch.setenv("VOICECHAT_TOOL_TEST", "visible")
+    spec = py("import json, os; print(json.dumps(dict(os.environ)))")
+    seen = run(spec)
+    assert isinstance(seen, dict) and seen["VOICECHAT_TOOL_TEST"] == "visible"
+    assert not [var for var in seen if var in CREDENTIAL_ENV]
+    assert not [var for var, value in seen.items() if value.startswith("secret-of-")]

@@ -195,3 +195,35 @@ async def test_quitting_while_a_tool_runs_stops_its_command(tmp_path: Path) -> N
     assert not alive
     tool = next(r for r in records if r["role"] == "tool")
     assert "result" not in tool and "ended" in tool["note"]
+
+
+async def test_quitting_while_a_tool_runs_stops_its_background_grandchild_too(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    # sh starts a grandchild in the tool's process group, then waits for it.
+    script_text = f"sleep 60 & echo $! > {pid_file}; wait"
+    config = f'[[tools]]\nname = "slow"\ncommand = ["sh", "-c", {json.dumps(script_text)}]\ntimeout = 120\n'
+
+    def script(stderr: io.StringIO) -> AsyncIterator[keys.Action]:
+        async def actions() -> AsyncIterator[keys.Action]:
+            yield keys.Submit("run slow please")
+            while not pid_file.exists() or not pid_file.read_text().strip():
+                await asyncio.sleep(0.01)
+            yield keys.Quit()
+
+        return actions()
+
+    await conversation(tmp_path, config, script=script)
+    grandchild = int(pid_file.read_text())
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 5.0  # SIGKILL is not instant; a zombie awaiting its reaper is dead
+    while running(grandchild):
+        assert loop.time() < deadline, "the tool's grandchild outlived the conversation"
+        await asyncio.sleep(0.02)
+
+
+def running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its new parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

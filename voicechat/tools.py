@@ -8,7 +8,8 @@ The I/O part is :class:`ToolRunner`: it runs one call and always returns the str
 back to the model as the ``function_call_output``. A command tool is started with
 ``asyncio.create_subprocess_exec`` (never a shell): its argv comes from the config file only,
 the model's arguments arrive as one JSON object on stdin, stdout is the result (capped at
-:data:`MAX_OUTPUT_BYTES`), and a timeout kills the command's whole process group. Every failure
+:data:`MAX_OUTPUT_BYTES`), and its whole process group is killed when the call ends (done, timed
+out or cancelled), so nothing it started in the background outlives the call. Every failure
 (unknown tool, arguments that are not a JSON object, the user declining, command not found,
 non-zero exit, timeout) becomes ``{"error": "..."}`` for the model, never an exception.
 """
@@ -29,6 +30,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from voicechat.errors import ConfigError
+from voicechat.redact import CREDENTIAL_ENV
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 DEFAULT_TIMEOUT_S = 10.0
@@ -38,7 +40,7 @@ MAX_OUTPUT_BYTES = 64 * 1024  # of a command's stdout; the rest is read and drop
 STDERR_TAIL_BYTES = 2000  # of a failed command's stderr, from the end
 MAX_CONCURRENT = 4  # tool calls running at once; further calls wait for a slot
 TOOL_KEYS = ("name", "description", "parameters", "command", "timeout", "confirm")
-HIDDEN_ENV = ("OPENAI_API_KEY",)  # never handed to a tool command
+HIDDEN_ENV = CREDENTIAL_ENV  # never handed to a tool command: every variable voicechat reads a key from
 
 Clock = Callable[[], datetime]
 Confirm = Callable[["ToolSpec", dict[str, Any]], Awaitable[bool]]
@@ -310,6 +312,7 @@ async def run_command(spec: ToolSpec, stdin_text: str, *, max_output: int = MAX_
     except BaseException:
         await _kill(proc)  # cancelled (the conversation ended): the command goes too
         raise
+    await _kill(proc)  # what it left running in the background (its group) goes too
     text = stdout.decode("utf-8", errors="replace")
     if total > len(stdout):
         text += f"\n[output truncated: {total} bytes, the first {len(stdout)} shown]"
@@ -359,14 +362,30 @@ async def _exchange(proc: asyncio.subprocess.Process, data: bytes, max_output: i
 
 
 async def _kill(proc: asyncio.subprocess.Process) -> None:
+    """Kill the command's process group (its own session), always, and then the command.
+
+    Always: the command itself may have exited while a child it started lives on in its group
+    (``sh -c 'slow & …'``) holding a pipe open. The group outlives its leader, so the id is
+    not reused while any member runs; once none does, there is nothing to kill.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
     if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
     with contextlib.suppress(Exception):
         await asyncio.shield(asyncio.wait_for(proc.wait(), timeout=2.0))
+    # Its pipes end once every process holding them is dead: read them to the end (briefly: a
+    # process that left the group may hold them), so the transport closes with the call.
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None and not stream.at_eof():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(asyncio.wait_for(_drain(stream), timeout=1.0))
+
+
+async def _drain(stream: asyncio.StreamReader) -> None:
+    while await stream.read(65536):
+        pass
 
 
 def _signal_name(number: int) -> str:
