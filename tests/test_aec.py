@@ -210,7 +210,7 @@ def test_missing_extra_is_reported_with_the_install_hint(monkeypatch: pytest.Mon
     assert aec.aec_available() is False
     with pytest.raises(AudioError) as info:
         aec.EchoCanceller(48000)
-    assert "pip install 'voicechat[aec]'" in str(info.value)
+    assert "pip install 'livekit>=1.2,<2'" in str(info.value)
     assert info.value.status == ExitStatus.AUDIO
 
 

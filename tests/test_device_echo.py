@@ -429,7 +429,7 @@ AEC_KNOWN_ISSUE = pytest.mark.xfail(
 )
 
 
-@pytest.mark.parametrize("mode", ["gate", pytest.param("aec", marks=AEC_KNOWN_ISSUE)])
+@pytest.mark.parametrize("mode", ["gate", "aec"])
 def test_echo_handling_keeps_the_answer_and_lets_a_barge_in_through(
     pulse: dict[str, str], tmp_path: Path, mode: str, record_property: Any
 ) -> None:

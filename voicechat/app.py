@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import functools
 import logging
 import os
@@ -249,7 +250,11 @@ class Conversation:
         self.session.expiry_warning_s = self.reliability.expiry_warning_s
         self.player = Player(audio.rate)
         self.view = view
-        self.echo = make_echo_path(settings, view.header.echo, audio.rate, on_onset=self._on_onset)
+        mode = view.header.echo
+        if mode == "aec" and settings.echo == "auto" and not aec_runs_at(audio.rate):
+            mode = "gate"  # the canceller does not run at this device's rate: the fallback
+            view.header = dataclasses.replace(view.header, echo=mode)
+        self.echo = make_echo_path(settings, mode, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
         self.recorder: ConversationRecorder | None = None
         if settings.record is not None:
@@ -783,15 +788,26 @@ async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterato
 
 
 def echo_mode(settings: Settings) -> str:
-    """``auto`` made concrete: no echo to handle from a file, else the gate.
+    """``auto`` made concrete: no echo to handle from a file; else echo cancellation, with the
+    playback-relative gate only where the canceller cannot load.
 
-    Not aec, even where installed: with the reply leaking into the microphone at full level the
-    bench still counts the assistant interrupting itself under aec and never under the gate
-    (``make bench``, echo_false_stops). aec stays one flag away for rooms where it does better.
+    With the reply leaking into the microphone at full level, aec lets a barge-in at the echo's
+    own level through and the reply's echo never (tests/test_device_echo.py, on real devices);
+    the gate needs the user 6-10 dB louder than the echo, so it is the fallback, not the choice.
     """
     if settings.echo != "auto":
         return settings.echo
-    return "off" if settings.input_file is not None else "gate"
+    if settings.input_file is not None:
+        return "off"
+    from voicechat.audio.aec import aec_available
+
+    return "aec" if aec_available() else "gate"
+
+
+def aec_runs_at(rate: int) -> bool:
+    from voicechat.audio.aec import SUPPORTED_RATES
+
+    return rate in SUPPORTED_RATES
 
 
 def make_echo_path(settings: Settings, mode: str, rate: int, on_onset: Callable[[], None]) -> EchoPath:

@@ -1,10 +1,11 @@
 """Acoustic echo cancellation for ``--echo aec``: WebRTC's audio processing module (AEC3).
 
-The canceller comes from the optional ``aec`` extra (``pip install 'voicechat[aec]'``), which
-installs the ``livekit`` package: a binary wheel for Linux, macOS and Windows whose native
-library carries WebRTC's audio processing module. It is imported only when an `EchoCanceller`
-is built (or `aec_available` asks), so voicechat starts and runs without it and ``--help``
-never pays its import (~0.1 s, plus ~40 MB of resident native code and a few idle native
+The canceller comes from the ``livekit`` package, a default dependency: a binary wheel for
+Linux, macOS and Windows whose native library carries WebRTC's audio processing module. It was
+chosen over ``aec-audio-processing`` (the other maintained binding), which ships source only and
+needs a C++ toolchain to install. It is imported only when an `EchoCanceller` is built (or
+`aec_available` asks), so a broken install still starts (``--echo auto`` falls back to the
+gate) and ``--help`` never pays its import (~0.1 s, plus ~40 MB of resident native code and a few idle native
 threads once the first canceller exists).
 
 What the module does with the audio, measured with ``bench/erle.py``:
@@ -40,7 +41,7 @@ import numpy.typing as npt
 
 from voicechat.errors import AudioError
 
-INSTALL_HINT = "pip install 'voicechat[aec]'"
+INSTALL_HINT = "reinstall voicechat, or: pip install 'livekit>=1.2,<2'"
 
 SUPPORTED_RATES = (8000, 16000, 24000, 32000, 44100, 48000, 96000)
 """Sample rates the canceller runs at directly (each measured by ``bench/erle.py``)."""
@@ -63,7 +64,7 @@ def _backend() -> ModuleType:
         return importlib.import_module("livekit.rtc")
     except Exception as e:  # missing, or installed but broken (native library, protobuf)
         raise AudioError(
-            f"echo cancellation needs the optional 'aec' extra ({e})", hint=INSTALL_HINT
+            f"echo cancellation needs the livekit package ({e})", hint=INSTALL_HINT
         ) from e
 
 
