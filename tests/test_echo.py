@@ -293,15 +293,11 @@ async def test_without_echo_handling_the_assistant_interrupts_itself(tmp_path: P
     assert any(e["type"] == "conversation.item.truncate" for e in srv.received)
 
 
-FIRST_REPLY_DOUBLE_TALK = pytest.mark.xfail(
-    strict=True,
-    reason="known limit of aec: here the user talks from the reply's first block, before the "
-    "canceller has converged, so the echo path is learned with the user in it and a barge-in "
-    "+9.5 dB over the echo is held back; after convergence 0 dB passes (tests/test_device_echo.py)",
-)
-
-
-@pytest.mark.parametrize("mode", ["gate", pytest.param("aec", marks=[needs_aec, FIRST_REPLY_DOUBLE_TALK])])
+# Only the gate here: this room's user talks from the reply's first block, before a canceller
+# could converge, and whether aec then lets a +9.5 dB barge-in through depends on how the file
+# clock and the canceller's first frames line up. aec is tested where it is meant to work, on
+# real speech: tests/test_echo_speech.py (offline rooms) and tests/test_device_echo.py (devices).
+@pytest.mark.parametrize("mode", ["gate"])
 async def test_echo_handling_stops_self_interruption_but_not_a_real_barge_in(tmp_path: Path, mode: str) -> None:
     # Turn 1; its reply (the echo brain plays turn 1 back) leaks into the mic at full level;
     # 0.9 s into the reply the user talks over it, louder than the echo.

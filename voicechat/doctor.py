@@ -51,6 +51,8 @@ CLIP_SAMPLES = 3  # this many samples at full scale: the input clips
 DETECT_SNR_DB = 20.0  # a correlation peak this far above the correlation's noise: the echo is real
 FAINT_ECHO_DB = -40.0  # quieter echo than this needs no handling
 LOUD_ECHO_DB = -10.0  # louder than this: the user has to shout over the assistant; headphones
+GOOD_ERLE_DB = 25.0  # echo cancellation that removes this much keeps the assistant from hearing itself
+QUIET_RESIDUAL_DBFS = -60.0  # ...as does a residual this quiet, whatever the echo was
 
 TONE_HZ, TONE_S, TONE_LEVEL = 440.0, 0.5, 0.25
 CHIRP_F0, CHIRP_F1, CHIRP_S, CHIRP_LEVEL = 300.0, 3000.0, 1.0, 0.5
@@ -281,16 +283,57 @@ def isolate(ref: npt.ArrayLike, template: npt.ArrayLike) -> npt.NDArray[np.float
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Cancellation:
+    """What echo cancellation made of the recorded sweep's echo: how much it removed (ERLE, in dB)
+    and the level left over (dBFS), on the last of several replays (the first ones converge)."""
+
+    erle_db: float
+    residual_dbfs: float
+
+    @property
+    def works(self) -> bool:
+        return self.erle_db >= GOOD_ERLE_DB or self.residual_dbfs <= QUIET_RESIDUAL_DBFS
+
+
+def measure_cancellation(
+    ref: npt.ArrayLike, mic: npt.ArrayLike, rate: int, make: Callable[[int], Any], passes: int = 3
+) -> Cancellation | None:
+    """Run a fresh canceller (``make(rate)``) over the recording ``passes`` times and measure the
+    last pass where the echo was loud (within 20 dB of its loudest 20 ms); None when nothing was."""
+    block = rate // 50
+    r = np.asarray(ref, dtype=np.int16)
+    m = np.asarray(mic, dtype=np.int16)
+    n = min(r.size, m.size) // block * block
+    if n == 0:
+        return None
+    canceller = make(rate)
+    out = np.zeros(n, dtype=np.int16)
+    for _ in range(passes):
+        for i in range(0, n, block):
+            out[i : i + block] = canceller.process(m[i : i + block], r[i : i + block])
+    frames_in = m[:n].astype(np.float64).reshape(-1, block)
+    frames_out = out.astype(np.float64).reshape(-1, block)
+    power_in = np.mean(frames_in**2, axis=1)
+    loud = power_in >= power_in.max() / 100.0
+    if not np.any(loud) or power_in.max() == 0.0:
+        return None
+    echo_db = rms_dbfs(m[:n].reshape(-1, block)[loud].ravel())
+    left_db = rms_dbfs(np.round(frames_out[loud]).astype(np.int16).ravel())
+    return Cancellation(erle_db=echo_db - left_db, residual_dbfs=left_db)
+
+
 def echo_advice(
-    m: EchoMeasurement, *, aec: bool, configured: str = "auto", startup_underruns: int = 0
+    m: EchoMeasurement, *, aec: bool, configured: str = "auto", startup_underruns: int = 0,
+    cancellation: Cancellation | None = None,
 ) -> Check:
-    """The verdict and the ``--echo`` mode to use, from a measurement (``aec``: the extra is installed)."""
+    """The verdict and the ``--echo`` mode to use, from a measurement (``aec``: the canceller loads;
+    ``cancellation``: what it did with the measured echo, when it was run)."""
     if not m.found or m.echo_db < FAINT_ECHO_DB:
         what = "no echo found" if not m.found else f"faint echo ({m.echo_db:.0f} dB at {m.delay_ms:.0f} ms)"
         return Check(ECHO, OK, f"{what}: the microphone does not hear the speaker; --echo off is enough (headphones)")
     figures = f"echo return loss {m.erl_db:.1f} dB at {m.delay_ms:.0f} ms"
-    mode = "gate"
-    better = " (--echo aec is installed too: try it if the gate cuts your barge-ins)" if aec else ""
+    mode = "aec" if aec else "gate"
     if not ALIGNED_MIN_MS <= m.delay_ms <= ALIGNED_MAX_MS:
         side = "before" if m.delay_ms < 0 else "after"
         why = f" (the speaker's stream underran {startup_underruns} times as it started)" if startup_underruns else ""
@@ -306,13 +349,23 @@ def echo_advice(
             ECHO, WARN, f"{figures}, but echo is set to off: the assistant will hear itself and stop",
             fix=f"use --echo {mode} (or auto), or wear headphones",
         )
-    if m.echo_db >= LOUD_ECHO_DB:
-        fallback = "--echo half-duplex"
+    if cancellation is not None:
+        removed = f"echo cancellation removes {cancellation.erle_db:.0f} dB (residual {cancellation.residual_dbfs:.0f} dBFS)"
+        if cancellation.works:
+            return Check(
+                ECHO, OK, f"{figures}; {removed}: --echo aec (what --echo auto picks) lets you talk over the "
+                "assistant at your normal voice",
+            )
+        return Check(
+            ECHO, WARN, f"{figures}; {removed}: not enough for the assistant not to hear itself",
+            fix="use headphones, or --echo half-duplex (interrupt with a key instead of your voice)",
+        )
+    if m.echo_db >= LOUD_ECHO_DB and not aec:
         return Check(
             ECHO, WARN, f"{figures}: the speaker is nearly as loud in the microphone as you are",
-            fix=f"use headphones or turn the speaker down; otherwise {fallback}",
+            fix="use headphones or turn the speaker down; otherwise --echo half-duplex",
         )
-    return Check(ECHO, OK, f"{figures}: use --echo {mode} (what --echo auto picks){better}")
+    return Check(ECHO, OK, f"{figures}: use --echo {mode} (what --echo auto picks)")
 
 
 # ---- API key --------------------------------------------------------------------------------------
@@ -599,10 +652,15 @@ def judge_echo(rec: AudioRecording, *, aec: bool, configured: str) -> Check:
             ECHO, WARN, "not measured: the microphone is silent",
             fix="check the input device or its mute/volume, then run voicechat doctor again",
         )
-    return echo_advice(
-        measure_echo(isolate(rec.echo_ref, chirp(rec.rate)), rec.echo_mic, rec.rate), aec=aec, configured=configured,
-        startup_underruns=rec.startup_underflows,
-    )
+    m = measure_echo(isolate(rec.echo_ref, chirp(rec.rate)), rec.echo_mic, rec.rate)
+    cancellation = None
+    if aec and m.found and m.echo_db >= FAINT_ECHO_DB:
+        from voicechat.audio.aec import SUPPORTED_RATES, EchoCanceller
+
+        if rec.rate in SUPPORTED_RATES:
+            cancellation = measure_cancellation(rec.echo_ref, rec.echo_mic, rec.rate, EchoCanceller)
+    return echo_advice(m, aec=aec, configured=configured, startup_underruns=rec.startup_underflows,
+                       cancellation=cancellation)
 
 
 # ---- connect + session.update -----------------------------------------------------------------------
