@@ -281,6 +281,7 @@ class EchoPath:
         tail_ms: float = 300.0,
         learn_ms: float = 160.0,
         open_ms: float = 60.0,
+        lookahead_ms: float = 40.0,
         converge_ms: float = 2000.0,
         residual_margin_db: float = 10.0,
         residual_floor_db: float = 5.0,
@@ -309,7 +310,7 @@ class EchoPath:
             onset_db - residual_floor_db, residual_margin_db, margin_db, blocks(open_ms),
             self._hangover_blocks, blocks(converge_ms),
         )
-        self._lookahead = blocks(open_ms) - 1
+        self._lookahead = blocks(lookahead_ms)
         self._held: deque[npt.NDArray[np.int16]] = deque()
         self._talk = 0  # consecutive blocks of near-end speech
         self._quiet = 0  # consecutive blocks without it
