@@ -103,7 +103,9 @@ class RoomResult:
             "self_interruptions": sum(t.self_interruptions for t in self.trials),
             "self_interruptions_per_reply": sum(t.self_interruptions for t in self.trials) / max(1, len(self.trials)),
             "cpu_s_per_min": self.cpu_s_per_min,
-            "echo_suppression_db": self.suppression_db,
+            "echo_mic_dbfs": self.echo_mic_dbfs,
+            "echo_sent_dbfs": self.echo_sent_dbfs,
+            "erle_db": self.echo_mic_dbfs - self.echo_sent_dbfs,
         }
         for ste in sorted({t.ste_db for t in self.trials if t.kind == "barge"}, reverse=True):
             barges = [t for t in self.trials if t.kind == "barge" and t.ste_db == ste]
@@ -174,6 +176,16 @@ class _Call:
                   if e["item_id"] == item]
         return np.frombuffer(b"".join(chunks), dtype="<i2")
 
+    def done(self, item: str) -> bool:
+        """The server has sent all of ``item`` (its response is done)."""
+        return any(item in [o.get("id") for o in e["response"].get("output", [])]
+                   for _, e in self.st.emitted.events("response.done"))
+
+    def length_s(self, item: str) -> float:
+        """The whole reply's duration (waits for its response to finish streaming)."""
+        self.wait(lambda: self.done(item), 60, f"{item} to be sent whole")
+        return self.answer(item).size / RATE
+
     def sent(self) -> np.ndarray:
         chunks = [base64.b64decode(e["audio"]) for _, e in self.st.received.events("input_audio_buffer.append")]
         return np.frombuffer(b"".join(chunks), dtype="<i2")
@@ -204,7 +216,7 @@ def _ask(call: _Call, question: np.ndarray, n: int, name: str) -> tuple[str, flo
 
 
 def _silent(call: _Call, trial: Trial, item: str, t_audible: float) -> None:
-    length_s = call.answer(item).size / RATE
+    length_s = call.length_s(item)
     t_end = t_audible + length_s
     call.wait(lambda: time.monotonic() > t_end + TAIL_S + 0.3, length_s + 30, "the reply to play out")
     trial.self_interruptions = sum(t_audible < t <= t_end + TAIL_S for t in call.speech_started())
@@ -234,7 +246,9 @@ def _barge(call: _Call, trial: Trial, item: str, t_audible: float, utterance: np
     if starts:
         trial.heard_ms = (starts[0] - t_onset) * 1000
         trial.heard = starts[0] - t_onset <= HEARD_WITHIN_S
-    t_silent = call.last_audible_before(t_onset - 0.05, min(t_next, t_onset + 5.0))
+    # The last sound of the reply: before the onset too when the user came in during a pause
+    # (then the talk-over is negative: the speaker never sounded again).
+    t_silent = call.last_audible_before(t_onset - 2.0, min(t_next, t_onset + 5.0))
     if t_silent is not None:
         trial.talk_over_ms = (t_silent - t_onset) * 1000
         trial.stopped = t_silent - t_onset <= SILENT_WITHIN_S
@@ -283,7 +297,8 @@ def _schedule(silent: int, barges: dict[float, int], seed: int) -> list[Trial]:
 
 
 @contextlib.contextmanager
-def _client(env: dict[str, str], room: rooms.Room, st: ServerThread, mode: str, workdir: Path) -> Iterator[_Call]:
+def _client(env: dict[str, str], room: rooms.Room, st: ServerThread, mode: str, workdir: Path,
+            extra: Sequence[str] = ()) -> Iterator[_Call]:
     mic = Recorder(room.mic_source, env)
     talk = None
     spk = None
@@ -293,7 +308,7 @@ def _client(env: dict[str, str], room: rooms.Room, st: ServerThread, mode: str, 
                     PULSE_SINK=room.client_sink, PULSE_SOURCE=room.client_source)
         talk = subprocess.Popen(
             [sys.executable, "-m", "voicechat", "talk", "--base-url", st.server.http_base_url, "--echo", mode,
-             "--silence-duration-ms", "400", "--no-transcribe", "--transcript", str(workdir / "chat.jsonl")],
+             "--silence-duration-ms", "400", "--no-transcribe", "--transcript", str(workdir / "chat.jsonl"), *extra],
             env=cenv, cwd=workdir, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
             stderr=open(workdir / "talk.stderr", "w"), text=True,  # noqa: SIM115 (closed with the process)
         )
@@ -326,7 +341,7 @@ def _client(env: dict[str, str], room: rooms.Room, st: ServerThread, mode: str, 
 
 def run_room(room_name: str, env: dict[str, str], workdir: Path, *, mode: str = "auto", silent: int = 20,
              barges: dict[float, int] | None = None, reply_s: float = 12.0, seed: int = 0,
-             echo_level_dbfs: float = -22.0) -> RoomResult:
+             echo_level_dbfs: float = -22.0, extra_args: Sequence[str] = ()) -> RoomResult:
     """One conversation in ``room_name``: ``silent`` heard-out replies and ``barges`` (speech to
     echo ratio in dB → count) talked-over ones, in the seed's order (the first always silent)."""
     barges = {0.0: 20, -6.0: 10} if barges is None else barges
@@ -338,8 +353,9 @@ def run_room(room_name: str, env: dict[str, str], workdir: Path, *, mode: str = 
     barge_ins = [speech.utterance(seed * 100 + 70 + i) for i in range(4)]
     result = RoomResult(room_name, mode)
     opts = ServerOptions(brain=SpeechBrain(replies), recognizer="none", seed=seed, speed=4.0, record_limit=200_000)
-    with rooms.room(room_name, env) as room, ServerThread(opts) as st, _client(env, room, st, mode, workdir) as call:
-        echo_db = echo_level_dbfs + room.echo_gain_db
+    with rooms.room(room_name, env) as room, ServerThread(opts) as st, _client(env, room, st, mode, workdir, extra_args) as call:
+        # The user speaks at the echo's level (a headset has none: at the reply's own level).
+        echo_db = echo_level_dbfs + (room.echo_gain_db if np.isfinite(room.echo_gain_db) else 0.0)
         cpu0, t0 = _cpu_seconds(call.talk.pid), time.monotonic()
         n = 0  # replies so far
         current: tuple[str, float] | None = None  # a reply playing now: (item, when it became audible)
@@ -363,26 +379,27 @@ def run_room(room_name: str, env: dict[str, str], workdir: Path, *, mode: str = 
             result.trials.append(trial)
         if current is not None:  # let the last reply play out
             item, t_audible = current
-            t_done = t_audible + call.answer(item).size / RATE + TAIL_S
+            t_done = t_audible + call.length_s(item) + TAIL_S
             call.wait(lambda: time.monotonic() > t_done, 60, "the last reply to play out")
         result.cpu_s_per_min = (_cpu_seconds(call.talk.pid) - cpu0) / (time.monotonic() - t0) * 60
-        result.suppression_db = _suppression(call, [t for t in result.trials if t.kind == "silent"])
+        result.echo_mic_dbfs, result.echo_sent_dbfs = _echo_levels(call, [t for t in result.trials if t.kind == "silent"])
     result.exit_status = call.talk.returncode
     result.stderr_tail = (workdir / "talk.stderr").read_text(errors="replace")[-2000:]
     return result
 
 
-def _suppression(call: _Call, silent: list[Trial]) -> float:
-    """dB between the echo at the microphone and what the server received, over silent replies."""
+def _echo_levels(call: _Call, silent: list[Trial]) -> tuple[float, float]:
+    """The echo at the microphone and what the server received meanwhile, over heard-out
+    replies, in dBFS (-120: digital silence)."""
     mic = call.mic.samples()
     heard, sent = [], []
     for trial in silent:
         t0 = call.first_delta_at(trial.item)
-        t1 = t0 + call.answer(trial.item).size / RATE
-        a = call.mic.index_at(t0)
-        heard.append(mic[a : a + call.answer(trial.item).size])
+        t1 = t0 + call.length_s(trial.item)
+        heard.append(mic[call.mic.index_at(t0) : call.mic.index_at(t1)])
         sent += [base64.b64decode(e["audio"]) for t, e in call.st.received.events("input_audio_buffer.append")
                  if t0 + 0.2 <= t <= t1]
     if not heard or not sent:
-        return float("nan")
-    return _dbfs(np.concatenate(heard)) - _dbfs(np.frombuffer(b"".join(sent), dtype="<i2"))
+        return float("nan"), float("nan")
+    return (max(-120.0, _dbfs(np.concatenate(heard))),
+            max(-120.0, _dbfs(np.frombuffer(b"".join(sent), dtype="<i2"))))

@@ -77,13 +77,21 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f} %"
 
 
+def _erle(r: dict[str, Any]) -> str:
+    """ERLE of the whole echo path; '>N' when nothing but digital silence reached the server."""
+    mic, sent = r.get("echo_mic_dbfs", math.nan), r.get("echo_sent_dbfs", math.nan)
+    if math.isnan(mic) or math.isnan(sent):
+        return "n/a"
+    return f">{mic + 120:.0f}" if sent <= -120 else f"{mic - sent:.0f}"
+
+
 def _ms(x: float | None) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.0f}"
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
     head = ("room", "mode", "replies", "self-int./reply", "barge 0 dB", "barge -6 dB", "talk-over ms",
-            "heard ms", "onset lost ms", "echo removed dB", "CPU s/min")
+            "heard ms", "onset lost ms", "ERLE dB", "CPU s/min")
     lines = [head]
     for r in rows:
         if "error" in r:
@@ -94,7 +102,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             f"{_pct(r.get('barge_+0dB_success'))} of {r.get('barge_+0dB_n', 0)}",
             f"{_pct(r.get('barge_-6dB_success'))} of {r.get('barge_-6dB_n', 0)}",
             _ms(r.get("barge_+0dB_talk_over_ms")), _ms(r.get("barge_+0dB_heard_ms")),
-            _ms(r.get("barge_+0dB_onset_lost_ms")), _ms(r.get("echo_suppression_db")), f"{r['cpu_s_per_min']:.2f}",
+            _ms(r.get("barge_+0dB_onset_lost_ms")), _erle(r), f"{r['cpu_s_per_min']:.2f}",
         ))
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
     for k, line in enumerate(lines):
@@ -103,7 +111,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             print("  ".join("-" * w for w in widths))
     print("barge-in: the server's speech_started within 1 s of the user's onset and the speaker silent within "
           "300 ms; talk-over, heard and onset lost are medians at 0 dB; echo removed: the echo at the microphone "
-          "against what reached the server over heard-out replies.")
+          "against what reached the server over heard-out replies ('>N': only digital silence reached it).")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 The same `EchoPath` and canceller `voicechat talk` runs, fed block by block with what a room
 would put in the microphone: espeak-ng replies (``bench.speech``) through an echo path (gain,
 delay, a reverberant tail, a small speaker's clipping), the reference leading the echo by 50 ms
-as `RefTap` makes it. Its output goes through the local server's VAD, as on the wire. One
+as `RefTap` makes it. The rooms' response and clipping are `bench.rooms`'s, as on the devices. Its output goes through the local server's VAD, as on the wire. One
 canceller lives through a whole conversation of replies, as in a call.
 
 * silent: three replies heard out: no ``speech_started`` and no local onset;
@@ -29,6 +29,7 @@ from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.server.vad import EnergyVad, VadParams
 
 speech = pytest.importorskip("bench.speech")
+from bench import rooms  # noqa: E402
 from bench.echo_rooms import onset_lost_ms  # noqa: E402
 
 pytestmark = [
@@ -67,17 +68,6 @@ ROOMS = {
 }
 
 
-def _rir(rate: int, rt60: float = 0.3, drr_db: float = 6.0) -> np.ndarray:
-    """A direct path and an exponentially decaying noise tail (RT60), unit energy."""
-    rng = np.random.default_rng(1)
-    t = np.arange(int(rate * rt60 * 1.2)) / rate
-    tail = rng.standard_normal(t.size) * np.exp(-6.9 * t / rt60)
-    tail[: int(0.003 * rate)] = 0.0
-    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
-    tail[0] = 1.0
-    return tail / np.sqrt(np.sum(tail**2))
-
-
 def _at(x: np.ndarray, dbfs: float) -> np.ndarray:
     """``x`` (int16) as float full scale 1.0, scaled to an active-speech level of ``dbfs``."""
     return x.astype(np.float64) / 32768.0 * 10 ** ((dbfs - speech.level_dbfs(x)) / 20)
@@ -108,9 +98,9 @@ def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3) -> Run:
     spk = np.concatenate(spk_parts)
     echo = spk * 10 ** (room.gain_db / 20)
     if room.reverb:
-        echo = np.convolve(echo, _rir(DEV))[: spk.size]
+        echo = np.convolve(echo, rooms.rir(DEV, 0.3))[: spk.size]
     if room.clip:
-        echo = np.tanh(echo * 1.4) / 1.4
+        echo = rooms.soft_clip(echo)
     lag = int(DEV * (room.delay_ms + LEAD_MS) / 1000)
     mic = np.concatenate([np.zeros(lag), echo])[: spk.size] if room.echo else np.zeros(spk.size)
     users = []
