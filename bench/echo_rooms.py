@@ -48,6 +48,7 @@ BARGE_WINDOW_S = (1.5, 5.0)  # how far into a reply the user talks over it
 HEARD_WITHIN_S = 1.0  # the server's speech_started after the user's onset, at most
 SILENT_WITHIN_S = 0.3  # the speaker silent after the user's onset, at most
 AUDIBLE = 300  # |sample| above this at the speaker counts as sounding (-40 dBFS)
+LEAD_S = 0.3  # silence before a barge-in, while its recorder attaches to the player's stream
 
 
 class SpeechBrain:
@@ -230,17 +231,24 @@ def _barge(call: _Call, trial: Trial, item: str, t_audible: float, utterance: np
            rng: random.Random, n: int) -> None:
     time.sleep(max(0.0, t_audible + rng.uniform(*BARGE_WINDOW_S) - time.monotonic()))
     user = _scaled(utterance, echo_db + float(trial.ste_db or 0.0))
-    t_play, player = call.play(f"barge-{n}-{trial.ste_db:+.0f}", user)
-    player.wait(timeout=30)
+    lead = np.zeros(int(LEAD_S * RATE), dtype=np.int16)  # the user's recorder attaches meanwhile
+    _, player = call.play(f"barge-{n}-{trial.ste_db:+.0f}", np.concatenate([lead, user]))
+    voice = PlaybackRecorder(player.pid, call.room.user_sink + ".monitor", call.env)
+    try:
+        player.wait(timeout=30)
+        time.sleep(0.1)
+    finally:
+        voice.stop()
     nxt = call.wait(lambda: len(call.items()) > n + 1 and call.items(), 30, "the reply to the barge-in")[n + 1]
     t_next = call.first_delta_at(nxt)
-    # The user's onset at the microphone: where the utterance sits in the mic recording.
-    mic = call.mic.samples()
-    lo = call.mic.index_at(t_play - 0.1)
-    hi = min(mic.size, call.mic.index_at(t_play + 2.0 + user.size / RATE))
-    pos, _ = locate(user, mic[lo:hi])
+    # The user's onset: their own stream, recorded alone on the common clock (a correlation in
+    # the microphone would be thrown by the echo at -6 dB and below).
+    said = voice.samples()
+    if not said.size or not np.any(said):
+        trial.note = "the user's stream was not recorded"
+        return
+    t_onset = voice.time_of(speech.onset_ms(said, RATE) * RATE / 1000)
     onset_in_user = int(speech.onset_ms(user, RATE) * RATE / 1000)
-    t_onset = call.mic.time_of(lo + pos + onset_in_user)
     trial.self_interruptions = sum(t_audible < t < t_onset - 0.05 for t in call.speech_started())
     starts = [t for t in call.speech_started() if t >= t_onset - 0.05]
     if starts:

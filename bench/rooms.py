@@ -36,7 +36,9 @@ import numpy as np
 
 RELAY_RATE = 24_000
 RELAY_BLOCK = RELAY_RATE // 100  # 10 ms
-PIPE_LATENCY_MS = 10  # parec and pacat buffer targets
+REC_LATENCY_MS = 5  # parec's buffer target
+PLAY_LATENCY_MS = 30  # pacat's: enough that a late wake-up of the relay does not underrun it
+# (an underrun shifts the echo's delay for good, and a canceller has to find it again)
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ ROOMS = {
 
 # What the relay's own pipe adds (parec's and pacat's buffers, measured by tests/test_device_rooms.py);
 # the relay pads the rest of the intended delay with silence.
-RELAY_PIPE_MS = 18.0
+RELAY_PIPE_MS = 9.0  # measured with the buffer targets above
 
 
 def rir(rate: int = RELAY_RATE, rt60: float = 0.3, drr_db: float = 6.0, seed: int = 1) -> np.ndarray:
@@ -107,11 +109,11 @@ def soft_clip(x: np.ndarray, ceiling: float = 10 ** (-3 / 20)) -> np.ndarray:
 
 def relay(gain_db: float, delay_ms: float, rt60: float, clip: bool, env: dict[str, str]) -> int:
     """Carry ``spk``'s monitor into ``mic`` through the room until stdin closes or a pipe breaks."""
-    fmt = ["--raw", "--format=s16le", f"--rate={RELAY_RATE}", "--channels=1", f"--latency-msec={PIPE_LATENCY_MS}"]
-    rec = subprocess.Popen(["parec", "-d", "spk.monitor", "--client-name=voicechat-room-relay", *fmt],
-                           stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
-    play = subprocess.Popen(["pacat", "--playback", "-d", "mic", "--client-name=voicechat-room-relay", *fmt],
-                            stdin=subprocess.PIPE, env=env)
+    fmt = ["--raw", "--format=s16le", f"--rate={RELAY_RATE}", "--channels=1"]
+    rec = subprocess.Popen(["parec", "-d", "spk.monitor", "--client-name=voicechat-room-relay", *fmt,
+                            f"--latency-msec={REC_LATENCY_MS}"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    play = subprocess.Popen(["pacat", "--playback", "-d", "mic", "--client-name=voicechat-room-relay", *fmt,
+                             f"--latency-msec={PLAY_LATENCY_MS}"], stdin=subprocess.PIPE, env=env)
     assert rec.stdout is not None and play.stdin is not None
     conv = Convolver(rir(RELAY_RATE, rt60) if rt60 > 0 else np.ones(1), RELAY_BLOCK)
     gain = 10 ** (gain_db / 20)
