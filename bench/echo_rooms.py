@@ -48,6 +48,7 @@ BARGE_WINDOW_S = (1.5, 5.0)  # how far into a reply the user talks over it
 HEARD_WITHIN_S = 1.0  # the server's speech_started after the user's onset, at most
 SILENT_WITHIN_S = 0.3  # the speaker silent after the user's onset, at most
 AUDIBLE = 300  # |sample| above this at the speaker counts as sounding (-40 dBFS)
+NOT_HEARD_S = 10.0  # no reply this long after a barge-in ended: the server did not hear it
 LEAD_S = 0.3  # silence before a barge-in, while its recorder attaches to the player's stream
 
 
@@ -239,8 +240,11 @@ def _barge(call: _Call, trial: Trial, item: str, t_audible: float, utterance: np
         time.sleep(0.1)
     finally:
         voice.stop()
-    nxt = call.wait(lambda: len(call.items()) > n + 1 and call.items(), 30, "the reply to the barge-in")[n + 1]
-    t_next = call.first_delta_at(nxt)
+    try:
+        nxt = call.wait(lambda: len(call.items()) > n + 1 and call.items(), NOT_HEARD_S, "a reply")[n + 1]
+        t_next = call.first_delta_at(nxt)
+    except TimeoutError:  # the server never took the user's words for a turn: not heard
+        t_next = time.monotonic()
     # The user's onset: their own stream, recorded alone on the common clock (a correlation in
     # the microphone would be thrown by the echo at -6 dB and below).
     said = voice.samples()
@@ -381,9 +385,14 @@ def run_room(room_name: str, env: dict[str, str], workdir: Path, *, mode: str = 
             else:
                 _barge(call, trial, item, t_audible, barge_ins[i % len(barge_ins)], echo_db, rng, n)
                 n += 1
-                nxt = call.items()[n]
-                current = (nxt, call.wait(lambda r=nxt: call.audible_after(call.first_delta_at(r)), 20,
-                                          "the reply to the barge-in at the speaker"))
+                if len(call.items()) > n:
+                    nxt = call.items()[n]
+                    current = (nxt, call.wait(lambda r=nxt: call.audible_after(call.first_delta_at(r)), 20,
+                                              "the reply to the barge-in at the speaker"))
+                else:  # not heard: the reply it was talked over plays on; let it end
+                    t_done = t_audible + call.length_s(item) + TAIL_S
+                    call.wait(lambda t=t_done: time.monotonic() > t, 60, "the reply to play out")
+                    current = None
             result.trials.append(trial)
         if current is not None:  # let the last reply play out
             item, t_audible = current
