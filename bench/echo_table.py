@@ -12,6 +12,7 @@ import argparse
 import concurrent.futures as cf
 import json
 import math
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -41,7 +42,10 @@ def plan(replies: int, modes: tuple[str, ...]) -> list[tuple[str, str, int, dict
 
 def _cell(room: str, mode: str, silent: int, barges: dict[float, int], seed: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix=f"echo-{room}-{mode}-") as tmp:
-        env = headless_pulse_env(Path(tmp) / "pulse")
+        try:
+            env = headless_pulse_env(Path(tmp) / "pulse")
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            return {"room": room, "mode": mode, "error": f"no headless PulseAudio here: {e}"}
         t0 = time.monotonic()
         try:
             result = echo_rooms.run_room(room, env, Path(tmp) / "work", mode=mode, silent=silent, barges=barges,
@@ -110,7 +114,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         if k == 0:
             print("  ".join("-" * w for w in widths))
     print("barge-in: the server's speech_started within 1 s of the user's onset and the speaker silent within "
-          "300 ms; talk-over, heard and onset lost are medians at 0 dB; echo removed: the echo at the microphone "
+          "300 ms; talk-over, heard and onset lost are medians at 0 dB; ERLE: the echo at the microphone "
           "against what reached the server over heard-out replies ('>N': only digital silence reached it).")
 
 

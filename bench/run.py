@@ -762,6 +762,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a reduced run (~40 s) for smoke tests")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"JSON output (default {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--echo-replies", type=int, default=12,
+                        help="echo table: heard-out replies and 0 dB barge-ins per room (0: skip; --quick skips it)")
     args = parser.parse_args(argv)
     quick = args.quick
     t0 = time.perf_counter()
@@ -784,6 +786,13 @@ def main(argv: list[str] | None = None) -> int:
     log("event-loop stalls with a 500-turn transcript in the live panel")
     stall = stall_run(60 if quick else 500)
 
+    echo_rows: list[dict[str, Any]] = []
+    if not quick and args.echo_replies > 0:
+        from bench.echo_table import echo_table
+
+        log("echo rooms through real devices (room x mode; about 18 min)")
+        echo_rows = echo_table(args.echo_replies, parallel=1, log=log)
+
     rt48, jitter = side["rt48"], side["jitter"]
     metrics = build_metrics(start, rt, side, mem, talk, leak, erle, stall)
     report = {
@@ -794,6 +803,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {**machine, "loadavg_at_end": list(os.getloadavg()), "calibration_ms_at_end": calibration_ms(),
                     "calibration_note": "median ms of a fixed pure-Python loop; compare runs by it"},
         "metrics": metrics,
+        "echo_rooms": echo_rows,
         "harness": {
             "realtime_run": {"wall_s": rt["wall_s"], "input_s": rt["input_s"], "responses": rt["responses"],
                              "tick_lateness_ms": summary(rt["tick_lateness_ms"], 2), "events": rt["events"]},
@@ -817,6 +827,13 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_table(metrics)
+    if echo_rows:
+        from bench.echo_table import print_table as print_echo_table
+
+        print()
+        print_echo_table(echo_rows)
+    else:
+        print("\n(echo table skipped; run it alone with: python -m bench.echo_table)")
     if quick:
         print("\n--quick: a reduced run for smoke tests; its figures are not representative")
     print(f"\n{args.out} written in {report['duration_s']} s "
