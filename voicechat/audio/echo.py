@@ -282,7 +282,7 @@ class EchoPath:
         learn_ms: float = 160.0,
         open_ms: float = 60.0,
         lookahead_ms: float = 40.0,
-        converge_ms: float = 2000.0,
+        converge_ms: float = 1000.0,
         residual_margin_db: float = 10.0,
         residual_floor_db: float = 5.0,
         canceller: Canceller | None = None,
