@@ -23,7 +23,6 @@ import os
 import random
 from collections import Counter
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -785,8 +784,8 @@ def test_session_survives_any_event_sequence() -> None:
 def test_non_finite_and_overlong_numbers_are_malformed(frame: str) -> None:
     with pytest.raises(codec.MalformedEvent):
         codec.decode_server(frame)
-    with pytest.raises(codec.MalformedEvent) if "1111" in frame else nullcontext():
-        codec.decode_client(frame)
+    # Out of range, a number is read as null (no reader can use it), never as a crash later on.
+    assert None in codec.decode_client(frame).values()
 
 
 def test_lists_of_the_wrong_type_are_read_as_empty() -> None:

@@ -66,6 +66,8 @@ CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed 
 TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
 MAX_TAIL_MS = 60_000  # a file conversation ends at the latest this long after the file
 CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
+MALFORMED_BURST = 10  # malformed server frames warned about one by one, before the rate limit
+MALFORMED_EVERY_S = 10.0  # then at most one warning this often, counting the frames held back
 
 
 @dataclass(frozen=True)
@@ -279,6 +281,9 @@ class Conversation:
         self._standby: Link | None = None  # a configured new session, waiting for a quiet moment
         self._standby_ready = asyncio.Event()
         self._retiring: set[asyncio.Task[None]] = set()  # old connections being closed
+        self.malformed_frames = 0  # frames that were no event (see _malformed)
+        self._malformed_held = 0  # of them, not warned about yet
+        self._malformed_shown_at = 0.0
 
     # ---- effects ----------------------------------------------------------------------------
 
@@ -369,11 +374,25 @@ class Conversation:
     async def _receive(self, events: AsyncIterator[ev.ServerEvent | codec.MalformedEvent]) -> None:
         async for event in events:
             if isinstance(event, codec.MalformedEvent):
-                self.out.notice("warning", f"ignored a malformed server frame: {event.message}")
+                self._malformed(event)
                 continue
             if self.budget is not None and isinstance(event, ev.ResponseDone):
                 self.budget.add(event.response.usage)
             self.dispatch(self.session.handle(event, self.clock()))
+
+    def _malformed(self, error: codec.MalformedEvent) -> None:
+        """Warn about a frame that is no event: the first `MALFORMED_BURST` one by one, then at
+        most one warning every `MALFORMED_EVERY_S` saying how many were held back since the last."""
+        self.malformed_frames += 1
+        now = self.monotonic()
+        if self.malformed_frames > MALFORMED_BURST and now - self._malformed_shown_at < MALFORMED_EVERY_S:
+            self._malformed_held += 1
+            return
+        held, self._malformed_held, self._malformed_shown_at = self._malformed_held, 0, now
+        more = f" ({held:,} more since the last warning)" if held else ""
+        if self.malformed_frames == MALFORMED_BURST:
+            more += f"; further ones are reported at most every {MALFORMED_EVERY_S:g} s"
+        self.out.notice("warning", f"ignored a malformed server frame: {error.message}{more}")
 
     async def _send(self, conn: Connection) -> None:
         while True:
@@ -740,6 +759,9 @@ class Conversation:
             audible = self.session.audible_items
             played = self.player.flush(audible) if audible else None
             self.dispatch(self.session.close(self.clock(), played))
+            if self._malformed_held:
+                self.out.notice("warning", f"ignored {self._malformed_held:,} more malformed server frames "
+                                           f"({self.malformed_frames:,} in all)")
             await self.close_connections()
             if self.recorder is not None:
                 self.recorder.close()

@@ -2,9 +2,11 @@
 
 One JSON object per line, written and flushed as each frame passes (nothing is held in
 memory): ``{"t": 0.0123, "dir": "send"|"recv", "event": {...}}``, where ``t`` is seconds on a
-monotonic clock since the log was opened. Frames that are not JSON objects are logged by kind
-and length (``"binary": 12`` or ``"text": "<first 200 characters>"``); ``connect``, ``open``,
-``failed`` and ``closed`` lines mark the connection's life.
+monotonic clock since the log was opened. Events are logged as the codec read them (bounded
+numbers, no lone surrogates: `voicechat.protocol.codec.parse_json`). Frames that are no event are
+logged by kind and length (``"binary": 12`` or ``"text": "<first 200 characters>"``) with
+``"malformed"`` saying why; ``connect``, ``open``, ``failed`` and ``closed`` lines mark the
+connection's life.
 
 What is elided, always: audio (``audio`` fields, and ``delta`` of audio deltas) becomes
 ``"<audio: N bytes>"``; ``data:`` URLs (images) become ``"<image/png data URL: N bytes>"``;
@@ -21,7 +23,6 @@ This module also holds the filter that keeps credentials out of websockets' own 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import time
@@ -30,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.errors import UsageError
+from voicechat.protocol.codec import MalformedEvent, parse_json, safe_text
 from voicechat.redact import ELIDED, SECRETS, remember
+from voicechat.transcript import json_line
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +95,24 @@ class EventLog:
     def sent(self, event: dict[str, Any]) -> None:
         self._write({"dir": "send", "event": elide(event)})
 
-    def received(self, frame: str | bytes) -> None:
+    def received(self, frame: str | bytes | dict[str, Any], *, malformed: str | None = None) -> None:
+        """A received message: an event the codec decoded (a dict), or the frame as it came
+        (text, or bytes of a binary frame), with ``malformed`` saying why it is no event."""
         record: dict[str, Any] = {"dir": "recv"}
-        if isinstance(frame, bytes | bytearray | memoryview):
+        parsed: Any = frame
+        if isinstance(frame, str) and malformed is None:
+            with contextlib.suppress(MalformedEvent):
+                parsed = parse_json(frame)  # bounded and safe, as the client reads frames
+        if isinstance(parsed, dict):
+            record["event"] = elide(parsed)
+        elif isinstance(frame, bytes | bytearray | memoryview):
             record["binary"] = len(frame)
-        else:
-            try:
-                parsed = json.loads(frame)
-            except (ValueError, RecursionError):
-                parsed = None
-            if isinstance(parsed, dict):
-                record["event"] = elide(parsed)
-            else:
-                record["text"] = elide(SECRETS.scrub(frame)[:200])
-                record["chars"] = len(frame)
+        elif isinstance(frame, str):
+            text = safe_text(frame)
+            record["text"] = elide(SECRETS.scrub(text)[:200])
+            record["chars"] = len(text)
+        if malformed is not None:
+            record["malformed"] = malformed
         self._write(record)
 
     def note(self, what: str, **fields: Any) -> None:
@@ -114,7 +121,7 @@ class EventLog:
     def _write(self, record: dict[str, Any]) -> None:
         if self._file is None:
             return
-        line = SECRETS.scrub(json.dumps({"t": round(self._clock() - self._start, 6), **record}, ensure_ascii=False))
+        line = SECRETS.scrub(json_line({"t": round(self._clock() - self._start, 6), **record}))
         try:
             self._file.write(line + "\n")  # line-buffered: flushed per line
         except (OSError, ValueError) as exc:

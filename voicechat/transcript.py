@@ -26,7 +26,15 @@ TOOL_ARGS_CHARS = 120  # a tool call's arguments in a transcript line (JSONL kee
 TOOL_RESULT_CHARS = 200  # and its result
 
 
-_C1 = re.compile("[\x7f-\x9f]")  # json.dumps leaves DEL and C1 controls raw; `cat` would obey them
+# json.dumps leaves DEL and C1 controls raw (`cat` would obey them), and U+2028/U+2029, which
+# readers that split lines the Unicode way (str.splitlines) take for the end of a JSON line.
+_C1 = re.compile("[\x7f-\x9f\u2028\u2029]")
+
+
+def json_line(value: object) -> str:
+    """``value`` as one line of JSON (no newline): UTF-8 text, nothing a reader splits or a
+    terminal obeys left raw."""
+    return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
 
 
 def escape_control(text: str) -> str:
@@ -134,7 +142,7 @@ class FileSink:
 
     def render(self, turn: Turn) -> str:
         if self.format == ".jsonl":
-            return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(jsonl_record(turn), ensure_ascii=False)) + "\n"
+            return json_line(jsonl_record(turn)) + "\n"
         if self.format == ".md":
             who = {"user": "**You**", "assistant": "**Assistant**", "tool": "**Tool**"}.get(turn.role, turn.role)
             return f"{who}: {turn_text(turn)}\n\n"
@@ -190,7 +198,7 @@ def read_jsonl(path: Path) -> list[Turn]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise UsageError(f"cannot read {path}: {reason}", hint=RESUME_HINT) from None
     turns = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # JSON lines end at \n only
         if not line.strip():
             continue
         try:

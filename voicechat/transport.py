@@ -17,6 +17,7 @@ import ipaddress
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.frames import Frame, Opcode
 
 from voicechat import __version__
 from voicechat.backoff import retryable_close
@@ -167,10 +169,35 @@ def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
     return urlunsplit((scheme, parts.netloc, f"{path}/realtime", query, ""))
 
 
+class _ClientConnection(ClientConnection):
+    """A client connection that knows which of its messages came as binary frames.
+
+    Messages are received undecoded (``recv(decode=False)``) so that the codec decodes text
+    frames itself: invalid UTF-8 in one is then a malformed frame like any other, where
+    websockets would fail the whole connection (close 1007, then up to 10 s waiting for the
+    close frame of a server that may never send one). Decoding no longer tells text from
+    binary, so the opcode of each message's first frame is noted here, in arrival order.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.binary: deque[bool] = deque()  # one per message received and not yet read
+
+    def process_event(self, event: Any) -> None:
+        if isinstance(event, Frame) and event.opcode in (Opcode.TEXT, Opcode.BINARY):
+            self.binary.append(event.opcode is Opcode.BINARY)
+        super().process_event(event)
+
+    async def message(self) -> tuple[bytes, bool]:
+        """The next message, undecoded, and whether it came as a binary frame."""
+        data = await self.recv(decode=False)
+        return data, (self.binary.popleft() if self.binary else False)
+
+
 class Connection:
     """An open realtime WebSocket: send dict events, iterate typed events."""
 
-    def __init__(self, ws: ClientConnection, endpoint: Endpoint, log: EventLog | None = None) -> None:
+    def __init__(self, ws: _ClientConnection, endpoint: Endpoint, log: EventLog | None = None) -> None:
         self._ws = ws
         self.endpoint = endpoint
         self.log = log  # --log-events
@@ -198,7 +225,7 @@ class Connection:
         """
         while True:
             try:
-                frame = await self._ws.recv()
+                data, binary = await self._ws.message()
             except ConnectionClosed as exc:
                 normal = self._note_close(exc)
                 rcvd = exc.rcvd
@@ -207,12 +234,21 @@ class Connection:
                 if normal:
                     return
                 raise closed_error(exc) from None
-            if self.log is not None:
-                self.log.received(frame)
             try:
-                yield codec.decode_server(frame)
+                obj = codec.decode_message(data, binary=binary)
+            except codec.MalformedEvent as exc:
+                if self.log is not None:
+                    self.log.received(data if binary else data.decode("utf-8", "replace"), malformed=exc.message)
+                yield exc
+                continue
+            if self.log is not None:
+                self.log.received(obj)
+            try:
+                event = codec.parse_server(obj)
             except codec.MalformedEvent as exc:
                 yield exc
+                continue
+            yield event
 
     async def close(self, code: int = CLOSE_NORMAL, reason: str = "") -> None:
         self.closing = True
@@ -275,7 +311,7 @@ async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0, log: EventL
     return Connection(ws, endpoint, log)
 
 
-async def _open(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
+async def _open(endpoint: Endpoint, open_timeout: float) -> _ClientConnection:
     host = endpoint.host
     problem = key_problem(endpoint.api_key)
     if problem:  # it would go into a header as it is (and into the error about that header)
@@ -288,15 +324,18 @@ async def _open(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
         if urlsplit(endpoint.url).scheme.lower() == "ws":
             sock = await _loopback_socket(endpoint, open_timeout)
             options = {"sock": sock}  # to the address checked: no proxy, no redirect elsewhere
-        return await ws_connect(
+        ws = await ws_connect(
             endpoint.url,
             additional_headers=endpoint.headers(),
             user_agent_header=f"voicechat/{__version__} websockets/{websockets.__version__}",
             max_size=None,  # server events can be several MB (item retrieval with audio)
             compression=None,
             open_timeout=open_timeout,
+            create_connection=_ClientConnection,
             **options,
         )
+        assert isinstance(ws, _ClientConnection)
+        return ws
     except BaseException:
         if sock is not None:
             sock.close()
@@ -317,7 +356,7 @@ async def _loopback_socket(endpoint: Endpoint, open_timeout: float) -> socket.so
         return await _open_socket(await loopback_addresses(host, port))
 
 
-async def _connect_ws(endpoint: Endpoint, open_timeout: float) -> ClientConnection:
+async def _connect_ws(endpoint: Endpoint, open_timeout: float) -> _ClientConnection:
     """`_open`, with every failure turned into an actionable `VoicechatError`."""
     host = endpoint.host
     try:

@@ -20,7 +20,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from voicechat.protocol.codec import MalformedEvent, decode_client
+from voicechat.protocol.codec import LimitError, MalformedEvent, decode_client
 from voicechat.server import apierrors as E
 from voicechat.server import config as C
 from voicechat.server import schema as S
@@ -117,6 +117,8 @@ class RealtimeSession(InputAudioMixin, ResponsesMixin):
 
     @staticmethod
     def _malformed(frame: str, exc: MalformedEvent) -> E.ApiError:
+        if isinstance(exc.__cause__, LimitError):
+            return E.ApiError("invalid_json", f"The event is {exc.message.removeprefix('frame is ')}.")
         if isinstance(exc.__cause__, json.JSONDecodeError | RecursionError):
             return E.ApiError("invalid_json", f"The event is not valid JSON: {exc.__cause__}.")
         try:
