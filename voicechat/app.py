@@ -45,11 +45,12 @@ from voicechat.errors import (
     VoicechatError,
 )
 from voicechat.eventlog import EventLog
+from voicechat.files import read_limited
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.redact import remember_settings, scrub
-from voicechat.session import EXPIRY_WARNING_S, RECYCLE_MARGIN_S, Session
+from voicechat.session import EXPIRY_WARNING_S, RECYCLE_MARGIN_S, Phase, Session
 from voicechat.tools import ToolRunner, ToolSpec, available_tools, describe_call, error_result
 from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, read_jsonl
 from voicechat.transport import Connection, Endpoint, connect, realtime_url
@@ -66,6 +67,7 @@ CONTROL_BACKLOG = 2000  # control events queued before the connection is deemed 
 TAIL_MARGIN_MS = 700  # quiet audio after the server's end-of-turn silence before we give up
 MAX_TAIL_MS = 60_000  # a file conversation ends at the latest this long after the file
 CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
+SETUP_TIMEOUT_S = 15.0  # from the WebSocket's opening to session.updated, on every connection
 MALFORMED_BURST = 10  # malformed server frames warned about one by one, before the rate limit
 MALFORMED_EVERY_S = 10.0  # then at most one warning this often, counting the frames held back
 
@@ -78,15 +80,16 @@ class Reliability:
     fresh ``random.Random``). The server ends a session after 60 minutes: a warning is shown
     ``expiry_warning_s`` before, and once less than ``recycle_margin_s`` is left the
     conversation moves to a new session at the first quiet moment. ``setup_timeout_s`` bounds
-    a new connection's ``session.created`` + ``session.updated``; a new session that could not
-    be opened ahead of the limit is tried again ``recycle_retry_s`` later.
+    every connection's ``session.created`` + ``session.updated`` (the first one's too: a server
+    that never sends them ends talk with a `ConnectError`); a new session that could not be
+    opened ahead of the limit is tried again ``recycle_retry_s`` later.
     """
 
     backoff: Backoff = DEFAULT_BACKOFF
     rng: Uniform | None = None
     recycle_margin_s: float = RECYCLE_MARGIN_S
     expiry_warning_s: float = EXPIRY_WARNING_S
-    setup_timeout_s: float = 15.0
+    setup_timeout_s: float = SETUP_TIMEOUT_S
     recycle_retry_s: float = 10.0
 
 
@@ -431,10 +434,14 @@ class Conversation:
         finished: asyncio.Task[Any] = asyncio.create_task(self.finished.wait(), name="finished")
         expired: asyncio.Task[Any] = asyncio.create_task(self._expired_event.wait(), name="expired")
         standby: asyncio.Task[Any] = asyncio.create_task(self._standby_ready.wait(), name="standby")
+        waiting = {receive, send, finished, expired, standby}
+        setup: asyncio.Task[Any] | None = None
+        if not self.ready.is_set():  # the first connection (new ones are set up in _open)
+            setup = asyncio.create_task(self._first_setup(), name="setup")
+            waiting.add(setup)
         try:
             while True:
-                done, _ = await asyncio.wait({receive, send, finished, expired, standby},
-                                             return_when=asyncio.FIRST_COMPLETED)
+                done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if finished in done:
                     return None
                 for task in (receive, send):
@@ -445,6 +452,12 @@ class Conversation:
                         if not isinstance(error, VoicechatError):
                             raise error
                         return error
+                if setup is not None and setup in done:
+                    waiting.discard(setup)
+                    error = setup.exception()
+                    if error is not None:
+                        assert isinstance(error, VoicechatError)
+                        return error
                 if expired in done:
                     self._expired_event.clear()
                     return SessionError(self._expired or "the server ended the session")
@@ -452,12 +465,28 @@ class Conversation:
                     self._standby_ready.clear()
                     if self._take_standby():
                         return None
+                    waiting.discard(standby)
                     standby = asyncio.create_task(self._standby_ready.wait(), name="standby")
+                    waiting.add(standby)
         finally:
-            tasks = (receive, send, finished, expired, standby)
+            tasks = [*waiting, receive, send, finished, expired, standby]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _first_setup(self) -> None:
+        """The first connection's ``session.created`` and ``session.updated`` arrive within
+        ``setup_timeout_s``, as a new connection's must (`_open`); else a `ConnectError`."""
+        timeout = self.reliability.setup_timeout_s
+        try:
+            await asyncio.wait_for(self.ready.wait(), timeout)
+        except TimeoutError:
+            missing = "session.created" if self.session.phase is Phase.CONNECTING else "session.updated"
+            raise ConnectError(
+                f"the server accepted the connection but did not set up the session within {timeout:g} s "
+                f"(no {missing})",
+                hint="check --base-url: is it a realtime server?",
+            ) from None
 
     def _worth_reconnecting(self) -> bool:
         """A drop (no close frame, 1001, 1011, …), or any close after an error event that said a
@@ -784,11 +813,9 @@ def image_data_url(path: Path) -> str:
     if mime is None:
         raise ValueError(f"{path}: not a picture voicechat can send (use {', '.join(IMAGE_TYPES)})")
     try:
-        data = path.read_bytes()
+        data = read_limited(path, MAX_IMAGE_BYTES)  # a regular file: never a FIFO, never /dev/zero
     except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError(f"{path} is {len(data) // 1024 // 1024} MB; the limit is 10 MB")
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
 
 

@@ -117,6 +117,7 @@ def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
     from dotenv import dotenv_values, find_dotenv
 
     from voicechat.errors import ConfigError
+    from voicechat.files import MAX_CONFIG_BYTES, read_limited
     from voicechat.redact import CREDENTIAL_ENV, remember_sources
 
     found = find_dotenv(usecwd=True)
@@ -124,7 +125,7 @@ def _dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
         return None, {}
     path = Path(found)
     try:
-        text = path.read_bytes().decode("utf-8")
+        text = read_limited(path, MAX_CONFIG_BYTES).decode("utf-8")  # a regular file: never blocks
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not valid UTF-8 at byte {exc.start}",
                           hint="save it as UTF-8 text (it holds settings such as OPENAI_API_KEY=…)") from None
@@ -151,10 +152,11 @@ def _config_file(explicit: Path | None = None, *, warn: bool = True) -> Any:
     """
     from voicechat import config
     from voicechat.errors import ConfigError, UsageError
+    from voicechat.files import MAX_CONFIG_BYTES, read_text_limited
 
     path = _config_location(explicit)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_text_limited(path, MAX_CONFIG_BYTES)  # a regular file: never a FIFO, never /dev/zero
     except FileNotFoundError:
         if explicit is None:
             return None
@@ -186,7 +188,10 @@ def _warn_open(path: Path, bits: int, problem: str) -> None:
 
 
 def _read_text(path: Path) -> str:
-    return path.read_text(encoding="utf-8")
+    """The instructions file: a regular UTF-8 file of at most 1 MB (see `voicechat.files`)."""
+    from voicechat.files import MAX_INSTRUCTIONS_BYTES, read_text_limited
+
+    return read_text_limited(path, MAX_INSTRUCTIONS_BYTES)
 
 
 def _resolve(flags: dict[str, Any], config_file: Path | None) -> tuple[Any, Path | None, Any]:
@@ -582,6 +587,7 @@ def config_init(
     """Write a commented starter config file (every key with its default), readable only by you."""
     from voicechat import config
     from voicechat.errors import ConfigError, UsageError
+    from voicechat.files import open_output
 
     path = _config_location(config_file)
     try:
@@ -589,7 +595,7 @@ def config_init(
             raise UsageError(f"{path} already exists", hint="voicechat config init --force overwrites it")
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fd = open_output(path, append=False, mode=0o600)  # a FIFO is refused, not waited on
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 os.fchmod(f.fileno(), 0o600)  # also when --force replaces a more open file
                 f.write(config.EXAMPLE_CONFIG)

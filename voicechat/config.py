@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from voicechat.errors import ConfigError, UsageError, VoicechatError
+from voicechat.files import MAX_TRANSCRIPT_BYTES, MAX_WAV_BYTES, check_output, regular_problem
 from voicechat.protocol.constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -313,8 +314,31 @@ def _has_secrets(data: Any) -> bool:
 
 
 def is_azure_host(base_url: str) -> bool:
-    host = (urlsplit(base_url.strip()).hostname or "").lower()
+    try:
+        host = (urlsplit(base_url.strip()).hostname or "").lower()
+    except ValueError:  # not a URL at all: `validate` says so
+        return False
     return host.endswith(AZURE_HOST_SUFFIXES)
+
+
+URL_SCHEMES = ("https", "wss", "http", "ws")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a base URL (never quoting a password in it); None if nothing is."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # ValueError when out of range or not a number
+        host = parts.hostname
+    except ValueError as exc:
+        return f"is not a valid URL ({str(exc).rstrip('.')})"
+    if parts.scheme.lower() not in URL_SCHEMES:
+        return "must start with https:// (or http:// for a server on this machine)"
+    if not host:
+        return "has no host name"
+    if port == 0:
+        return "has port 0, which cannot be connected to"
+    return None
 
 
 def resolve(
@@ -503,6 +527,8 @@ def validate(s: Settings) -> None:
         raise _error(s, "base_url", "must not hold a user name or password (user:password@host): voicechat "
                      "authenticates with the API key only", hint="remove the user:password@ part of the URL")
     _choice(s, "backend", BACKENDS)
+    if s.backend == "openai" and (problem := url_problem(s.base_url)):
+        raise _error(s, "base_url", problem, hint="expected something like https://api.openai.com/v1")
     _choice(s, "vad", VAD_MODES)
     _choice(s, "echo", ECHO_MODES)
     _choice(s, "noise_reduction", NOISE_REDUCTION_MODES)
@@ -531,10 +557,19 @@ def validate(s: Settings) -> None:
         raise _error(s, "transcribe_model", f"must be a model name, not {s.transcribe_model!r}")
     if s.record is not None and s.record.suffix.lower() != ".wav":
         raise _error(s, "record", f"{s.record}: the recording is a WAV file; name it FILE.wav")
-    if s.input_file is not None and not s.input_file.is_file():
-        raise _error(s, "input_file", f"{s.input_file}: no such file")
-    if s.resume is not None and not s.resume.is_file():
-        raise _error(s, "resume", f"{s.resume}: no such file")
+    # Files read whole are regular files of a bounded size; files written are regular files (or
+    # /dev/null): a FIFO would block the open, /dev/zero would never end (see voicechat.files).
+    for key, limit in (("input_file", MAX_WAV_BYTES), ("resume", MAX_TRANSCRIPT_BYTES)):
+        path = getattr(s, key)
+        if path is not None and (problem := regular_problem(path, limit)):
+            raise _error(s, key, f"{path}: {problem}")
+    for key in ("transcript", "record", "output_file", "log_events"):
+        path = getattr(s, key)
+        try:
+            if path is not None:
+                check_output(path)
+        except OSError as exc:
+            raise _error(s, key, f"{path}: {exc.strerror}", hint="name a regular file") from None
     if s.azure and s.backend == "openai" and urlsplit(s.base_url).hostname == urlsplit(DEFAULT_BASE_URL).hostname:
         raise _error(s, "azure", "needs your Azure resource endpoint",
                      hint="pass --base-url https://RESOURCE.openai.azure.com or set AZURE_OPENAI_ENDPOINT")

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.errors import UsageError
+from voicechat.files import open_output
 from voicechat.protocol.codec import MalformedEvent, parse_json, safe_text
 from voicechat.redact import ELIDED, SECRETS, remember
 from voicechat.transcript import json_line
@@ -86,8 +87,8 @@ class EventLog:
         self._start = clock()
         remember(*secrets)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            self._file: Any = os.fdopen(fd, "a", encoding="utf-8", buffering=1)
+            fd = open_output(path, append=True, mode=0o600)  # a FIFO is refused, not waited on
+            self._file: Any = os.fdopen(fd, "a", encoding="utf-8", errors="replace", buffering=1)
         except OSError as exc:
             raise UsageError(f"--log-events {path}: cannot write it ({exc.strerror or exc})") from None
         self.note("start", wall=time.strftime("%Y-%m-%dT%H:%M:%S%z"))

@@ -16,6 +16,7 @@ from typing import IO, Protocol
 
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
+from voicechat.files import MAX_TRANSCRIPT_BYTES, read_limited
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 
@@ -191,7 +192,7 @@ def read_jsonl(path: Path) -> list[Turn]:
     naming the file and line, so a wrong file is refused before any connection is made.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_limited(path, MAX_TRANSCRIPT_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file", hint=RESUME_HINT) from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -145,12 +145,17 @@ class Endpoint:
 
 def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
     """``https://host/v1`` + model -> ``wss://host/v1/realtime?model=…`` (loopback may use ws)."""
-    parts = urlsplit(base_url.strip())
-    scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
     if has_userinfo(base_url):
         raise UsageError("the base URL must not hold a user name or password (user:password@host): voicechat "
                          "authenticates with the API key only", hint="remove the user:password@ part of the URL")
-    if scheme is None or not parts.hostname:
+    try:
+        parts = urlsplit(base_url.strip())
+        port = parts.port  # ValueError: out of range (port 99999), or not a number
+    except ValueError as exc:
+        raise UsageError(f"invalid --base-url {base_url!r}: {str(exc).rstrip('.')}",
+                         hint="expected something like https://api.openai.com/v1") from None
+    scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
+    if scheme is None or not parts.hostname or port == 0:
         raise UsageError(
             f"invalid --base-url {base_url!r}",
             hint="expected something like https://api.openai.com/v1",
