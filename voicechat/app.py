@@ -31,7 +31,7 @@ from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
-from voicechat.audio.wav import ConversationRecorder, load_wav_at
+from voicechat.audio.wav import load_wav_at
 from voicechat.backoff import DEFAULT as DEFAULT_BACKOFF
 from voicechat.backoff import Backoff, Uniform, retryable, retryable_error_event
 from voicechat.budget import Budget
@@ -42,10 +42,12 @@ from voicechat.errors import (
     ExitStatus,
     Interrupted,
     SessionError,
+    UsageError,
     VoicechatError,
 )
 from voicechat.eventlog import EventLog
 from voicechat.files import read_limited
+from voicechat.outputs import AudioOutput, Recorder, TeeBuffer
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
@@ -131,6 +133,31 @@ class Output:
     quiet: bool = False
     front: Any = None  # the live panel (LivePanel) or the plain status log (PlainStatus), if any
     view: View | None = None  # what the front end draws; notices go there while the panel is live
+    _file_problems: list[str] = field(default_factory=list, repr=False)  # said on the panel: again after it
+
+    def __post_init__(self) -> None:
+        for sink in self.sinks:
+            if getattr(sink, "report", False) is None:
+                sink.report = self.file_problem
+
+    def file_problem(self, message: str) -> None:
+        """An output file could not be written (and what was done instead), or can be again.
+
+        Shown even with --quiet: it is about what the user keeps. On the live panel it is a
+        notice, and said again on stderr once the panel is gone (the panel is erased at exit).
+        """
+        line = "warning: " + message
+        if self.view is not None and self.panel_live:
+            self.view.notice(line)
+            self._file_problems.append(line)
+        else:
+            self.always(line)
+
+    def after_panel(self) -> None:
+        """The panel is gone: what it said about output files, on stderr where it stays."""
+        for line in self._file_problems:
+            self.always(line)
+        self._file_problems.clear()
 
     def notice(self, level: str, message: str) -> None:
         message = scrub(message)  # server text (an error event) may echo the key
@@ -148,7 +175,7 @@ class Output:
         """A line on stderr even with --quiet: why the conversation ended, a question to answer."""
         if self.status is None:
             return
-        with contextlib.suppress(BrokenPipeError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a full disk: nowhere to say it
             self.status.write(f"voicechat: {escape_control(scrub(message))}\n")
             self.status.flush()
 
@@ -240,6 +267,7 @@ class Conversation:
         budget: Budget | None = None,
         connector: Callable[[], Awaitable[Connection]] | None = None,
         reliability: Reliability | None = None,
+        reply_audio: AudioOutput | None = None,
     ) -> None:
         self.settings = settings
         self.connector = connector  # opens a new connection (None: no reconnects)
@@ -261,10 +289,14 @@ class Conversation:
             view.header = dataclasses.replace(view.header, echo=mode)
         self.echo = make_echo_path(settings, mode, audio.rate, on_onset=self._on_onset)
         audio.echo = self.echo
-        self.recorder: ConversationRecorder | None = None
+        self.recorder: Recorder | None = None
         if settings.record is not None:
-            self.recorder = ConversationRecorder(settings.record, audio.rate)
+            try:
+                self.recorder = Recorder(settings.record, audio.rate, report=out.file_problem)
+            except OSError as exc:  # a FIFO or a device: writing it could block
+                raise UsageError(f"--record {settings.record}: {exc.strerror or exc}") from None
             self.echo.recorder = self.recorder
+        self.reply_audio = reply_audio  # --output-file of a file run: what the speaker took
         self.outbox = Outbox()
         self.ready = asyncio.Event()
         self.finished = asyncio.Event()
@@ -636,7 +668,10 @@ class Conversation:
 
     async def _audio(self) -> None:
         await self.ready.wait()
-        await self.audio.run(self.player.buffer, self._on_mic, self._on_block)
+        buffer: Any = self.player.buffer
+        if self.reply_audio is not None:
+            buffer = TeeBuffer(buffer, self.reply_audio.write)
+        await self.audio.run(buffer, self._on_mic, self._on_block)
 
     def _on_mic(self, pcm: bytes) -> None:
         self.dispatch(self.session.mic_audio(pcm, self.clock()))
@@ -715,14 +750,16 @@ class Conversation:
     def _save(self, arg: str, now: float) -> None:
         path = Path(arg).expanduser() if arg else Path(time.strftime("voicechat-%Y%m%d-%H%M%S.md"))
         try:
-            sink = FileSink(path)
-            for turn in self.session.transcript():
-                sink.write(turn)
-            sink.close()
-        except (OSError, VoicechatError) as exc:
+            sink = FileSink(path, self.out.file_problem, label="/save")
+        except VoicechatError as exc:
             self.out.notice("warning", f"could not save the transcript to {path}: {exc}")
             return
-        self.out.notice("info", f"transcript saved to {path}")
+        for turn in self.session.transcript():
+            sink.write(turn)
+        failed = sink.problem is not None  # said by the sink, with where the turns went instead
+        sink.close()
+        if not failed:
+            self.out.notice("info", f"transcript saved to {path}")
 
     def _on_onset(self) -> None:
         self.dispatch(self.session.local_onset(self.clock()))
@@ -794,6 +831,8 @@ class Conversation:
             await self.close_connections()
             if self.recorder is not None:
                 self.recorder.close()
+            if self.reply_audio is not None:
+                self.reply_audio.close()
             self.view.connection = "closed"
             if self.out.front is not None:
                 self.publish()
@@ -914,10 +953,15 @@ async def _talk(
     budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
     for notice in budget.start_notices():
         out.notice(notice.level, notice.message)
+    reply_audio = None
     if audio is None and settings.input_file is not None:
-        audio = FileAudio(
-            load_wav_at(settings.input_file, WIRE_RATE), settings.output_file, speed=10.0 if settings.fast else 1.0
-        )
+        audio = FileAudio(load_wav_at(settings.input_file, WIRE_RATE), None, speed=10.0 if settings.fast else 1.0)
+        if settings.output_file is not None:
+            try:
+                reply_audio = AudioOutput(settings.output_file, WIRE_RATE, label="--output-file",
+                                          report=out.file_problem)
+            except OSError as exc:  # a FIFO or a device: writing it could block
+                raise UsageError(f"--output-file {settings.output_file}: {exc.strerror or exc}") from None
     elif audio is None:
         from voicechat.audio.device import DeviceAudio
 
@@ -927,7 +971,12 @@ async def _talk(
             sample_rate=settings.sample_rate,
         )
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(out.after_panel)  # last: once the panel is gone
         stack.callback(audio.close)
+        if reply_audio is not None:
+            stack.callback(reply_audio.close)
+        for sink in out.sinks:
+            stack.callback(sink.close)  # a transcript that could not be written says so, and where it went
         view = View(settings, echo_mode(settings))
         out.view = view
         if out.front is not None:
@@ -941,8 +990,6 @@ async def _talk(
         out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
         conn = await connect(endpoint, log=events)
         stack.push_async_callback(close_quietly, conn)
-        for sink in out.sinks:
-            stack.callback(sink.close)
         push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
         # The keyboard is taken over only where typing can be seen (the panel) or is needed (the
         # push-to-talk key); otherwise the terminal keeps echoing as usual.
@@ -958,7 +1005,8 @@ async def _talk(
             out.notice("info", "push-to-talk: press space to talk, again to send")
         conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
                                     editor=editor, view=view, budget=budget,
-                                    connector=functools.partial(connect, endpoint, log=events), reliability=reliability)
+                                    connector=functools.partial(connect, endpoint, log=events), reliability=reliability,
+                                    reply_audio=reply_audio)
         if earlier is not None and settings.resume is not None:
             conversation.resume(earlier, settings.resume)
         with _signals(conversation):

@@ -4,6 +4,11 @@ Each finished turn is written and flushed at once, so nothing said is lost if th
 dies. Server text is escaped before it can reach a terminal, and every secret voicechat holds
 is elided from a turn before it is cut short or written (`scrubbed`). A closed pipe ends a
 sink quietly (``head -1`` is a normal way to read a conversation).
+
+A transcript file that cannot be written (a full disk, a removed directory) never ends the
+conversation: its sink is a `voicechat.outputs.RecordFile`, which names the file once through
+the sink's ``report``, keeps the turns it could not write and writes them when it can, or at
+the end to a fallback file that it names. Nothing else (stdout, the other files) is affected.
 """
 
 from __future__ import annotations
@@ -11,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
 from voicechat.files import MAX_TRANSCRIPT_BYTES, read_limited
+from voicechat.outputs import RecordFile
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 
@@ -95,7 +102,12 @@ def plain_line(turn: Turn) -> str:
     return f"{ROLE_LABEL.get(turn.role, turn.role)}: {turn_text(turn)}"
 
 
+Report = Callable[[str], None]
+
+
 class Sink(Protocol):
+    report: Report | None  # told, in one line, when the sink cannot write (and what it did instead)
+
     def write(self, turn: Turn) -> None: ...
 
     def close(self) -> None: ...
@@ -104,9 +116,10 @@ class Sink(Protocol):
 class StreamSink:
     """Plain ``you: …`` / ``assistant: …`` lines, flushed per line."""
 
-    def __init__(self, stream: IO[str]) -> None:
+    def __init__(self, stream: IO[str], report: Report | None = None) -> None:
         self.stream = stream
         self.broken = False
+        self.report = report
 
     def write(self, turn: Turn) -> None:
         if self.broken:
@@ -116,30 +129,47 @@ class StreamSink:
             self.stream.flush()
         except BrokenPipeError:
             self.broken = True
+        except (OSError, ValueError) as exc:  # a full disk behind a redirection, a closed stream
+            self.broken = True
+            if self.report is not None:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                self.report(f"stdout: cannot write the transcript lines there any more ({why})")
 
     def close(self) -> None:
         pass
 
 
 class FileSink:
-    """A transcript file whose format follows its extension: .txt, .md or .jsonl."""
+    """A transcript file whose format follows its extension: .txt, .md or .jsonl.
+
+    Opening it is the only step that can fail (`UsageError`: it cannot be created, or is a
+    FIFO or a device); writing never raises (see the module docstring).
+    """
 
     FORMATS = (".txt", ".md", ".jsonl")
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, report: Report | None = None, *, label: str = "--transcript") -> None:
         self.path = path
         self.format = path.suffix.lower() if path.suffix.lower() in self.FORMATS else ".txt"
+        self.report = report
         try:
-            self._file = path.open("a", encoding="utf-8")
+            self._out = RecordFile(path, label=label, report=self._report, mode=0o666)
         except OSError as exc:
-            raise UsageError(f"cannot write transcript {path}: {exc.strerror}") from None
-        if self.format == ".md" and self._file.tell() == 0:
-            self._file.write("# Conversation\n\n")
-            self._file.flush()
+            raise UsageError(f"cannot write transcript {path}: {exc.strerror or exc}") from None
+        if self.format == ".md" and self._out.empty:
+            self._out.append("# Conversation\n\n")
+
+    def _report(self, message: str) -> None:
+        if self.report is not None:
+            self.report(message)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the file cannot be written right now (None while it can)."""
+        return self._out.problem
 
     def write(self, turn: Turn) -> None:
-        self._file.write(self.render(scrubbed(turn)))
-        self._file.flush()
+        self._out.append(self.render(scrubbed(turn)))
 
     def render(self, turn: Turn) -> str:
         if self.format == ".jsonl":
@@ -150,7 +180,7 @@ class FileSink:
         return plain_line(turn) + "\n"
 
     def close(self) -> None:
-        self._file.close()
+        self._out.close()
 
 
 def jsonl_record(turn: Turn) -> dict[str, object]:
