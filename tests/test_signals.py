@@ -1,7 +1,7 @@
 """SIGINT and SIGTERM at every phase of ``voicechat talk`` (a subprocess, stdout and stderr pipes).
 
-Phases: before connecting (reading the settings), while connecting (a server that accepts TCP
-and never answers the upgrade), mid-conversation while the assistant speaks, and during the
+Phases: while connecting (a server that accepts TCP and never answers the upgrade), before the
+session is set up (a server that never sends ``session.created``), mid-conversation while the assistant speaks, and during the
 shutdown that follows (a second signal while the socket is still closing). Each ends with 130
 (SIGINT) or 143 (SIGTERM) decided by the first signal, one ``voicechat: interrupted by …`` line,
 no traceback, the transcript written, and, where a connection was open, the socket closed
@@ -11,9 +11,7 @@ with 1000 as the server saw it. The terminal case (tmux) is in test_terminal.py.
 from __future__ import annotations
 
 import asyncio
-import errno
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -22,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import NOISE, TIMEOUT, VOICECHAT, clean_env, question_wav, wait_closes
+from hostile_helpers import HostileServer, Peer
 
 from voicechat.server import LocalServer, ScriptedBrain, ScriptedReply, ServerOptions
 
@@ -107,33 +106,28 @@ def records(path: Path) -> list[dict]:
     return [json.loads(line) for line in text.splitlines()]
 
 
-# ---- before connecting ---------------------------------------------------------------------------
+# ---- before the session is set up ----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("signum, expected", SIGNALS, ids=IDS)
-async def test_before_connecting(tmp_path: Path, signum: int, expected: int) -> None:
-    """Stopped while reading the settings: the instructions file is a FIFO nobody writes."""
-    fifo = tmp_path / "instructions.fifo"
-    os.mkfifo(fifo)
-    talk = await Talk.start(tmp_path, "--backend", "local", "--input-file", str(mic(tmp_path)),
-                            "--instructions-file", str(fifo), "--transcript", str(tmp_path / "chat.jsonl"))
-    writer = None
-    try:
-        deadline = time.monotonic() + TIMEOUT
-        while writer is None:  # a writer can open the FIFO once voicechat has it open for reading
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            except OSError as exc:
-                assert exc.errno == errno.ENXIO and time.monotonic() < deadline, exc
-                await asyncio.sleep(0.05)
-        await asyncio.sleep(0.2)  # voicechat is now blocked reading it
+async def test_before_the_session_is_set_up(tmp_path: Path, signum: int, expected: int) -> None:
+    """Stopped while the first session is being set up: a server that takes the connection and
+    never sends ``session.created``. (Reading the settings can no longer block: a FIFO as the
+    instructions file, which this test used to wait on, is refused; see test_files.py.)"""
+
+    async def silent(peer: Peer) -> None:
+        await peer.drain()
+
+    async with HostileServer(silent) as srv:
+        talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
+                                "--transcript", str(tmp_path / "chat.jsonl"))
+        await talk.wait_line("voicechat: connecting to ")
+        await asyncio.sleep(0.2)  # connected, or about to be: either way, not set up
         talk.kill(signum)
         status, out, err = await talk.finish()
-    finally:
-        if writer is not None:
-            os.close(writer)
     assert_interrupted(status, err, signum, expected)
-    assert out == ""
+    assert out == "" and (tmp_path / "chat.jsonl").read_text() == ""
+    assert "did not set up the session" not in err
 
 
 # ---- connecting ------------------------------------------------------------------------------------
