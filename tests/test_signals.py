@@ -1,11 +1,11 @@
 """SIGINT and SIGTERM at every phase of ``voicechat talk`` (a subprocess, stdout and stderr pipes).
 
 Phases: while connecting (a server that accepts TCP and never answers the upgrade), before the
-session is set up (a server that never sends ``session.created``), mid-conversation while the assistant speaks, and during the
-shutdown that follows (a second signal while the socket is still closing). Each ends with 130
-(SIGINT) or 143 (SIGTERM) decided by the first signal, one ``voicechat: interrupted by …`` line,
-no traceback, the transcript written, and, where a connection was open, the socket closed
-with 1000 as the server saw it. The terminal case (tmux) is in test_terminal.py.
+session is set up (a server that never sends ``session.created``), mid-conversation while the
+assistant speaks, and during the shutdown that follows (a second signal while the socket is
+still closing). Each ends with 130 (SIGINT) or 143 (SIGTERM) decided by the first signal, one
+``voicechat: interrupted by …`` line, no traceback, the transcript written, and, where a
+connection was open, the socket closed with 1000 as the server saw it. The terminal case (tmux) is in test_terminal.py.
 """
 
 from __future__ import annotations
