@@ -37,6 +37,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, quote, quote_plus, urlsplit
 
+from voicechat.escape import escape_control
+
 OPENAI_KEY_ENV = "OPENAI_API_KEY"
 AZURE_KEY_ENV = "AZURE_OPENAI_API_KEY"
 CREDENTIAL_ENV = (OPENAI_KEY_ENV, AZURE_KEY_ENV)
@@ -143,8 +145,6 @@ def _base64_cores(data: bytes) -> set[str]:
 
 def forms(secret: str) -> set[str]:
     """Every form of ``secret`` the scrubber elides (see the module docstring)."""
-    from voicechat.transcript import escape_control  # imports this module: not at the top
-
     spaced = secret.replace("\r\n", " ").replace("\n", " ").replace("\r", " ").replace("\t", " ")
     found = {
         secret,

@@ -22,12 +22,11 @@ from typing import IO, Protocol
 
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
+from voicechat.escape import escape_control
 from voicechat.files import MAX_TRANSCRIPT_BYTES, read_limited
 from voicechat.outputs import RecordFile
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 ROLE_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool"}
 TOOL_ARGS_CHARS = 120  # a tool call's arguments in a transcript line (JSONL keeps them whole)
@@ -43,11 +42,6 @@ def json_line(value: object) -> str:
     """``value`` as one line of JSON (no newline): UTF-8 text, nothing a reader splits or a
     terminal obeys left raw."""
     return _C1.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(value, ensure_ascii=False))
-
-
-def escape_control(text: str) -> str:
-    """Make server text safe to print: control characters become visible escapes."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def scrubbed(turn: Turn) -> Turn:

@@ -21,7 +21,7 @@ from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 
-from voicechat.transcript import escape_control
+from voicechat.escape import escape_control
 from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
 
 DEFAULT_MAX_TURNS = 100  # more than any terminal shows; the layout stops earlier anyway
