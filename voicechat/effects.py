@@ -1,4 +1,11 @@
-"""What the session core asks the outside world to do. Plain data; ``app.py`` carries them out."""
+"""What the session core asks the outside world to do. Plain data; ``voicechat.app`` carries them out.
+
+Outbound client events come in two types so that whoever carries them decides by type, never by
+sniffing a ``type`` string: ``SendAudio`` (a microphone append: droppable when the socket falls
+behind, counted apart) and ``Send`` (every other event: never dropped). A function call's name
+and arguments travel as a ``ToolCall`` beside the turn's text, so nothing parses ``name(args)``
+back apart.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,25 @@ from typing import Any
 
 from voicechat.errors import VoicechatError
 from voicechat.protocol.events import Usage
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call as the model wrote it: its name and its JSON arguments (maybe invalid)."""
+
+    name: str
+    arguments: str
+
+    @property
+    def text(self) -> str:
+        """The call on one line, as the transcript has always shown it: ``name(arguments)``."""
+        return f"{self.name}({self.arguments})"
+
+    @classmethod
+    def parse(cls, text: str) -> ToolCall | None:
+        """The call a ``name(arguments)`` line stands for (a turn read back from a file), if any."""
+        name, paren, rest = text.partition("(")
+        return cls(name, rest[:-1]) if paren and rest.endswith(")") else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,11 +50,25 @@ class Turn:
     usage: Usage | None = None
     note: str | None = None  # e.g. "no transcript"
     result: str | None = None  # a tool turn: what the call returned to the model
+    call: ToolCall | None = None  # a tool turn: the call (its ``text`` is the turn's text)
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
+    """A client event that must reach the server, in order with the others."""
+
     event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SendAudio(Send):
+    """A microphone append (``input_audio_buffer.append``): stale once late, so it may be dropped.
+
+    A ``Send`` too (it is a client event like any other), so code that only sends never cares;
+    the outbox, the event log and the bench tell it apart with ``isinstance``.
+    """
+
+    pcm_bytes: int = 0  # how much audio it carries
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +118,10 @@ class Notice:
 
 @dataclass(frozen=True, slots=True)
 class Ready:
+    """A server session is configured: the microphone may be sent."""
+
     session: dict[str, Any]
+    expires_at: float | None = None  # when the server ends it (wall-clock seconds), if it said
 
 
 @dataclass(frozen=True, slots=True)

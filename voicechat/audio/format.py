@@ -13,8 +13,8 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-WIRE_RATE = 24000
-"""Sample rate of audio on the wire (Hz)."""
+# Defined once, with the protocol's facts; named here too for the audio modules that import it.
+from voicechat.protocol.constants import WIRE_RATE as WIRE_RATE
 
 BYTES_PER_SAMPLE = 2
 """Bytes per mono PCM16 sample on the wire."""

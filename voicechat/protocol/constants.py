@@ -6,6 +6,11 @@ WIRE_RATE = 24_000
 """PCM16 mono sample rate on the wire (``audio/pcm``)."""
 
 BYTES_PER_MS = 48
+APPEND_MS = 40
+"""Microphone audio goes out in appends of this length. Each append costs a base64 encode, a JSON
+dump and a WebSocket frame; 40 ms halves that against 20 ms device blocks while adding at most
+one block (20 ms) before the server hears a sample. The capture pipeline cuts the microphone into
+pieces of this length, once (``voicechat.audio.capture``)."""
 MIN_COMMIT_MS = 100
 """The server rejects a commit with less audio than this since the previous commit."""
 
