@@ -182,6 +182,19 @@ class PlaybackRecorder:
         self._thread.start()
         self._attach()  # the streams already open
 
+    def wait_attached(self, timeout: float) -> bool:
+        """Until a stream of the process is followed. A stream that appears before ``pactl
+        subscribe`` has subscribed is announced to nobody, so this looks again itself."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._attach()
+            with self._lock:
+                if self.parts:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.02)
+
     def _attach(self) -> None:
         for index in sink_inputs_of(self.pid, self.env):
             with self._lock:

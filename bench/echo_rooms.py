@@ -235,6 +235,7 @@ def _barge(call: _Call, trial: Trial, item: str, t_audible: float, utterance: np
     lead = np.zeros(int(LEAD_S * RATE), dtype=np.int16)  # the user's recorder attaches meanwhile
     _, player = call.play(f"barge-{n}-{trial.ste_db:+.0f}", np.concatenate([lead, user]))
     voice = PlaybackRecorder(player.pid, call.room.user_sink + ".monitor", call.env)
+    voice.wait_attached(LEAD_S)
     try:
         player.wait(timeout=30)
         time.sleep(0.1)
