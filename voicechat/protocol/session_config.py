@@ -58,6 +58,9 @@ class SessionConfig:
     max_output_tokens: int | str | None = None
     """A token count, or ``"inf"`` for the model's own limit."""
     tools: tuple[dict[str, Any], ...] = ()
+    extra: tuple[tuple[str, Any], ...] = ()
+    """Further session fields as (dotted path, value), set last: a setting the table declares
+    with a wire path and no typed field here reaches the session without another edit."""
 
     @property
     def server_interrupts(self) -> bool:
@@ -100,4 +103,17 @@ class SessionConfig:
             session["max_output_tokens"] = self.max_output_tokens
         if self.tools:
             session["tools"] = [dict(t) for t in self.tools]
+        for path, value in self.extra:
+            _put(session, path, value)
         return session
+
+
+def _put(session: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``session[a][b]...`` for the dotted ``path``, making the containers it needs; a field
+    under one that is off (``turn_detection: null``) is left out with it."""
+    *parents, name = path.split(".")
+    node: Any = session
+    for part in parents:
+        node = node.setdefault(part, {}) if isinstance(node, dict) else None
+    if isinstance(node, dict):
+        node[name] = value

@@ -22,6 +22,7 @@ from voicechat.protocol.constants import (
     VOICES,
     WIRE_RATE,
 )
+from voicechat.protocol.session_config import IDLE_TIMEOUT_RANGE_MS, MAX_OUTPUT_TOKENS, SPEED_RANGE
 from voicechat.server import apierrors as E
 from voicechat.server import schema as S
 
@@ -31,7 +32,6 @@ DEFAULT_INSTRUCTIONS = (
 )
 # The SDK's transcription model literal also lists the ASR-only model.
 ACCEPTED_TRANSCRIBE_MODELS = (*TRANSCRIBE_MODELS, "gpt-realtime-whisper")
-MAX_OUTPUT_TOKENS = 32_768
 PCM = {"type": "audio/pcm", "rate": WIRE_RATE}
 
 
@@ -128,7 +128,7 @@ _SERVER_VAD = S.obj(
         "threshold": S.number(0.0, 1.0),
         "prefix_padding_ms": S.integer(0, 10_000),
         "silence_duration_ms": S.integer(0, 10_000),
-        "idle_timeout_ms": S.nullable(S.integer(5000, 30000)),
+        "idle_timeout_ms": S.nullable(S.integer(*IDLE_TIMEOUT_RANGE_MS)),
         "create_response": S.boolean,
         "interrupt_response": S.boolean,
     }
@@ -248,7 +248,7 @@ _SESSION = S.obj(
                         "turn_detection": TURN_DETECTION,
                     }
                 ),
-                "output": S.obj({"format": audio_format, "voice": voice, "speed": S.number(0.25, 1.5)}),
+                "output": S.obj({"format": audio_format, "voice": voice, "speed": S.number(*SPEED_RANGE)}),
             }
         ),
         "tools": TOOLS,
