@@ -339,7 +339,7 @@ def test_config_show_masks_a_password_it_is_shown() -> None:
 
 
 def test_an_internal_error_is_one_line_without_the_content_of_what_failed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from voicechat import cli
+    from voicechat.cli import sources
 
     secret = canary()
     remember(secret)
@@ -347,7 +347,7 @@ def test_an_internal_error_is_one_line_without_the_content_of_what_failed(monkey
     def broken(*args: object, **kwargs: object) -> None:
         raise UnicodeDecodeError("utf-8", b"OPENAI_API_KEY=" + secret.encode() + b"\xff", 10, 11, "invalid")
 
-    monkeypatch.setattr(cli, "_settings", broken)
+    monkeypatch.setattr(sources, "load_settings", broken)
     result = CliRunner().invoke(app, ["talk"], env={"OPENAI_API_KEY": ""})
     assert result.exit_code == ExitStatus.ERROR
     assert result.output.splitlines()[0] == ("voicechat: internal error: UnicodeDecodeError: 'utf-8' codec can't "
