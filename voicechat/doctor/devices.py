@@ -187,49 +187,55 @@ class _Script:
         return self.loop.time() - self.phase_started
 
     def on_block(self) -> bool:
-        """Called every device block; False ends the run."""
+        """Called every device block; False ends the run (done, or stalled past the phase's limit)."""
+        done, limit_s, advance = self._phases()[self.phase]
+        if done():
+            return advance()
+        if self._elapsed() > limit_s:
+            return self._stall()
+        return True
+
+    def _phases(self) -> dict[str, tuple[Callable[[], bool], float, Callable[[], bool]]]:
+        """Each phase: when it is done, its wall-clock limit (s), and what starts the next one."""
         rate = self.rate
-        if self.phase == "warmup":
-            if self.frames >= rate // 5:  # 0.2 s: past the streams' start-up
-                self.note(f"measuring the microphone for {self.seconds:g} s: say something")
-                self.startup_underflows = self.audio.underflows
-                self._enter("level")
-            elif self._elapsed() > 6.0:
-                return self._stall()
-        elif self.phase == "level":
-            if self.frames >= int(self.seconds * rate):
-                self.note("playing a tone, then a sweep (the echo check)")
-                self.underflows_before = self.audio.underflows
-                self.buffer.write(tone(rate))
-                self.buffer.mark_end()
-                self._enter("tone")
-            elif self._elapsed() > self.seconds + 5.0:
-                return self._stall()
-        elif self.phase == "tone":
-            if not self.buffer.active:
-                self.tone_played = True
-                self.tone_underflows = self.audio.underflows - self.underflows_before
-                self._enter("gap")
-            elif self._elapsed() > TONE_S + 3.0:
-                return self._stall()
-        elif self.phase == "gap":
-            if self.frames >= rate * 3 // 10:
-                self._enter("chirp")
-                self.buffer.write(chirp(rate))
-                self.buffer.mark_end()
-            elif self._elapsed() > 3.0:
-                return self._stall()
-        elif self.phase == "chirp":
-            if not self.buffer.active:
-                self.chirp_played = True
-                self._enter("tail")
-            elif self._elapsed() > CHIRP_S + 3.0:
-                return self._stall()
-        elif self.phase == "tail":
-            if self.frames >= int(rate * TAIL_MS / 1000):
-                return False
-            if self._elapsed() > TAIL_MS / 1000 + 3.0:
-                return self._stall()
+        return {
+            "warmup": (lambda: self.frames >= rate // 5, 6.0, self._start_level),  # 0.2 s: past start-up
+            "level": (lambda: self.frames >= int(self.seconds * rate), self.seconds + 5.0, self._start_tone),
+            "tone": (lambda: not self.buffer.active, TONE_S + 3.0, self._start_gap),
+            "gap": (lambda: self.frames >= rate * 3 // 10, 3.0, self._start_chirp),
+            "chirp": (lambda: not self.buffer.active, CHIRP_S + 3.0, self._start_tail),
+            "tail": (lambda: self.frames >= int(rate * TAIL_MS / 1000), TAIL_MS / 1000 + 3.0, lambda: False),
+        }
+
+    def _start_level(self) -> bool:
+        self.note(f"measuring the microphone for {self.seconds:g} s: say something")
+        self.startup_underflows = self.audio.underflows
+        self._enter("level")
+        return True
+
+    def _start_tone(self) -> bool:
+        self.note("playing a tone, then a sweep (the echo check)")
+        self.underflows_before = self.audio.underflows
+        self.buffer.write(tone(self.rate))
+        self.buffer.mark_end()
+        self._enter("tone")
+        return True
+
+    def _start_gap(self) -> bool:
+        self.tone_played = True
+        self.tone_underflows = self.audio.underflows - self.underflows_before
+        self._enter("gap")
+        return True
+
+    def _start_chirp(self) -> bool:
+        self._enter("chirp")
+        self.buffer.write(chirp(self.rate))
+        self.buffer.mark_end()
+        return True
+
+    def _start_tail(self) -> bool:
+        self.chirp_played = True
+        self._enter("tail")
         return True
 
     def _stall(self) -> bool:

@@ -157,31 +157,13 @@ def measure_echo(
     microphone unless ``min_delay_ms``/``max_delay_ms`` narrow it: a reference that is far off
     its echo is a finding, not a reason to miss the echo.
     """
-    # One function of 67 lines, on purpose: the steps (spectra, search range, overlap energy,
-    # peak, noise floor, window energy) share a dozen arrays indexed by the same lags, and
-    # splitting them would pass all of them around; the docstring above is the map.
     r = np.asarray(ref, dtype=np.float64)
     m = np.asarray(mic, dtype=np.float64)
     if r.size == 0 or m.size == 0 or not np.any(r):
         raise ValueError("measure_echo needs a reference that is not silent")
-    size = 1 << (r.size + m.size).bit_length()
-    spec_r = np.fft.rfft(r, size)
-    spec_m = np.fft.rfft(m, size)
-    cross = spec_m * np.conj(spec_r)  # irfft: out[k] = sum(mic[n + k] * ref[n]), negative k wrapped
-    freqs = np.fft.rfftfreq(size, 1 / rate)
-    in_band = (freqs >= band[0]) & (freqs <= band[1])
-    whitened = np.where(in_band, cross / np.maximum(np.abs(spec_m), 1e-9), 0.0)
     lo = -(r.size - 1) if min_delay_ms is None else max(-(r.size - 1), math.floor(min_delay_ms * rate / 1000))
     hi = m.size - 1 if max_delay_ms is None else min(m.size - 1, math.ceil(max_delay_ms * rate / 1000))
-    lags = np.arange(lo, hi + 1)
-    power = np.concatenate([[0.0], np.cumsum(r * r)])
-    overlap = power[np.clip(m.size - lags, 0, r.size)] - power[np.clip(-lags, 0, r.size)]
-    keep = overlap >= 0.5 * power[-1]
-    if not np.any(keep):
-        keep = overlap > 0
-    lags, overlap = lags[keep], overlap[keep]
-    w2 = np.fft.irfft(whitened, size)[lags % size] ** 2
-    c2 = np.fft.irfft(cross, size)[lags % size] ** 2
+    lags, overlap, w2, c2 = _correlations(r, m, rate, band, np.arange(lo, hi + 1))
     peak = int(np.argmax(w2))
     lag = int(lags[peak])
     delay_ms = lag * 1000 / rate
@@ -198,11 +180,37 @@ def measure_echo(
     raw_noise = float(np.median(c2[away] / overlap[away])) / chi2_median if np.any(away) else 0.0
     heard = r[max(0, -lag) : min(r.size, m.size - lag)]  # the reference whose echo the mic could hold
     acf = np.fft.irfft(np.abs(np.fft.rfft(heard, 1 << (2 * heard.size).bit_length())) ** 2)
-    acf_energy = float(np.dot(acf, acf))
     window = float(np.sum(c2[inside])) - raw_noise * float(np.sum(overlap[inside]))
-    energy = max(0.0, window) / acf_energy
+    energy = max(0.0, window) / float(np.dot(acf, acf))
     echo_db = max(SILENCE_DBFS, 10 * math.log10(energy)) if energy > 0 else SILENCE_DBFS
     return EchoMeasurement(snr_db >= DETECT_SNR_DB, delay_ms, echo_db, snr_db)
+
+
+Floats = npt.NDArray[np.float64]
+
+
+def _correlations(
+    r: Floats, m: Floats, rate: int, band: tuple[float, float], lags: npt.NDArray[np.int64]
+) -> tuple[npt.NDArray[np.int64], Floats, Floats, Floats]:
+    """At each of ``lags`` where at least half the reference overlaps the microphone (or, when
+    none does, any of it): the lag, the overlapping reference energy, and the squared
+    band-whitened and plain cross-correlations of ``m`` with ``r``."""
+    size = 1 << (r.size + m.size).bit_length()
+    spec_r = np.fft.rfft(r, size)
+    spec_m = np.fft.rfft(m, size)
+    cross = spec_m * np.conj(spec_r)  # irfft: out[k] = sum(mic[n + k] * ref[n]), negative k wrapped
+    freqs = np.fft.rfftfreq(size, 1 / rate)
+    in_band = (freqs >= band[0]) & (freqs <= band[1])
+    whitened = np.where(in_band, cross / np.maximum(np.abs(spec_m), 1e-9), 0.0)
+    power = np.concatenate([[0.0], np.cumsum(r * r)])
+    overlap = power[np.clip(m.size - lags, 0, r.size)] - power[np.clip(-lags, 0, r.size)]
+    keep = overlap >= 0.5 * power[-1]
+    if not np.any(keep):
+        keep = overlap > 0
+    lags, overlap = lags[keep], overlap[keep]
+    w2 = np.fft.irfft(whitened, size)[lags % size] ** 2
+    c2 = np.fft.irfft(cross, size)[lags % size] ** 2
+    return lags, overlap, w2, c2
 
 
 def isolate(ref: npt.ArrayLike, template: npt.ArrayLike) -> npt.NDArray[np.float64]:
