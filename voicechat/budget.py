@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 
 from voicechat import effects as fx
-from voicechat.pricing import cost, price_for
+from voicechat.pricing import Spend, cost, price_for
 from voicechat.protocol.events import Usage
 
 WARN_AT = 0.8
@@ -35,6 +35,7 @@ class Budget:
     reached: str | None = None  # why the conversation is to stop, e.g. "--max-minutes 5 reached"
     reached_at: float | None = None
     _warned: set[str] = field(default_factory=set)
+    _spend: Spend | None = None  # the conversation's own figure, when it hands one (`track`)
 
     @property
     def active(self) -> bool:
@@ -47,7 +48,14 @@ class Budget:
 
     @property
     def cost(self) -> float | None:
+        if self._spend is not None and self._spend.usage is self.usage:
+            return self._spend.cost_usd
         return cost(self.model, self.usage)
+
+    def track(self, spend: Spend) -> None:
+        """The conversation's usage and cost so far (summed and priced once, by the conversation)."""
+        self._spend = spend
+        self.usage = spend.usage
 
     def start_notices(self) -> list[fx.Notice]:
         if self.max_cost is not None and not self.enforceable:

@@ -52,6 +52,13 @@ class Turn:
     result: str | None = None  # a tool turn: what the call returned to the model
     call: ToolCall | None = None  # a tool turn: the call (its ``text`` is the turn's text)
 
+    @property
+    def tool_call(self) -> ToolCall | None:
+        """A tool turn's call: as the session made it, or (a turn from elsewhere) read from its text."""
+        if self.role != "tool" and self.kind != "function_call":
+            return None
+        return self.call if self.call is not None else ToolCall.parse(self.text)
+
 
 @dataclass(frozen=True, slots=True)
 class Send:

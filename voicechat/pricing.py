@@ -97,3 +97,19 @@ def cost(model: str, usage: Usage) -> float | None:
         + (usage.output_audio + untyped_out) * price.audio_out
     )
     return total / PER_TOKENS
+
+
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """A conversation's usage so far and what it cost, derived once each time the usage changes.
+
+    The live panel, ``/cost`` and ``--max-cost`` all read the same value instead of pricing the
+    usage three times.
+    """
+
+    usage: Usage
+    cost_usd: float | None  # None when the model has no known price
+
+    @classmethod
+    def of(cls, model: str, usage: Usage) -> Spend:
+        return cls(usage, cost(model, usage))

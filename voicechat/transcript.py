@@ -76,9 +76,11 @@ def turn_text(turn: Turn) -> str:
 
 def tool_text(turn: Turn) -> str:
     """A function call on one line: ``name(args) -> result``, both cut short."""
-    name, paren, args = turn.text.partition("(")
-    if paren and args.endswith(")"):
-        args = args[:-1]
+    call = turn.tool_call
+    if call is not None:
+        name, args = call.name, call.arguments
+    else:  # text not of a call's shape (a hand-edited file): shown as it is
+        name, _, args = turn.text.partition("(")
     text = f"{name}({_abbreviate(args, TOOL_ARGS_CHARS)})"
     if turn.result is not None:
         text += f" -> {_abbreviate(turn.result, TOOL_RESULT_CHARS)}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voicechat.effects import Turn
-from voicechat.pricing import cost
+from voicechat.pricing import Spend, cost
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 from voicechat.session import Activity
@@ -59,17 +59,16 @@ class TurnView:
     def from_turn(
         cls, turn: Turn, *, final: bool = True, tool_result: str | None = None
     ) -> TurnView:
-        """A view of a session ``Turn``; a tool turn's ``name(args)`` text is split apart.
+        """A view of a session ``Turn``; a tool turn shows its call's name and arguments apart.
 
         Every secret voicechat holds is elided from the text first (server text may echo one).
         """
         name = args = None
         text = SECRETS.scrub(turn.text)
         result = tool_result if tool_result is not None else turn.result
-        if turn.role == "tool" or turn.kind == "function_call":
-            head, paren, rest = text.partition("(")
-            if paren and rest.endswith(")"):
-                name, args, text = head, rest[:-1], ""
+        call = turn.tool_call
+        if call is not None:
+            name, args, text = SECRETS.scrub(call.name), SECRETS.scrub(call.arguments), ""
         return cls(
             role=turn.role,
             text=text,
@@ -94,6 +93,12 @@ class Stats:
     tokens_in: int = 0  # text + audio (+ image)
     tokens_out: int = 0
     cost_usd: float | None = None  # None when the model has no known price
+
+    @classmethod
+    def from_spend(cls, spend: Spend, *, latency_ms: float | None = None, underruns: int = 0) -> Stats:
+        """The stats of a conversation's `Spend` (usage priced once, by the conversation)."""
+        return cls(latency_ms=latency_ms, underruns=underruns, tokens_in=spend.usage.input_tokens,
+                   tokens_out=spend.usage.output_tokens, cost_usd=spend.cost_usd)
 
     @classmethod
     def from_usage(
