@@ -1,0 +1,119 @@
+"""The one microphone pipeline: reference → echo → resample → chunk, behind a bounded queue.
+
+Both audio adapters (PortAudio devices in ``device.py``, WAV files in ``filedev.py``) hand their
+raw microphone blocks to a `Capture` and nothing else: what the speaker was handed over the same
+time (the echo *reference*) goes with each block into the conversation's ``EchoPath``; what it
+lets through is resampled from the device's rate to the 24 kHz wire rate with one streaming
+resampler; and the wire audio is cut, here and only here, into pieces of ``APPEND_MS`` — one
+``input_audio_buffer.append`` each — for ``on_chunk``.
+
+Between the audio thread and the loop the blocks wait in a bounded queue. A PortAudio callback
+only copies its block into it (`put_threadsafe`) and, when no drain is pending, asks the loop
+for one; the loop drains every waiting block in order (`drain`). Overflow policy: when the loop
+falls ``backlog`` blocks behind (a stall), the oldest block is dropped — stale audio is worth
+less than the newest — and ``overflows`` counts it. A file adapter runs on the loop already: it
+puts its block with the reference it played and drains at once.
+
+What is held back (less than one append) belongs to the turn being spoken: `flush` hands it on
+(the push-to-talk key ends a turn), `drop` forgets it (the connection it was meant for is gone).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from voicechat.audio.echo import EchoPath
+from voicechat.audio.resample import StreamResampler
+from voicechat.protocol.constants import APPEND_MS, WIRE_RATE
+
+CAPTURE_BACKLOG = 50  # device blocks (1 s of 20 ms blocks) waiting for the loop before the oldest goes
+
+Block = npt.NDArray[np.int16]
+Reference = Callable[[int], Block]  # the next n frames the speaker was handed (a RefTap's take)
+
+
+class Capture:
+    """Microphone blocks at ``rate`` in; wire chunks of ``APPEND_MS`` out, through ``echo``."""
+
+    def __init__(
+        self,
+        rate: int,
+        on_chunk: Callable[[bytes], None],
+        *,
+        echo: EchoPath | None = None,
+        active: Callable[[], bool] = lambda: False,
+        reference: Reference | None = None,
+        chunk_ms: int = APPEND_MS,
+        backlog: int = CAPTURE_BACKLOG,
+    ) -> None:
+        self.rate = rate
+        self.echo = echo
+        self._on_chunk = on_chunk
+        self._active = active  # assistant audio is queued or playing (the echo path's hint)
+        self._reference = reference
+        self._to_wire = StreamResampler(rate, WIRE_RATE)
+        self._chunk = WIRE_RATE * chunk_ms // 1000
+        self._pending: Block = np.zeros(0, dtype=np.int16)
+        self._queue: deque[tuple[Block, Block | None]] = deque(maxlen=backlog)
+        self._draining = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.overflows = 0  # blocks dropped because the loop fell behind
+
+    # ---- in: raw blocks --------------------------------------------------------------------
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The loop that drains blocks put from another thread."""
+        self._loop = loop
+
+    def put_threadsafe(self, block: Block) -> None:
+        """From the audio thread: queue a copy of ``block`` and wake the loop (never blocks)."""
+        if len(self._queue) == self._queue.maxlen:
+            self.overflows += 1  # the deque drops the oldest block as this one goes in
+        self._queue.append((block, None))
+        if not self._draining and self._loop is not None:
+            self._draining = True
+            self._loop.call_soon_threadsafe(self.drain)
+
+    def put(self, block: Block, reference: Block | None = None) -> None:
+        """On the loop: queue ``block`` with the ``reference`` played over the same time."""
+        if len(self._queue) == self._queue.maxlen:
+            self.overflows += 1
+        self._queue.append((block, reference))
+
+    def drain(self) -> None:
+        """On the loop: every waiting block through the pipeline, in order."""
+        self._draining = False  # first: a block put from now on asks for a drain of its own
+        while self._queue:
+            block, reference = self._queue.popleft()
+            self._process(block, reference)
+
+    def _process(self, block: Block, reference: Block | None) -> None:
+        if reference is None and self._reference is not None:
+            reference = self._reference(block.shape[0])  # read in step with the mic, echo or not
+        if self.echo is not None:
+            ref = reference if reference is not None else np.zeros_like(block)
+            block = self.echo.process(block, ref, self._active())
+        wire = self._to_wire.process(block)
+        pending = np.concatenate([self._pending, wire]) if self._pending.size else wire
+        n = pending.size // self._chunk * self._chunk
+        for start in range(0, n, self._chunk):
+            self._on_chunk(pending[start : start + self._chunk].astype("<i2", copy=False).tobytes())
+        self._pending = pending[n:]
+
+    # ---- the piece held back ----------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Hand on what is held back (less than one chunk): the turn ends here."""
+        self.drain()
+        if self._pending.size:
+            pcm, self._pending = self._pending, np.zeros(0, dtype=np.int16)
+            self._on_chunk(pcm.astype("<i2", copy=False).tobytes())
+
+    def drop(self) -> None:
+        """Forget what is held back: it was meant for a connection that is gone."""
+        self._pending = np.zeros(0, dtype=np.int16)
