@@ -60,6 +60,7 @@ def run_instrumented(spec: dict[str, Any]) -> dict[str, Any]:
 
 async def _run(spec: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
     from voicechat.app import Output, talk
+    from voicechat.audio.wav import load_wav_at
     from voicechat.config import resolve
     from voicechat.transcript import StreamSink
 
@@ -78,8 +79,9 @@ async def _run(spec: dict[str, Any], samples: np.ndarray) -> dict[str, Any]:
         with install(spec.get("device_rate", WIRE_RATE), spec.get("prebuffer_ms"),
                      echo_gain=spec.get("echo_gain", 0.0), echo_delay_ms=spec.get("echo_delay_ms", 60),
                      local_onset=spec.get("local_onset", True), max_tail_ms=spec.get("max_tail_ms")) as probe:
+            audio = probe.file_audio(load_wav_at(wav, WIRE_RATE))  # as talk builds it for --input-file
             t0 = clock()
-            await talk(settings, out)
+            await talk(settings, out, audio=audio, observer=probe)
             wall = clock() - t0
     result = analyse(probe)
     result.update(talk_over(probe, talk_over_onsets(spec["script"])))

@@ -1,28 +1,28 @@
 """Observe the real client from the outside: timestamps at the device, the socket and the loop.
 
-Nothing in ``voicechat`` has a benchmark hook, so ``install()`` swaps two names in
-``voicechat.app`` for thin subclasses for the duration of one run *in this process*:
+``install()`` yields a `Probe` for one run *in this process*; the run passes it to
+``talk(..., audio=probe.file_audio(samples), observer=probe)``. Nothing in ``voicechat`` is
+patched:
 
-* ``FileAudio`` → ``ProbeFileAudio``: the unchanged block clock, but the playback buffer it is
-  given is wrapped so every ``read_into`` (the "device" taking a block) is timestamped, and
-  every mic block handed to the loop (``on_mic``) is timestamped. On request it is built with
-  ``echo_gain``/``echo_delay_ms``, so the played audio leaks back into the microphone.
-* ``Conversation`` → ``ProbeConversation``: the unchanged conversation, with its connection
-  wrapped (every server event timestamped as the client receives it, every client event
-  timestamped once ``Connection.send`` has written it to the socket) and its playback ring's
-  ``write``/``flush`` wrapped so the probe keeps its *own* map from ring positions to assistant
-  items. Frames handed to the device are attributed to items with that map at read time, so the
+* The probe is the conversation's ``voicechat.app.Observer``: it is told every server event as
+  the client receives it, every client event once ``Connection.send`` has written it to the
+  socket and as it is queued (an append told apart by its type, ``SendAudio``), every effect
+  (``Play`` names the item whose audio goes to the ring next; ``Pause``/``Resume`` are the local
+  onset's) and every flush with what it found played. When the conversation starts it is handed
+  it: with ``local_onset=False`` the echo path's onset callback is removed, so only the server's
+  ``speech_started`` can stop the speaker; a ``prebuffer_ms`` what-if gets a Player with that
+  fixed prebuffer; and the probe keeps its *own* map from ring positions to assistant items
+  (the ring's ``write``/``flush`` of that one conversation's buffer are timestamped), so the
   per-item "actually played" figure is independent of the client's ``PlayoutTracker`` that
-  ``audio_end_ms`` is computed from. The Player's ``pause``/``resume`` (local onset) and the
-  ring's ``set_prebuffer`` (the adaptive prebuffer) are timestamped too; with
-  ``local_onset=False`` the echo path's onset callback is removed, so only the server's
-  ``speech_started`` can stop the speaker. ``max_tail_ms`` ends a file conversation that is
-  still going that long after the input file ran out (a server answering its own echo never
-  stops by itself); the probe then says ``cut_short``.
-
-A cleaner production hook would be one optional observer on ``Conversation`` (called with
-"event received", "event sent", "mic block", "device block" and "ring write/flush") instead of
-these wrappers.
+  ``audio_end_ms`` is computed from. The ring's ``set_prebuffer`` (the adaptive prebuffer) is
+  timestamped too.
+* `ProbeFileAudio` is the file device the run is given: the unchanged block clock, but the
+  playback buffer it is given is wrapped so every ``read_into`` (the "device" taking a block) is
+  timestamped, and every block's tick is timestamped as its microphone block is taken. On request
+  it is built with ``echo_gain``/``echo_delay_ms``, so the played audio leaks back into the
+  microphone. ``max_tail_ms`` ends a file conversation that is still going that long after the
+  input file ran out (a server answering its own echo never stops by itself); the probe then
+  says ``cut_short``.
 """
 
 from __future__ import annotations
@@ -35,21 +35,25 @@ from typing import Any
 
 import numpy as np
 
-import voicechat.app as app_module
+from voicechat import effects as fx
+from voicechat.app import Observer
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.player import Player
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import WIRE_RATE
 
 clock = time.perf_counter
 
 
-class Probe:
+class Probe(Observer):
     """Everything one instrumented ``talk`` run observed (times from ``time.perf_counter``)."""
 
     def __init__(self, device_rate: int = WIRE_RATE, *, echo_gain: float = 0.0, echo_delay_ms: int = 60,
-                 local_onset: bool = True, max_tail_ms: int | None = None) -> None:
+                 local_onset: bool = True, max_tail_ms: int | None = None,
+                 prebuffer_ms: float | None = None) -> None:
         self.device_rate = device_rate
+        self.prebuffer_ms = prebuffer_ms
         self.echo_gain = echo_gain
         self.echo_delay_ms = echo_delay_ms
         self.local_onset = local_onset
@@ -147,12 +151,12 @@ class Probe:
         elif isinstance(event, ev.SessionUpdated) and self.t_ready is None:
             self.t_ready = t
 
-    def on_sent(self, event: dict[str, Any], t: float) -> None:
-        kind = event["type"]
-        if kind == "input_audio_buffer.append":
+    def on_sent(self, send: fx.Send, t: float) -> None:
+        event = send.event
+        if isinstance(send, fx.SendAudio):
             if self._mic_pending:
                 self.mic_to_wire.append(t - self._mic_pending.popleft())
-        elif kind == "conversation.item.truncate":
+        elif event["type"] == "conversation.item.truncate":
             item = event["item_id"]
             self.truncates.append({
                 "t": t,
@@ -160,24 +164,74 @@ class Probe:
                 "audio_end_ms": event["audio_end_ms"],
                 "received_ms": self.received_samples[item] * 1000 / WIRE_RATE,
             })
-        elif kind == "response.cancel":
+        elif event["type"] == "response.cancel":
             self.cancels += 1
 
-    def on_outbox_put(self, event: dict[str, Any], accepted: bool) -> None:
-        if event["type"] == "input_audio_buffer.append" and accepted and self._mic_ticks:
+    def on_outbox_put(self, send: fx.Send, accepted: bool) -> None:
+        if isinstance(send, fx.SendAudio) and accepted and self._mic_ticks:
             # An append may carry several 20 ms blocks: time it from the oldest one it holds.
-            blocks = max(1, round(len(event["audio"]) * 3 / 4 / (2 * WIRE_RATE * 20 / 1000)))
+            blocks = max(1, round(send.pcm_bytes / (2 * WIRE_RATE * 20 / 1000)))
             ticks = self._mic_ticks
             self._mic_pending.append(ticks[-min(blocks, len(ticks))])
 
+    # ---- the conversation's observer ----------------------------------------------------------
 
-_CURRENT: Probe | None = None
+    def started(self, conversation: Any) -> None:
+        self.conversation = conversation
+        if not self.local_onset:
+            conversation.echo.on_onset = None
+        if self.prebuffer_ms is not None:  # the what-if: a fixed prebuffer instead of the adaptive one
+            conversation.player = Player(conversation.audio.rate, prebuffer_ms=self.prebuffer_ms, adaptive=False)
+        self._watch_ring(conversation.player.buffer)
 
+    def received(self, event: Any) -> None:
+        self.on_event(event, clock())
 
-def _probe() -> Probe:
-    if _CURRENT is None:
-        raise RuntimeError("bench.probe.install() is not active")
-    return _CURRENT
+    def sent(self, send: fx.Send) -> None:
+        self.on_sent(send, clock())
+
+    def queued(self, send: fx.Send, accepted: bool) -> None:
+        self.on_outbox_put(send, accepted)
+
+    def effect(self, effect: fx.Effect) -> None:
+        if isinstance(effect, fx.Play):
+            self.current_item = effect.item_id
+        elif isinstance(effect, fx.Pause):
+            self.pauses.append(clock())
+        elif isinstance(effect, fx.Resume):
+            self.resumes.append(clock())
+
+    def flushed(self, item_ids: tuple[str, ...], played: Any) -> None:
+        self.flushes.append((clock(), tuple(item_ids), dict(played)))
+
+    def _watch_ring(self, buffer: PlaybackBuffer) -> None:
+        """Timestamp this conversation's ring: its writes and flushes (for the probe's own map of
+        ring positions to items) and its prebuffer target."""
+        self.buffer = buffer
+        write, flush, set_prebuffer = buffer.write, buffer.flush, buffer.set_prebuffer
+
+        def ring_write(samples: np.ndarray) -> int:
+            start = buffer.write_position
+            accepted = write(samples)
+            self.on_ring_write(start, accepted)
+            return accepted
+
+        def ring_flush() -> int:
+            dropped = flush()
+            self.on_ring_flush(buffer.write_position)
+            return dropped
+
+        def ring_set_prebuffer(frames: int) -> None:
+            set_prebuffer(frames)
+            self.prebuffer_frames.append((clock(), buffer.prebuffer))
+
+        buffer.write = ring_write  # type: ignore[method-assign]
+        buffer.flush = ring_flush  # type: ignore[method-assign]
+        buffer.set_prebuffer = ring_set_prebuffer  # type: ignore[method-assign]
+
+    def file_audio(self, mic: np.ndarray) -> ProbeFileAudio:
+        """The file device for this run: ``mic`` as the microphone, clocked in real time."""
+        return ProbeFileAudio(self, mic, None)
 
 
 class _DeviceSide:
@@ -211,13 +265,19 @@ class _DeviceSide:
 
 
 class ProbeFileAudio(FileAudio):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        probe = _probe()
+    """The file device, its ticks and its playback reads timestamped for one `Probe`."""
+
+    def __init__(self, probe: Probe, *args: Any, **kwargs: Any) -> None:
+        self.probe = probe
         if probe.echo_gain:
             kwargs.setdefault("echo_gain", probe.echo_gain)
             kwargs.setdefault("echo_delay_ms", probe.echo_delay_ms)
         super().__init__(*args, **kwargs)
-        self.rate = _probe().device_rate  # what Conversation sizes its Player (and resampler) for
+        self.rate = probe.device_rate  # what Conversation sizes its Player (and resampler) for
+
+    def _next_mic_block(self) -> np.ndarray:
+        self.probe.on_tick(clock())  # the tick: its microphone block is about to go to the loop
+        return super()._next_mic_block()
 
     async def run(
         self,
@@ -225,110 +285,17 @@ class ProbeFileAudio(FileAudio):
         on_mic: Callable[[bytes], None],
         on_block: Callable[[], bool],
     ) -> None:
-        probe = _probe()
+        probe = self.probe
 
-        def mic(pcm: bytes) -> None:
-            probe.on_tick(clock())
-            on_mic(pcm)
+        def block() -> bool:
+            if probe.max_tail_ms is not None and self.tail_ms >= probe.max_tail_ms:
+                probe.cut_short = True
+                if probe.conversation is not None:
+                    probe.conversation.finished.set()
+                return False
+            return on_block()
 
-        await super().run(_DeviceSide(buffer, probe), mic, on_block)  # type: ignore[arg-type]
-
-
-class ProbeConnection:
-    """The real ``Connection``; ``send`` and ``events`` timestamped."""
-
-    def __init__(self, conn: Any, probe: Probe) -> None:
-        self._conn = conn
-        self._probe = probe
-
-    async def send(self, event: dict[str, Any]) -> None:
-        await self._conn.send(event)
-        self._probe.on_sent(event, clock())
-
-    async def events(self) -> Any:
-        async for event in self._conn.events():
-            self._probe.on_event(event, clock())
-            yield event
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._conn, name)
-
-
-class ProbeConversation(app_module.Conversation):
-    def __init__(self, settings: Any, conn: Any, audio: Any, out: Any, **kwargs: Any) -> None:
-        probe = _probe()
-        super().__init__(settings, ProbeConnection(conn, probe), audio, out, **kwargs)
-        self._bench_probe = probe
-        probe.conversation = self
-        if not probe.local_onset:
-            self.echo.on_onset = None
-        buffer = self.player.buffer
-        probe.buffer = buffer
-
-        write, flush, set_prebuffer = buffer.write, buffer.flush, buffer.set_prebuffer
-
-        def ring_write(samples: np.ndarray) -> int:
-            start = buffer.write_position
-            accepted = write(samples)
-            probe.on_ring_write(start, accepted)
-            return accepted
-
-        def ring_flush() -> int:
-            dropped = flush()
-            probe.on_ring_flush(buffer.write_position)
-            return dropped
-
-        def ring_set_prebuffer(frames: int) -> None:
-            set_prebuffer(frames)
-            probe.prebuffer_frames.append((clock(), buffer.prebuffer))
-
-        buffer.write = ring_write  # type: ignore[method-assign]
-        buffer.flush = ring_flush  # type: ignore[method-assign]
-        buffer.set_prebuffer = ring_set_prebuffer  # type: ignore[method-assign]
-
-        play, player_flush = self.player.play, self.player.flush
-        pause, resume = self.player.pause, self.player.resume
-
-        def player_play(item_id: str, pcm: bytes) -> None:
-            probe.current_item = item_id
-            play(item_id, pcm)
-
-        def flush_items(item_ids: tuple[str, ...]) -> dict[str, int]:
-            t = clock()
-            played = player_flush(item_ids)
-            probe.flushes.append((t, tuple(item_ids), dict(played)))
-            return played
-
-        def player_pause() -> None:
-            probe.pauses.append(clock())
-            pause()
-
-        def player_resume() -> None:
-            probe.resumes.append(clock())
-            resume()
-
-        self.player.play = player_play  # type: ignore[method-assign]
-        self.player.flush = flush_items  # type: ignore[method-assign]
-        self.player.pause = player_pause  # type: ignore[method-assign]
-        self.player.resume = player_resume  # type: ignore[method-assign]
-
-        put = self.outbox.put
-        outbox = self.outbox
-
-        def outbox_put(event: dict[str, Any]) -> None:
-            dropped = outbox.dropped_audio
-            put(event)
-            probe.on_outbox_put(event, outbox.dropped_audio == dropped)
-
-        self.outbox.put = outbox_put  # type: ignore[method-assign]
-
-    def _on_block(self) -> bool:
-        probe = self._bench_probe
-        if probe.max_tail_ms is not None and self.audio.tail_ms >= probe.max_tail_ms:
-            probe.cut_short = True
-            self.finished.set()
-            return False
-        return super()._on_block()
+        await super().run(_DeviceSide(buffer, probe), on_mic, block)  # type: ignore[arg-type]
 
 
 @contextlib.contextmanager
@@ -341,7 +308,8 @@ def install(
     local_onset: bool = True,
     max_tail_ms: int | None = None,
 ) -> Iterator[Probe]:
-    """Instrument ``voicechat.app.talk`` runs in this process; yields the probe.
+    """A `Probe` for one ``voicechat.app.talk`` run in this process (pass it as its ``observer``
+    and ``probe.file_audio(samples)`` as its ``audio``).
 
     ``device_rate`` (a multiple of 24 kHz) makes the file "device" run at that rate, so the
     client's Player resamples as it would for a 48 kHz sound card. ``prebuffer_ms`` is a
@@ -350,20 +318,7 @@ def install(
     mic); ``local_onset=False`` leaves the speaker to the server's ``speech_started`` alone;
     ``max_tail_ms`` caps how long a conversation may go on after the input file.
     """
-    global _CURRENT
     if device_rate % WIRE_RATE:
         raise ValueError("device_rate must be a multiple of 24000")
-    saved = (app_module.FileAudio, app_module.Conversation, app_module.Player)
-    probe = Probe(device_rate, echo_gain=echo_gain, echo_delay_ms=echo_delay_ms, local_onset=local_onset,
-                  max_tail_ms=max_tail_ms)
-    _CURRENT = probe
-    app_module.FileAudio = ProbeFileAudio  # type: ignore[misc]
-    app_module.Conversation = ProbeConversation  # type: ignore[misc]
-    if prebuffer_ms is not None:
-        player_class = saved[2]
-        app_module.Player = lambda rate: player_class(rate, prebuffer_ms=prebuffer_ms, adaptive=False)  # type: ignore[misc,assignment]
-    try:
-        yield probe
-    finally:
-        app_module.FileAudio, app_module.Conversation, app_module.Player = saved  # type: ignore[misc]
-        _CURRENT = None
+    yield Probe(device_rate, echo_gain=echo_gain, echo_delay_ms=echo_delay_ms, local_onset=local_onset,
+                max_tail_ms=max_tail_ms, prebuffer_ms=prebuffer_ms)

@@ -494,10 +494,10 @@ def build_metrics(start: dict[str, Any], rt: dict[str, Any], side: dict[str, Any
     p99 = percentile(mw, 99)
     m["mic_to_wire_p99_ms"] = metric(
         p99, "ms", 30, "≤ 30 ms p99", _le(p99, 30),
-        "same real-time run (full duplex: replies streaming in while the mic streams out): FileAudio handing "
-        "a mic block to the loop (on_mic) → Connection.send of its input_audio_buffer.append returning (frame "
-        "written to the socket). FileAudio calls on_mic on the loop, so a PortAudio thread hop "
-        "(call_soon_threadsafe) is not included.", **summary(mw, 3))
+        "same real-time run (full duplex: replies streaming in while the mic streams out): FileAudio taking "
+        "a mic block into the capture pipeline (timed from the oldest block an append holds) → Connection.send "
+        "of its input_audio_buffer.append returning (frame written to the socket). FileAudio runs on the loop, "
+        "so a PortAudio thread hop (the capture queue's call_soon_threadsafe) is not included.", **summary(mw, 3))
 
     by_mode: dict[str, dict[str, Any]] = {}
     for c in cpu:

@@ -18,7 +18,7 @@ import pytest
 from device_helpers import ServerThread
 from typer.testing import CliRunner
 
-from voicechat import app as app_module
+from voicechat.app import assemble as app_module  # where talk looks up connect
 from voicechat.audio.wav import write_wav
 from voicechat.cli import app
 from voicechat.server import LocalServer, ServerOptions, handshake

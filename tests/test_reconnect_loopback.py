@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from voicechat import app as app_module
 from voicechat import keys
 from voicechat.app import Output, Reliability, reliability_from_env, talk
+from voicechat.app import assemble as app_module  # where talk looks up connect
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.wav import write_wav
 from voicechat.backoff import Backoff

@@ -3,8 +3,10 @@
 Devices open at their own default rate (forcing 24 kHz fails on many devices); conversion to
 and from the 24 kHz wire rate happens on the event loop with streaming resamplers. Capture and
 playback are a pair of streams started together (a single duplex stream ran at wrong rates on
-PulseAudio here). The callbacks only copy: capture hands a copy of the block to the loop with
-``call_soon_threadsafe``; playback reads already-resampled samples from the ring.
+PulseAudio here). The callbacks only copy: capture puts a copy of the block in the bounded queue
+of the microphone pipeline (``capture.py``, which also does the echo handling, resampling and
+chunking on the loop); playback reads already-resampled samples from the ring and copies what
+it played into the echo reference tap.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from voicechat.audio.capture import Capture
 from voicechat.audio.echo import EchoPath, RefTap
 from voicechat.audio.playback import PlaybackBuffer
-from voicechat.audio.resample import StreamResampler
 from voicechat.errors import AudioError, PortAudioMissing
-from voicechat.protocol.constants import WIRE_RATE
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,6 @@ class DeviceAudio:
         output_device: str | int | None = None,
         sample_rate: int | None = None,
         block_ms: int = 20,
-        chunk_ms: int = 20,
     ) -> None:
         self.sd = load_sounddevice()
         self.input_device = find_device(input_device, "input")
@@ -141,9 +141,6 @@ class DeviceAudio:
             sample_rate = int(info["default_samplerate"])
         self.rate = sample_rate
         self.block = max(1, self.rate * block_ms // 1000)
-        self.chunk = WIRE_RATE * chunk_ms // 1000
-        self._to_wire = StreamResampler(self.rate, WIRE_RATE)
-        self._pending = np.zeros(0, dtype=np.int16)
         self.overflows = 0
         self.underflows = 0
         self.input_done = False  # a microphone never runs out
@@ -151,22 +148,19 @@ class DeviceAudio:
         self._lost: str | None = None
         self.echo: EchoPath | None = None  # set by the conversation before run()
         self.tap = RefTap(self.rate * 2)  # what the speaker was handed, for the echo path
+        self.capture: Capture | None = None  # the microphone pipeline of the current run()
 
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
     ) -> None:
-        loop = asyncio.get_running_loop()
-
-        def deliver(block: np.ndarray) -> None:
-            ref = self.tap.take(block.shape[0])
-            if self.echo is not None:
-                block = self.echo.process(block, ref, buffer.active)
-            self._resample_and_send(block, on_mic)
+        capture = self.capture = Capture(self.rate, on_mic, echo=self.echo, active=lambda: buffer.active,
+                                         reference=self.tap.take)
+        capture.bind(asyncio.get_running_loop())
 
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
             if status.input_overflow:
                 self.overflows += 1
-            loop.call_soon_threadsafe(deliver, indata[:, 0].copy())
+            capture.put_threadsafe(indata[:, 0].copy())
 
         def playback_callback(outdata: np.ndarray, frames: int, time: Any, status: Any) -> None:
             if status.output_underflow:
@@ -224,14 +218,6 @@ class DeviceAudio:
                 data.fill(0)
 
         self._open(kind, idle, lambda: None).close(ignore_errors=True)
-
-    def _resample_and_send(self, block: np.ndarray, on_mic: Callable[[bytes], None]) -> None:
-        wire = self._to_wire.process(block)
-        pending = np.concatenate([self._pending, wire]) if self._pending.size else wire
-        n = pending.size // self.chunk * self.chunk
-        for start in range(0, n, self.chunk):
-            on_mic(pending[start : start + self.chunk].astype("<i2", copy=False).tobytes())
-        self._pending = pending[n:]
 
     def close(self) -> None:
         pass

@@ -7,6 +7,8 @@ than real time (for tests); the audio timeline is the same, only compressed.
 
 For echo tests, ``echo_gain`` leaks the played audio back into the microphone ``echo_delay_ms``
 later, as laptop speakers do; the conversation's `EchoPath` then sees what a real one would.
+Each block goes through the same microphone pipeline as a device's (``capture.py``), with the
+block just played as its echo reference; the file is at the wire rate, so nothing is resampled.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from voicechat.audio.capture import Capture
 from voicechat.audio.echo import EchoPath
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.wav import WavWriter
@@ -49,6 +52,7 @@ class FileAudio:
         self.echo: EchoPath | None = None  # set by the conversation before run()
         self.echo_gain = echo_gain
         self._echo_line: deque[np.ndarray] = deque(maxlen=max(1, echo_delay_ms // block_ms))
+        self.capture: Capture | None = None  # the microphone pipeline of the current run()
 
     @property
     def input_done(self) -> bool:
@@ -62,6 +66,7 @@ class FileAudio:
     ) -> None:
         """Tick until ``on_block`` returns False; each tick is one capture + one playback block."""
         loop = asyncio.get_running_loop()
+        capture = self.capture = Capture(WIRE_RATE, on_mic, echo=self.echo, active=lambda: buffer.active)
         period = self.block_ms / 1000 / self.speed
         start = loop.time()
         out = np.zeros(self.block, dtype=np.int16)
@@ -83,9 +88,8 @@ class FileAudio:
                     leak = self._echo_line[0][: mic.size] * self.echo_gain
                     mic = np.clip(mic + np.rint(leak), -32768, 32767).astype(np.int16)
                 self._echo_line.append(out.astype(np.float32))
-            if self.echo is not None:
-                mic = self.echo.process(mic, out, buffer.active)
-            on_mic(mic.astype("<i2", copy=False).tobytes())
+            capture.put(mic, out)
+            capture.drain()
             if not on_block():
                 return
 

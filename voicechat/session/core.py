@@ -5,10 +5,11 @@ Server events and user intents go in, together with the current time; effects co
 the handshake (``handshake.py``), the error policy (``errorpolicy.py``), the transcript model
 (``transcript.py``, ``entries.py``), the speaker and barge-in (``speaker.py``), responses
 (``responses.py``), function calls (``calls.py``), the microphone and push-to-talk
-(``mic.py``) and the session's lifetime (``lifetime.py``). The facade routes each event to the
-parts it concerns and hands the parts what they need of each other as callables; a part never
-sees the facade. It never awaits, never reads the clock or the environment, and imports no I/O
-library.
+(``mic.py``) and the session's lifetime (``lifetime.py``). Server events are routed to the parts
+they concern by a table of small handlers (``inbound.py``); user intents arrive here. The facade
+hands the parts what they need of each other as callables; a part never sees the facade, and
+forgetting a connection is resetting each part. It never awaits, never reads the clock or the
+environment, and imports no I/O library.
 """
 
 from __future__ import annotations

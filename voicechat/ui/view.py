@@ -1,8 +1,12 @@
 """Builds the panel's `Snapshot` from the live conversation, on the event loop.
 
-Written turns never change, so their views are built once and kept; only the unwritten tail
-(the streaming reply, a user turn waiting for its transcript) is rebuilt per snapshot. Notices
-(errors, warnings, command output) are kept in a short bounded list and shown among the turns.
+What the session, the player and the echo path say right now is read once, in one place
+(`read_status`), into a frozen `Status`; `View.draw` builds the snapshot from that and the
+transcript's turns, and the view never holds a live object. Each live object is typed by the
+few attributes read of it (a `Protocol`), not ``Any``. Written turns never change, so their views are built once and kept; only the unwritten
+tail (the streaming reply, a user turn waiting for its transcript) is rebuilt per snapshot.
+Notices (errors, warnings, command output) are kept in a short bounded list and shown among the
+turns.
 """
 
 from __future__ import annotations
@@ -11,13 +15,86 @@ import dataclasses
 import math
 import time
 from collections import deque
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
+from voicechat.effects import Turn
+from voicechat.pricing import Spend
+from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
 
 MAX_NOTICES = 20
 TURN_MODES = {"server": "server VAD", "semantic": "semantic VAD", "none": "push-to-talk"}
+
+
+NOTHING_SPENT = Spend(Usage(), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The conversation's live state at one instant, as plain values."""
+
+    activity: str = "idle"
+    muted: bool = False
+    talking: bool = False  # the push-to-talk key is down
+    assistant_speaking: bool = False  # a reply is audible and not paused
+    mic_db: float | None = None  # None: no echo path (no meters)
+    out_db: float | None = None
+    spend: Spend = NOTHING_SPENT
+    latency_ms: float | None = None
+    underruns: int = 0
+
+
+class TurnSource(Protocol):
+    """The transcript as the view reads it: how many turns are written, and the turns from one on."""
+
+    @property
+    def written(self) -> int: ...
+    def turns_from(self, start: int) -> list[tuple[Turn, bool]]: ...
+
+
+class SessionState(TurnSource, Protocol):
+    """What `read_status` reads of the session core."""
+
+    @property
+    def activity(self) -> Any: ...  # an Activity; its value is shown
+    @property
+    def muted(self) -> bool: ...
+    @property
+    def talking(self) -> bool: ...
+    @property
+    def audible_items(self) -> tuple[str, ...]: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def usage(self) -> Usage: ...
+    @property
+    def last_latency_ms(self) -> float | None: ...
+
+
+class PlayerState(Protocol):
+    """What `read_status` reads of the player: its ring's underrun count."""
+
+    @property
+    def buffer(self) -> Any: ...
+
+
+class Levels(Protocol):
+    """What `read_status` reads of the echo path: the meters' levels."""
+
+    mic_db: float
+    out_db: float
+
+
+def read_status(session: SessionState, player: PlayerState, echo: Levels | None, spend: Spend) -> Status:
+    """The live state, read once, as plain values: the one place the panel touches live objects."""
+    return Status(
+        activity=session.activity.value, muted=session.muted, talking=session.talking,
+        assistant_speaking=bool(session.audible_items) and not session.paused,
+        mic_db=echo.mic_db if echo is not None else None, out_db=echo.out_db if echo is not None else None,
+        spend=spend, latency_ms=session.last_latency_ms, underruns=player.buffer.underruns,
+    )
 
 
 class View:
@@ -45,33 +122,39 @@ class View:
         """Before there is a conversation: the header and any notices."""
         return Snapshot(header=self.header, turns=tuple(view for _, view in self._notices), status=self.status)
 
-    def snapshot(self, session: Any, player: Any, echo: Any, line: str = "") -> Snapshot:
-        written = session.written
+    def snapshot(self, session: SessionState, player: PlayerState, echo: Levels | None, line: str = "", *,
+                 spend: Spend | None = None) -> Snapshot:
+        """The panel now: the live state read once (`read_status`), then drawn from plain values.
+
+        ``spend`` is the conversation's priced usage; without it the session's usage is priced here.
+        """
+        if spend is None:
+            spend = Spend.of(self.settings.model, session.usage)
+        return self.draw(read_status(session, player, echo, spend), session, line)
+
+    def draw(self, status: Status, transcript: TurnSource, line: str = "") -> Snapshot:
+        """The panel for a frozen `Status` and the transcript's turns."""
+        written = transcript.written
         if written < len(self._written):  # cannot shrink; rebuild if it ever does
             self._written.clear()
-        fresh = session.turns_from(len(self._written))  # everything not yet cached, built once
+        fresh = transcript.turns_from(len(self._written))  # everything not yet cached, built once
         newly_written = written - len(self._written)
         self._written.extend(TurnView.from_turn(turn) for turn, _ in fresh[:newly_written])
         tail = [TurnView.from_turn(turn, final=final) for turn, final in fresh[newly_written:]]
-        turns = self._merge(tail)
-        activity = session.activity.value
         seconds_left = None
         if self.expires_at is not None:
             seconds_left = max(0.0, self.expires_at - time.time())
         return Snapshot(
             header=dataclasses.replace(self.header, connection=self.connection, seconds_left=seconds_left),
-            turns=turns,
-            activity=activity,
-            muted=session.muted,
-            ptt_talking=session.talking,
-            user_speaking=activity == "user speaking",
-            assistant_speaking=bool(session.audible_items) and not session.paused,
-            mic_dbfs=_level(echo.mic_db) if echo is not None else None,
-            output_dbfs=_level(echo.out_db) if echo is not None else None,
-            stats=Stats.from_usage(
-                self.settings.model, session.usage, latency_ms=session.last_latency_ms,
-                underruns=player.buffer.underruns,
-            ),
+            turns=self._merge(tail),
+            activity=status.activity,
+            muted=status.muted,
+            ptt_talking=status.talking,
+            user_speaking=status.activity == "user speaking",
+            assistant_speaking=status.assistant_speaking,
+            mic_dbfs=_level(status.mic_db) if status.mic_db is not None else None,
+            output_dbfs=_level(status.out_db) if status.out_db is not None else None,
+            stats=Stats.from_spend(status.spend, latency_ms=status.latency_ms, underruns=status.underruns),
             input_line=line,
             status=self.status,
         )

@@ -1,0 +1,181 @@
+"""What the user types during a conversation: lines, the push-to-talk key, slash commands, answers.
+
+`Keyboard` turns each ``keys.Action`` into the session intent it stands for (a typed turn, the
+push-to-talk toggle, ``/interrupt``, ``/image``, …) or answers it itself (``/cost``, ``/help``,
+``/save``, ``/mute``). It also asks the user the one kind of question voicechat asks — may a
+``confirm = true`` tool run? — and takes the next typed line as the answer (no keyboard, or no
+answer within ``CONFIRM_WAIT_S``: no). It is handed the session, the output and the few
+callables of the conversation it needs; it never sees the conversation itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voicechat import effects as fx
+from voicechat import keys
+from voicechat.app.output import Output
+from voicechat.errors import VoicechatError
+from voicechat.files import read_limited
+from voicechat.pricing import Spend
+from voicechat.protocol.events import Usage
+from voicechat.session import Session
+from voicechat.tools import ToolSpec, describe_call
+from voicechat.transcript import FileSink
+from voicechat.ui.view import View
+
+CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
+MAX_IMAGE_BYTES = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class KeyboardWiring:
+    """What the keyboard is handed by the conversation it serves."""
+
+    session: Session
+    out: Output
+    view: View
+    dispatch: Callable[[list[fx.Effect]], None]
+    clock: Callable[[], float]  # wall-clock seconds, as the session's time
+    quit: Callable[[], None]
+    end_turn: Callable[[], None]  # hand on the microphone audio held back (a push-to-talk turn ends)
+    spend: Callable[[], Spend]
+    model: str
+
+
+class Keyboard:
+    """Typed actions into session intents; the tool-confirmation question and its answer."""
+
+    def __init__(self, wiring: KeyboardWiring, *, has_keys: bool) -> None:
+        self._w = wiring
+        self._has_keys = has_keys  # a question can be answered only where there is a keyboard
+        self._asking = asyncio.Lock()  # one confirmation question at a time
+        self._answer: asyncio.Future[bool] | None = None
+
+    def on_action(self, action: keys.Action) -> None:
+        """A typed line, a slash command or the push-to-talk key."""
+        w = self._w
+        now = w.clock()
+        if self._answer is not None and not self._answer.done() and isinstance(action, keys.Submit):
+            self._answer.set_result(action.text.strip().lower() in ("y", "yes"))  # a tool's question
+            return
+        match action:
+            case keys.Submit(text):
+                if not w.session.ready and text.strip():
+                    w.out.notice("warning", "not connected: the message was not sent")
+                w.dispatch(w.session.say(text, now))
+            case keys.PushToTalk():
+                w.end_turn()
+                w.dispatch(w.session.push_to_talk(now))
+                if w.session.talking:
+                    w.out.notice("info", "talking: press the key again to send")
+            case keys.Quit():
+                w.quit()
+            case keys.UnknownCommand(text):
+                w.out.notice("warning", f"unknown command {text.split()[0]!r}: /help lists them")
+            case keys.Command(name, arg):
+                self._command(name, arg, now)
+
+    def _command(self, name: str, arg: str, now: float) -> None:
+        w = self._w
+        match name:
+            case "mute" | "unmute":
+                w.session.mute(name == "mute")
+                w.out.notice("info", "microphone muted" if w.session.muted else "microphone on")
+            case "interrupt":
+                w.dispatch(w.session.interrupt(now))
+            case "image":
+                self._send_image(arg)
+            case "save":
+                self._save(arg)
+            case "cost":
+                w.out.notice("info", cost_line(w.model, w.spend()))
+            case "help":
+                w.out.notice("info", "commands: " + "; ".join(f"{u} {d}" for u, d in keys.COMMANDS.values()))
+
+    def _send_image(self, arg: str) -> None:
+        if not arg:
+            self._w.out.notice("warning", "/image needs a file: /image photo.png")
+            return
+        try:
+            url = image_data_url(Path(arg).expanduser())
+        except ValueError as exc:
+            self._w.out.notice("warning", str(exc))
+            return
+        self._w.dispatch(self._w.session.send_image(url, self._w.clock()))
+
+    def _save(self, arg: str) -> None:
+        out = self._w.out
+        path = Path(arg).expanduser() if arg else Path(time.strftime("voicechat-%Y%m%d-%H%M%S.md"))
+        try:
+            sink = FileSink(path, out.file_problem, label="/save")
+        except VoicechatError as exc:
+            out.notice("warning", f"could not save the transcript to {path}: {exc}")
+            return
+        for turn in self._w.session.transcript():
+            sink.write(turn)
+        failed = sink.problem is not None  # said by the sink, with where the turns went instead
+        sink.close()
+        if not failed:
+            out.notice("info", f"transcript saved to {path}")
+
+    async def confirm(self, spec: ToolSpec, args: dict[str, Any]) -> bool:
+        """Ask on the keyboard whether a ``confirm = true`` tool may run; no keyboard: no."""
+        out, view = self._w.out, self._w.view
+        if not self._has_keys:
+            out.notice("warning", f"tool {spec.name} needs a yes from the keyboard, and there is none: declined")
+            return False
+        async with self._asking:
+            question = f"Run tool {describe_call(spec.name, args)}? [y/N]"
+            self._answer = asyncio.get_running_loop().create_future()
+            status, view.status = view.status, f"{question} type y + Enter to allow"
+            if out.panel_live:
+                out.notice("info", question)
+            else:  # asked even with --quiet: the answer is needed
+                out.always(question)
+            try:
+                approved = await asyncio.wait_for(self._answer, CONFIRM_WAIT_S)
+            except TimeoutError:
+                approved = False
+            finally:
+                self._answer = None
+                view.status = status
+        out.notice("info", f"tool {spec.name} {'allowed' if approved else 'declined'}")
+        return approved
+
+
+def image_data_url(path: Path) -> str:
+    """A picture file as a ``data:`` URL for an ``input_image`` part."""
+    mime = IMAGE_TYPES.get(path.suffix.lower())
+    if mime is None:
+        raise ValueError(f"{path}: not a picture voicechat can send (use {', '.join(IMAGE_TYPES)})")
+    try:
+        data = read_limited(path, MAX_IMAGE_BYTES)  # a regular file: never a FIFO, never /dev/zero
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def cost_line(model: str, spend: Spend | Usage) -> str:
+    """``/cost``: tokens so far and what they cost (a `Usage` is priced here; a `Spend` already is)."""
+    if isinstance(spend, Usage):
+        spend = Spend.of(model, spend)
+    tokens = f"{spend.usage.input_tokens:,} tokens in, {spend.usage.output_tokens:,} out"
+    dollars = spend.cost_usd
+    return f"{tokens}, about ${dollars:.4f}" if dollars is not None else f"{tokens} (no price known for {model})"
+
+
+async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterator[keys.Action]:
+    """Actions typed on the terminal (nothing when ``fd`` is not a tty)."""
+    async with keys.KeyReader(fd) as reader:
+        async for key in reader:
+            action = editor.feed(key, time.monotonic())
+            if action is not None:
+                yield action
