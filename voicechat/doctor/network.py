@@ -62,7 +62,7 @@ async def check_connect(
     settings: Settings, *, connector: Connector | None = None, timeout: float = 10.0
 ) -> Check:
     """Open the WebSocket, wait for ``session.created``, send ``session.update``, wait for the answer."""
-    from voicechat.app import close_quietly, open_endpoint
+    from voicechat.endpoint import close_quietly, open_endpoint
     from voicechat.protocol import client as cmd
     from voicechat.protocol import events as ev
     from voicechat.server import ServerOptions
