@@ -32,7 +32,12 @@ async def test_record_keeps_both_sides_time_aligned(tmp_path: Path) -> None:
     said = np.concatenate([np.zeros(RATE // 2, np.int16), speech_like(1.5), np.zeros(RATE // 5, np.int16)])
     wav = tmp_path / "in.wav"
     write_wav(wav, said, RATE)
-    async with LocalServer(ServerOptions(speed=8.0, seed=5), host="127.0.0.1", port=0) as srv:
+    # No recogniser: the echo brain would wait (up to 400 ms of wall time) for pocketsphinx,
+    # which holds the GIL while it decodes and so stalls this process's loop; the file device's
+    # clock then catches up and the stall lands in the recording as reply latency (1.5-2.1 s
+    # under load instead of 0.72 s). This test is about the timeline, not the transcript.
+    opts = ServerOptions(speed=8.0, seed=5, recognizer="none")
+    async with LocalServer(opts, host="127.0.0.1", port=0) as srv:
         settings = resolve(flags={"base_url": srv.http_base_url, "input_file": wav, "transcribe_model": "",
                                   "record": tmp_path / "chat.wav", "silence_duration_ms": 400},
                            environ={"OPENAI_API_KEY": "sk-test-loopback"})
