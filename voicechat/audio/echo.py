@@ -10,11 +10,16 @@ from `RefTap`), and comes out as the audio to send. Modes (``--echo``):
   margin; otherwise silence is sent in its place (the server's clock keeps running, its VAD hears
   nothing). A real barge-in is louder than the echo and gets through; once open, the gate holds
   for a short hangover so words are not chopped.
-* ``aec`` (what ``auto`` picks): acoustic echo cancellation (`voicechat.audio.aec`), then a
-  residual-echo suppressor (`_Suppressor`) that decides block by block whether the canceller's
-  output is the user or echo it left; the canceller's output is what is sent, never the raw
-  microphone unless the echo provably cannot be in it. Decisions take three blocks, and while
-  the speaker plays the output runs two blocks late so those blocks go out too.
+* ``aec`` (what ``auto`` picks): acoustic echo cancellation (`voicechat.audio.aec`), judged
+  block by block by two judges (`voicechat.audio.judges.Suppressor` on the canceller's output,
+  `voicechat.audio.linear.LinearStage` on a linear canceller's residual, which shows a barge-in
+  from its first syllable where the canceller's own suppressor hides it for 60-190 ms). What is
+  sent is the canceller's output, or the linear residual for the opening of a barge-in until
+  the canceller lets the user through; never the raw microphone unless the echo provably cannot
+  be in it. Decisions take three blocks, and while the speaker plays the output runs two blocks
+  late so those blocks go out too. The linear stage also notices the echo path moving under it
+  (its residual then carries its own prediction, negated) and makes the other judge wary while
+  the canceller follows.
 * ``half-duplex``: the microphone is silenced while the assistant is audible and for a short tail
   after; the user interrupts with a key or a typed line instead.
 
@@ -36,9 +41,12 @@ import numpy as np
 import numpy.typing as npt
 
 from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
+from voicechat.audio.judges import Gate, Suppressor
+from voicechat.audio.linear import LinearStage
 
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
-LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
+LEARN_REF_DB = -60.0
+LINEAR_CONVERGED_DB = -15.0  # the linear stage is trusted once its residual stays this far below the reference  # the echo-path gain is learned only while the speaker stays above this
 
 
 def threshold_db(vad_threshold: float) -> float:
@@ -111,159 +119,6 @@ class Canceller(Protocol):
     def process(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]: ...
 
 
-class _Gate:
-    """A playback-relative level gate's state: the learned echo-path gain and the hangover.
-
-    ``judge`` answers (pass the block, it is near-end speech). A block counts as speech when it
-    is louder than the loudest recent reference through the echo path plus a margin, and at
-    least at the onset level; the gate opens on the second such block in a row (one block can
-    hold the first of a sharp reply's echo before its reference is in the window) and then holds
-    open for the hangover so words are not chopped.
-    """
-
-    def __init__(self, onset_db: float, margin_db: float, hangover_blocks: int) -> None:
-        self.onset_db = onset_db
-        self.margin_db = margin_db
-        self.hangover_blocks = hangover_blocks
-        self.erl_db = 0.0  # learned echo-path gain (mic echo level minus reference level)
-        self._open_for = 0
-        self._loud_run = 0
-
-    def judge(self, mic_db: float, speaker_on: bool, ref_max_db: float, learning: bool) -> tuple[bool, bool]:
-        floor = ref_max_db + self.erl_db
-        if not speaker_on or floor < self.onset_db - 30.0:
-            self._open_for = 0
-            self._loud_run = 0
-            return True, mic_db >= self.onset_db
-        if mic_db >= max(floor + self.margin_db, self.onset_db):
-            self._loud_run += 1
-            if self._loud_run >= 2 or self._open_for > 0:
-                self._open_for = self.hangover_blocks
-                return True, True
-            return False, False
-        self._loud_run = 0
-        if self._open_for > 0:
-            self._open_for -= 1
-            return True, False
-        if learning:  # a quiet mic under a loud speaker is evidence of a weak echo path too
-            self._learn(max(mic_db, SILENCE_DBFS + 20) - ref_max_db)
-        return False, False
-
-    def _learn(self, ratio_db: float) -> None:
-        """Track the echo-path gain from blocks judged to be echo: quick to rise, slow to fall."""
-        ratio_db = min(12.0, max(-60.0, ratio_db))
-        rate = 0.1 if ratio_db > self.erl_db else 0.03
-        self.erl_db += rate * (ratio_db - self.erl_db)
-
-
-class _Envelope:
-    """A learned level ratio in dB, tracked as an upper envelope of what it is shown.
-
-    It rises at once (half-way per block) to a louder ratio and falls slowly, quickly only for
-    its first ``fast_blocks`` lessons, so one quiet stretch does not teach it that the path is
-    quieter than its loud moments.
-    """
-
-    def __init__(self, prior_db: float, fast_blocks: int, fast_fall: float) -> None:
-        self.db = prior_db
-        self.fast_blocks = fast_blocks
-        self.fast_fall = fast_fall
-        self.lessons = 0
-
-    def learn(self, ratio_db: float) -> None:
-        ratio_db = min(12.0, max(-90.0, ratio_db))
-        rate = 0.5 if ratio_db > self.db else self.fast_fall if self.lessons < self.fast_blocks else 0.01
-        self.db += rate * (ratio_db - self.db)
-        self.lessons += 1
-
-
-class _Suppressor:
-    """Behind the canceller, while the speaker plays: is this block the user, or echo left over?
-
-    Two learned ratios, both against the loudest recent reference block: the *coupling* (the
-    canceller's output level, on blocks holding only echo) predicts the residual echo; the
-    *echo path* (the raw microphone's level) predicts the echo itself.
-
-    A block is *loud* when the output stands the margin above the predicted residual and at
-    least at the floor (quieter output cannot start a turn at the server anyway). Until the
-    canceller has converged (a coupling below ``CONVERGED_DB`` after ``converge_blocks`` lessons),
-    the raw microphone must also stand the raw margin above the predicted echo: a canceller
-    still finding its filter passes the echo nearly whole, and no residual learned so far says
-    how loud that will be. So early in the first reply a barge-in must be louder than the echo;
-    from then on, at the echo's own level is enough.
-
-    The gate opens on ``open_blocks`` loud blocks in a row (a canceller's leaks at a reply's
-    peaks, or while it re-adapts, last a block or two; the user's syllables longer) and then
-    holds open for the hangover so words are not chopped. Loud blocks and open ones teach nothing.
-    """
-
-    CONVERGED_DB = -20.0
-    CLEAR_DB = 20.0
-    EARLY_CLEAR_DB = 8.0
-    OVERSUPPRESSED_DB = 12.0
-
-    def __init__(
-        self, floor_db: float, margin_db: float, raw_margin_db: float, open_blocks: int,
-        hangover_blocks: int, converge_blocks: int,
-    ) -> None:
-        self.floor_db = floor_db
-        self.margin_db = margin_db
-        self.raw_margin_db = raw_margin_db
-        self.open_blocks = open_blocks
-        self.hangover_blocks = hangover_blocks
-        self.converge_blocks = converge_blocks
-        self.coupling = _Envelope(0.0, converge_blocks, 0.15)
-        # The echo path itself barely changes; learning it as slowly as this keeps it near the
-        # loud moments' ratio (quiet stretches inside words would pull a faster one down).
-        self.path = _Envelope(6.0, converge_blocks, 0.02)
-        self._run = 0
-        self._open_for = 0
-
-    @property
-    def converged(self) -> bool:
-        return self.coupling.lessons >= self.converge_blocks and self.coupling.db <= self.CONVERGED_DB
-
-    @property
-    def is_open(self) -> bool:
-        return self._open_for > 0
-
-    def reset_run(self) -> None:
-        self._run = 0
-        self._open_for = 0
-
-    def judge(self, out_db: float, mic_db: float, ref_max_db: float, learning: bool) -> tuple[bool, bool]:
-        """Take one block's output and microphone levels: (loud, clear), see the class docstring.
-
-        *clear*: the canceller swallowed a block (its output ``OVERSUPPRESSED_DB`` below its
-        input) whose microphone level the echo cannot explain: ``CLEAR_DB`` above the loudest
-        echo the path could carry, or, before the canceller has converged, the raw margin. A
-        canceller that has found no echo path (headphones), or none yet (the first seconds of
-        the first reply), suppresses the user outright while the speaker plays; such a block is
-        sent from the microphone instead, and counts as loud.
-        """
-        raw_over = mic_db - (ref_max_db + self.path.db)
-        clear = mic_db >= self.floor_db and out_db < mic_db - self.OVERSUPPRESSED_DB and (
-            raw_over >= (self.CLEAR_DB if self.converged else self.EARLY_CLEAR_DB)
-        )
-        loud = clear or (
-            out_db >= max(ref_max_db + self.coupling.db + self.margin_db, self.floor_db)
-            and (self.converged or raw_over >= self.raw_margin_db)
-        )
-        if loud:
-            self._run += 1
-            if self._run >= self.open_blocks:
-                self._open_for = self.hangover_blocks
-            return True, clear
-        self._run = 0
-        if self._open_for > 0:
-            self._open_for -= 1
-        elif learning:
-            self.coupling.learn(max(out_db, SILENCE_DBFS + 20) - ref_max_db)
-            if raw_over < self.raw_margin_db:  # a sudden jump is the user, not the path
-                self.path.learn(max(mic_db, SILENCE_DBFS + 20) - ref_max_db)
-        return False, clear
-
-
 class EchoPath:
     """One conversation's microphone processing: echo handling, levels, and local onset."""
 
@@ -287,6 +142,8 @@ class EchoPath:
         residual_floor_db: float = 5.0,
         canceller: Canceller | None = None,
         on_onset: Callable[[], None] | None = None,
+        linear: bool = True,
+        linear_margin_db: float = 10.0,
     ) -> None:
         if mode not in ("aec", "gate", "half-duplex", "off"):
             raise ValueError(f"unknown echo mode {mode!r}")
@@ -304,14 +161,21 @@ class EchoPath:
         self._tail_blocks = blocks(tail_ms)
         self._learn_blocks = blocks(learn_ms)
         self._refs: deque[float] = deque(maxlen=blocks(memory_ms))  # recent reference levels
-        self._raw = _Gate(onset_db, margin_db, self._hangover_blocks)  # judges the microphone
+        self._raw = Gate(onset_db, margin_db, self._hangover_blocks)  # judges the microphone
         # aec: judges the canceller's output; its decisions lag the audio by the lookahead
-        self._suppressor = _Suppressor(
+        self._suppressor = Suppressor(
             onset_db - residual_floor_db, residual_margin_db, margin_db, blocks(open_ms),
             self._hangover_blocks, blocks(converge_ms),
         )
         self._lookahead = blocks(lookahead_ms)
-        self._held: deque[npt.NDArray[np.int16]] = deque()
+        # aec: the linear stage sees a barge-in start before the canceller's output shows it
+        self._linear = (
+            LinearStage(rate, margin_db=linear_margin_db, floor_db=onset_db - residual_floor_db,
+                        converge_blocks=blocks(converge_ms))
+            if linear and mode == "aec" else None
+        )
+        self._from_linear = True  # while open: send the linear output until the canceller catches up
+        self._held: deque[tuple[npt.NDArray[np.int16], npt.NDArray[np.int16] | None]] = deque()
         self._talk = 0  # consecutive blocks of near-end speech
         self._quiet = 0  # consecutive blocks without it
         self._onset_fired = False
@@ -371,28 +235,51 @@ class EchoPath:
         level, and whether it is near-end speech.
 
         The canceller's output always stands (the raw microphone is never sent while the
-        speaker plays: it is the echo). While the speaker is on, `_Suppressor` decides block by
+        speaker plays: it is the echo). While the speaker is on, the judges decide block by
         block whether that output is the user or what is left of the echo, and the output runs
         ``lookahead`` blocks late so that the blocks which proved the user was talking are sent
-        too (the barge-in's first word reaches the server). When the speaker falls silent the
-        delay is dropped with the silence it held.
+        too. Those blocks, and the ones after them until the canceller's output carries the user
+        about as loud, are sent from the linear stage: the canceller's suppressor lets a word's
+        first rise through only late. When the speaker falls silent the delay is dropped with
+        the silence it held.
         """
         assert self.canceller is not None
         clean = self.canceller.process(mic, ref)
         clean_db = rms_dbfs(clean)
         sup = self._suppressor
+        lin, heard = self._linear_stage(mic, ref, speaker_on)
         if not speaker_on and not sup.is_open:
             sup.reset_run()
             self._held.clear()
+            self._from_linear = True
             return clean, clean_db, clean_db >= self.onset_db
-        loud, clear = sup.judge(clean_db, mic_db, self._ref_max(), self._learning())
-        self._held.append(mic if clear else clean)
+        doubt = self._linear is not None and speaker_on and self._linear.doubt
+        loud, clear = sup.judge(clean_db, mic_db, self._ref_max(), self._learning(), heard, doubt)
+        if self._linear is not None and lin is not None:
+            self._linear.confirm(heard, sup.confirmed)
+        self._held.append((mic if clear else clean, lin))
         if len(self._held) <= self._lookahead:
             return np.zeros_like(clean), SILENCE_DBFS, loud
-        out = self._held.popleft()
+        out, out_lin = self._held.popleft()
         if not sup.is_open:
+            self._from_linear = True
             return np.zeros_like(out), SILENCE_DBFS, loud
+        if out_lin is not None and self._from_linear:
+            if rms_dbfs(out) >= rms_dbfs(out_lin) - 6.0:
+                self._from_linear = False  # the canceller hears the user now: its output is cleaner
+            else:
+                out = out_lin
         return out, rms_dbfs(out), loud
+
+    def _linear_stage(
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], speaker_on: bool
+    ) -> tuple[npt.NDArray[np.int16] | None, bool]:
+        if self._linear is None or not speaker_on:
+            return None, False
+        lin, heard = self._linear.judge(mic, ref, self._ref_max(), self._learning(), self._suppressor.is_open)
+        if self._linear.moved:
+            self._suppressor.path_moved()
+        return lin, heard
 
     def _gate(self, mic_db: float, speaker_on: bool) -> tuple[bool, bool]:
         return self._raw.judge(mic_db, speaker_on, self._ref_max(), self._learning())

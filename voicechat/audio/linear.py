@@ -1,0 +1,221 @@
+"""A linear echo canceller whose output never hides the user: where a barge-in starts.
+
+WebRTC's canceller (`voicechat.audio.aec`) follows its linear filter with a suppressor that
+zeroes whatever it cannot yet tell from echo, and at a double talk's onset that is the user's
+first 60-150 ms: its output cannot say quickly that the user started, and the audio it sends
+has lost the first rise of their first word. This filter stops at the linear stage. Its output
+is the microphone less the echo the filter predicts, so the user is there from their first
+sample with only the residual of a linear fit on top (measured in the simulated rooms:
+25-35 dB below the echo once converged, less where the speaker clips). `voicechat.audio.echo`
+judges onsets on it and sends its output for the blocks that proved the user was talking.
+
+The filter is a partitioned-block frequency-domain adaptive filter (overlap-save, normalised
+LMS per frequency bin over the partitions): ``taps_ms`` of echo path, in partitions one block
+long, so every block costs a few FFTs of twice its length however long the path. The gradient
+is constrained (its second half zeroed) one partition per block, round-robin, which keeps the
+cost of that step to one FFT pair per block.
+
+It adapts only when told to (the caller knows when the speaker plays and the user does not):
+adapting while the user talks would teach it to cancel them.
+
+Pure numpy, float64; not thread-safe (one consumer, the event loop).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
+from voicechat.audio.judges import Envelope
+
+SCALE = 32768.0
+DELTA_DBFS = -80.0
+"""Regularisation of the step: a bin whose reference is quieter than this barely adapts."""
+
+
+class LinearEcho:
+    """Predicts the echo of ``ref`` in ``mic`` with a linear filter; returns ``mic`` less it."""
+
+    def __init__(self, block: int, *, rate: int, taps_ms: float = 300.0, mu: float = 1.0) -> None:
+        if block < 1:
+            raise ValueError(f"block must be positive, got {block}")
+        self.block = block
+        self.partitions = max(1, math.ceil(taps_ms * rate / 1000 / block))
+        self.mu = mu
+        n, p, bins = block, self.partitions, block + 1
+        self._x = np.zeros(2 * n)  # the last two reference blocks (overlap-save input)
+        # Reference spectra, newest first through `_recent`; each written twice (rows i and
+        # i + P) so the newest P are one strided view with no copy.
+        self._spectra = np.zeros((2 * p, bins), dtype=np.complex128)
+        self._powers = np.zeros((2 * p, bins))
+        self._weights = np.zeros((p, bins), dtype=np.complex128)
+        self._delta = p * 2 * n * 10 ** (DELTA_DBFS / 10)
+        self._k = 0  # blocks seen
+        self._pad = np.zeros(2 * n)
+        self._residual = np.zeros(n)
+        self._predicted = np.zeros(n)
+        self.echo_dbfs = -120.0  # level of the last block's predicted echo
+
+    def _recent(self) -> tuple[npt.NDArray[np.complex128], npt.NDArray[np.float64]]:
+        i = self._k % self.partitions
+        p = self.partitions
+        return self._spectra[i + p : i : -1], self._powers[i + p : i : -1]
+
+    def process(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
+        """One block of microphone and reference (int16, ``block`` samples): the residual.
+
+        Call `learn` next if the block held only echo.
+        """
+        n = self.block
+        if mic.shape[0] != n or ref.shape[0] != n:
+            raise ValueError(f"blocks must be {n} samples, got {mic.shape[0]} and {ref.shape[0]}")
+        self._k += 1
+        x = self._x
+        x[:n] = x[n:]
+        x[n:] = ref
+        x[n:] /= SCALE
+        spectrum = np.fft.rfft(x)
+        i, p = self._k % self.partitions, self.partitions
+        self._spectra[i] = self._spectra[i + p] = spectrum
+        self._powers[i] = self._powers[i + p] = spectrum.real**2 + spectrum.imag**2
+        recent, _ = self._recent()
+        predicted = np.fft.irfft(np.einsum("pb,pb->b", self._weights, recent), 2 * n)[n:]
+        residual = mic / SCALE - predicted
+        energy = float(np.dot(predicted, predicted)) / n
+        self.echo_dbfs = 10 * math.log10(energy) if energy > 1e-12 else -120.0
+        self._residual = residual
+        self._predicted = predicted
+        return np.clip(np.round(residual * SCALE), -32768, 32767).astype(np.int16)
+
+    def correlation(self) -> float:
+        """Normalised correlation of the last block's residual with its predicted echo."""
+        r, p = self._residual, self._predicted
+        den = math.sqrt(float(np.dot(r, r)) * float(np.dot(p, p)))
+        return float(np.dot(r, p)) / den if den > 0 else 0.0
+
+    def learn(self) -> None:
+        """Adapt to the last block `process` took: it held only echo (the user was silent)."""
+        n = self.block
+        recent, powers = self._recent()
+        self._pad[n:] = self._residual
+        error = np.fft.rfft(self._pad)
+        step = self.mu * error / (powers.sum(axis=0) + self._delta)
+        self._weights += np.conj(recent) * step
+        # Constrain one partition's gradient per block: its impulse response is one block long.
+        j = self._k % self.partitions
+        w = np.fft.irfft(self._weights[j], 2 * n)
+        w[n:] = 0.0
+        self._weights[j] = np.fft.rfft(w)
+
+    def reset(self) -> None:
+        """Forget the echo path (a new device)."""
+        self._weights[:] = 0
+        self._spectra[:] = 0
+        self._powers[:] = 0
+        self._x[:] = 0
+
+
+class LinearStage:
+    """The filter and its judge, while the speaker plays: the residual, and whether it is the user.
+
+    The residual's level is judged against the loudest recent reference block through a learned
+    *coupling* (an `Envelope` of residual over reference on blocks holding only echo), as
+    `voicechat.audio.judges.Suppressor` judges the canceller's output: *loud* when it stands
+    ``margin_db`` above that and at least at ``floor_db``. The filter learns only from blocks
+    well inside what the echo leaves (below half the margin), so a user's soft start does not
+    teach it to cancel them, and never while the user is heard; before it has converged, from
+    every block the other judges hold to be echo.
+
+    Until the coupling has had ``converge_blocks`` lessons and sits at `CONVERGED_DB` or below,
+    the stage answers nothing (``None``): a filter still finding the path, or one that never can
+    (a speaker that distorts: the echo is not a linear function of what it was handed), would
+    take echo for the user.
+    """
+
+    CONVERGED_DB = -20.0
+    MOVED_CORRELATION = 0.4
+    MOVED_BLOCKS = 3
+    UNCONFIRMED_BLOCKS = 15
+
+    def __init__(self, rate: int, *, margin_db: float, floor_db: float, converge_blocks: int) -> None:
+        self.rate = rate
+        self.margin_db = margin_db
+        self.floor_db = floor_db
+        self.converge_blocks = converge_blocks
+        self.coupling = Envelope(0.0, converge_blocks, 0.15)
+        self.filter: LinearEcho | None = None  # built at the first block, whose length it takes
+        self.run = 0  # loud blocks in a row
+        self.moved = False  # the last blocks showed the echo path moved under the filter
+        self._adding = 0  # blocks in a row whose residual added to the microphone
+        self.doubt = False  # the last block's residual added to the microphone
+        self._unconfirmed = 0  # loud blocks since the canceller's judge last agreed
+        self.distrusts = 0
+
+    @property
+    def converged(self) -> bool:
+        return self.coupling.lessons >= self.converge_blocks and self.coupling.db <= self.CONVERGED_DB
+
+    def judge(
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], ref_max_db: float, learning: bool,
+        user_heard: bool,
+    ) -> tuple[npt.NDArray[np.int16] | None, bool]:
+        """One block while the speaker plays: (the residual, loud), or (None, False) until converged.
+
+        ``learning``: the speaker has sounded long enough for its echo to be in the block;
+        ``user_heard``: another judge holds the user talking (nothing is learned then).
+        """
+        if self.filter is None or self.filter.block != mic.shape[0]:
+            self.filter = LinearEcho(mic.shape[0], rate=self.rate)
+        residual = self.filter.process(mic, ref)
+        level = rms_dbfs(residual)
+        mic_db = rms_dbfs(mic)
+        expected = ref_max_db + self.coupling.db
+        # A user is independent of the echo, so a residual holding the user is uncorrelated with
+        # the filter's prediction. A filter that has lost the path (the echo moved against the
+        # reference: a device's latency changed) leaves the prediction in its residual, negated.
+        # Judged only where the microphone is loud enough to matter.
+        adds = (self.converged and mic_db >= self.floor_db and self.filter.echo_dbfs >= mic_db - 10.0
+                and self.filter.correlation() <= -self.MOVED_CORRELATION)
+        self.doubt = adds
+        self._adding = self._adding + 1 if adds else 0
+        self.moved = self._adding >= self.MOVED_BLOCKS
+        loud = level >= max(expected + self.margin_db, self.floor_db) and not adds and self.converged
+        quiet = learning and not user_heard
+        # Well inside what the echo leaves, or echo the filter misfits (a distorting speaker, a
+        # move): lessons. Between that and loud may be a user's soft start: no lesson.
+        echo_only = not self.converged or adds or (self.run == 0 and level < expected + self.margin_db / 2)
+        if quiet and echo_only:
+            self.filter.learn()
+        if loud:
+            self.run += 1
+        else:
+            self.run = 0
+            if quiet and echo_only:
+                self.coupling.learn(max(level, SILENCE_DBFS + 20) - ref_max_db)
+        if not self.converged:
+            return None, False
+        return residual, loud
+
+    def confirm(self, loud: bool, confirmed: bool) -> None:
+        """What the canceller's judge made of the block this stage judged ``loud``.
+
+        A user it heard shows in the canceller's output within a few blocks too. A stretch of
+        loud blocks it never confirms was the path changing under the filter: the stage stops
+        answering until it has converged again.
+        """
+        if confirmed:
+            self._unconfirmed = 0
+        elif loud:
+            self._unconfirmed += 1
+            if self._unconfirmed >= self.UNCONFIRMED_BLOCKS:
+                self.distrust()
+
+    def distrust(self) -> None:
+        """Answer nothing until the coupling has been learned afresh (the filter keeps its path)."""
+        self.coupling = Envelope(0.0, self.converge_blocks, 0.15)
+        self.run = 0
+        self._unconfirmed = 0
+        self.distrusts += 1
