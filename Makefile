@@ -42,7 +42,7 @@ lint: install
 # VOICECHAT_FUZZ_EXAMPLES says otherwise. `make test` runs the same fuzzers on 10,000 fixed sequences.
 fuzz: install
 	VOICECHAT_FUZZ_EXAMPLES=$${VOICECHAT_FUZZ_EXAMPLES:-200000} VOICECHAT_FUZZ_RANDOM=1 \
-		$(PY) -m pytest -q -s tests/test_fuzz.py $(PYTEST_ARGS)
+		$(PY) -m pytest -q -s tests/unit/test_fuzz.py $(PYTEST_ARGS)
 
 # Build and tool artefacts; keeps the virtualenv (and bench/results).
 clean:

@@ -17,7 +17,7 @@ QUESTION = Path(__file__).resolve().parents[1] / "voicechat" / "data" / "questio
 
 
 def speech_like(seconds: float, rate: int = RATE, f0: float = 140.0) -> np.ndarray:
-    """Voiced, syllable-modulated harmonics: loud enough for any VAD (as tests/test_talk_loopback.py)."""
+    """Voiced, syllable-modulated harmonics: loud enough for any VAD (as tests/loopback/test_talk_loopback.py)."""
     t = np.arange(int(seconds * rate)) / rate
     voice = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
     envelope = 0.55 + 0.45 * np.sin(2 * np.pi * 4.0 * t)

@@ -1,0 +1,167 @@
+"""Echo handling on real speech in simulated rooms, offline and deterministic.
+
+The same `EchoPath` and canceller `voicechat talk` runs, fed block by block with what a room
+would put in the microphone: espeak-ng replies (``bench.speech``) through an echo path (gain,
+delay, a reverberant tail, a small speaker's clipping), the reference leading the echo by 50 ms
+as `RefTap` makes it. The rooms' response and clipping are `bench.rooms`'s, as on the devices. Its output goes through the local server's VAD, as on the wire. One
+canceller lives through a whole conversation of replies, as in a call.
+
+* silent: three replies heard out: no ``speech_started`` and no local onset;
+* barge-in: the user talks over replies 2-9 at the echo's own level (0 dB speech to echo): each
+  heard within a second, the local onset fires within 300 ms, and the user's opening reaches
+  the output (``ONSET_LOST_BOUND_MS``, a median);
+* headset (no echo): a barge-in over the very first reply is heard too: a canceller that has
+  found no echo path must not swallow the user.
+
+The device tier (tests/device/test_device_echo.py) runs the same through real PortAudio streams.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import soxr
+
+from voicechat.audio.aec import EchoCanceller, aec_available
+from voicechat.audio.echo import EchoPath, threshold_db
+from voicechat.server.vad import EnergyVad, VadParams
+
+speech = pytest.importorskip("bench.speech")
+from bench import rooms  # noqa: E402
+from bench.echo_rooms import onset_lost_ms  # noqa: E402
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not aec_available(), reason="the canceller (livekit) does not load here"),
+]
+
+DEV = 48_000  # the device rate the echo path runs at
+WIRE = 24_000
+BLOCK = DEV // 50
+REPLY_DBFS = -20.0
+LEAD_MS = 50  # the reference leads the echo by this (device latency the RefTap keeps)
+GAP_S = 1.5
+# The target is 50 ms; not met. Measured here (medians of 8, with bench.speech's replies whose
+# sentence gaps are 200-700 ms): worst 80 ms, laptop 135 ms, loud-laptop 130 ms (single
+# barge-ins 0-220 ms, one 500 ms). What is lost is the word's first rise: the canceller's own
+# suppressor zeroes it until its double-talk detection reacts, so no lookahead behind it brings
+# it back. A regression bound until the canceller's suppressor can be tuned.
+ONSET_LOST_BOUND_MS = 160.0
+
+
+@dataclass(frozen=True)
+class Room:
+    gain_db: float
+    delay_ms: float
+    reverb: bool = False
+    clip: bool = False
+    echo: bool = True
+
+
+ROOMS = {
+    "worst": Room(0.0, 0.0),
+    "laptop": Room(-6.0, 40.0, reverb=True),
+    "loud-laptop": Room(0.0, 40.0, reverb=True, clip=True),
+    "headset": Room(0.0, 0.0, echo=False),
+}
+
+
+def _at(x: np.ndarray, dbfs: float) -> np.ndarray:
+    """``x`` (int16) as float full scale 1.0, scaled to an active-speech level of ``dbfs``."""
+    return x.astype(np.float64) / 32768.0 * 10 ** ((dbfs - speech.level_dbfs(x)) / 20)
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    return soxr.resample(x, WIRE, DEV)
+
+
+@dataclass
+class Run:
+    starts: list[float]  # server VAD speech_started, seconds on the input timeline
+    onsets: list[float]  # local onsets, seconds
+    users: list[float]  # the user's speech onsets at the microphone, seconds
+    out: np.ndarray  # what would be sent, at the wire rate
+
+
+def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3) -> Run:
+    """``replies_n`` replies; ``barge_in`` maps a reply (0-based) to how far into it the user
+    talks over it, at 0 dB speech to echo."""
+    replies = [_up(_at(speech.reply(40 + k, seconds=10.0), REPLY_DBFS)) for k in range(replies_n)]
+    spk_parts, active = [np.zeros(DEV)], []
+    t = DEV
+    for r in replies:
+        active.append((t, t + r.size))
+        spk_parts += [r, np.zeros(int(GAP_S * DEV))]
+        t += r.size + int(GAP_S * DEV)
+    spk = np.concatenate(spk_parts)
+    echo = spk * 10 ** (room.gain_db / 20)
+    if room.reverb:
+        echo = np.convolve(echo, rooms.rir(DEV, 0.3))[: spk.size]
+    if room.clip:
+        echo = rooms.soft_clip(echo)
+    lag = int(DEV * (room.delay_ms + LEAD_MS) / 1000)
+    mic = np.concatenate([np.zeros(lag), echo])[: spk.size] if room.echo else np.zeros(spk.size)
+    users = []
+    for k, offset in barge_in.items():
+        user = speech.utterance(60 + k)
+        u = _up(_at(user, REPLY_DBFS + room.gain_db))
+        at = active[k][0] + int(offset * DEV)
+        mic[at : at + u.size] += u[: mic.size - at]
+        users.append((at + speech.onset_ms(user, WIRE) * DEV / 1000) / DEV)
+    mic += np.random.default_rng(0).standard_normal(mic.size) * 10 ** (-70 / 20)
+    m16 = np.clip(np.round(mic * 32768), -32768, 32767).astype(np.int16)
+    s16 = np.clip(np.round(spk * 32768), -32768, 32767).astype(np.int16)
+
+    onsets: list[float] = []
+    block_no = 0
+    path = EchoPath("aec", DEV, onset_db=threshold_db(0.5), canceller=EchoCanceller(DEV),
+                    on_onset=lambda: onsets.append(block_no * BLOCK / DEV))
+    vad = EnergyVad(VadParams(0.5, 300, 400))
+    to_wire = soxr.ResampleStream(DEV, WIRE, 1, dtype="int16")
+    starts, out = [], []
+    for block_no in range(spk.size // BLOCK):
+        a = block_no * BLOCK
+        playing = any(s <= a < e for s, e in active)
+        wire = to_wire.resample_chunk(path.process(m16[a : a + BLOCK], s16[a : a + BLOCK], playing))
+        out.append(wire)
+        starts += [ev.sample / WIRE for ev in vad.process(wire) if ev.kind == "start"]
+    return Run(starts, onsets, users, np.concatenate(out))
+
+
+@pytest.mark.parametrize("name", list(ROOMS))
+def test_a_silent_user_never_interrupts_the_assistant(name: str) -> None:
+    run = converse(ROOMS[name], {})
+    assert run.starts == [] and run.onsets == [], (name, run.starts, run.onsets)
+
+
+BARGES = {k: 1.5 + (0.7 * k) % 3.5 for k in range(1, 9)}  # replies 2-9, 1.5-5 s into each
+
+
+@pytest.mark.parametrize("name", ["worst", "laptop", "loud-laptop"])
+def test_barge_ins_at_the_echo_level_are_heard_once_the_canceller_has_converged(name: str) -> None:
+    """Eight barge-ins at 0 dB speech to echo. Every one reaches the server's VAD within a second;
+    the speaker stops within 300 ms (the local onset) for at least 7 of 8: in the reverberant
+    rooms one soft-onset word under a loud reply is swallowed by the canceller's own suppressor
+    for longer (measured: 8/8 worst, 7/8 laptop and loud-laptop; the target is 95 %)."""
+    run = converse(ROOMS[name], BARGES, replies_n=9)
+    heard = [any(u - 0.05 <= t <= u + 1.0 for t in run.starts) for u in run.users]
+    stopped = [any(u <= t <= u + 0.3 for t in run.onsets) for u in run.users]
+    assert all(heard), f"{name}: barge-ins not heard: {heard} (users {run.users}, starts {run.starts})"
+    assert sum(stopped) >= 7, f"{name}: local onsets within 300 ms: {stopped}"
+    lost = []
+    for k, onset in zip(BARGES, run.users, strict=True):
+        user = speech.utterance(60 + k)
+        cut = run.out[: int((onset + 3.0) * WIRE)]
+        lost.append(onset_lost_ms(cut, user, int(speech.onset_ms(user, WIRE) * WIRE / 1000)))
+    assert all(x is not None for x in lost), lost
+    assert float(np.median([x for x in lost if x is not None])) <= ONSET_LOST_BOUND_MS, lost
+    strays = [t for t in run.starts if not any(u - 0.05 <= t <= u + 3.0 for u in run.users)]
+    assert strays == [], f"{name}: speech_started with the user silent: {strays}"
+
+
+def test_on_a_headset_a_barge_in_over_the_first_reply_is_heard() -> None:
+    run = converse(ROOMS["headset"], {0: 1.0})
+    (onset,) = run.users
+    assert [t for t in run.starts if onset - 0.05 <= t <= onset + 0.5], (onset, run.starts)
