@@ -4,16 +4,17 @@ This module owns reading and writing RIFF/WAVE files. `read_wav` parses the RIFF
 (the stdlib `wave` module rejects IEEE float files), skips chunks it does not need (LIST, fact,
 cue, ...), accepts PCM 8/16/24/32-bit integer and 32/64-bit IEEE float data, plain or
 WAVE_FORMAT_EXTENSIBLE, with any channel count, and returns int16 mono (channels averaged).
-`load_wav_at` also resamples. Writing uses the stdlib `wave` module: `WavWriter` appends int16
-frames incrementally and finalises the header on close; `write_wav` writes a whole signal.
+`load_wav_at` also resamples. `WavWriter` appends int16 frames incrementally and keeps the
+header's sizes true as it goes (every second, and on close); `write_wav` writes a whole signal.
 Every problem a user can cause (missing file, not a WAV, unsupported encoding, no audio) raises
 `AudioError` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
-import wave
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +31,7 @@ _FORMAT_PCM = 0x0001
 _FORMAT_FLOAT = 0x0003
 _FORMAT_EXTENSIBLE = 0xFFFE
 _FMT_MIN_SIZE = 16
+_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # the canonical 44-byte PCM header WavWriter writes
 _SUPPORTED_HINT = "use PCM 8/16/24/32-bit or 32-bit float WAV, e.g. `sox in.wav -b 16 out.wav`"
 
 
@@ -152,38 +154,48 @@ def load_wav_at(path: str | Path, rate: int = WIRE_RATE) -> npt.NDArray[np.int16
 
 
 class WavWriter:
-    """Incremental 16-bit PCM WAV writer; the header is final only after `close`.
+    """Incremental 16-bit PCM WAV writer whose header stays true as it goes.
+
+    The sizes in the header are rewritten after every `HEADER_EVERY_S` of audio (the buffered
+    frames flushed first) and on `close`, so a file left behind by ``kill -9``, a crash or a
+    full disk says how long it is, give or take that second, instead of "no audio". The file is
+    opened without waiting for a FIFO's reader and refused unless it is a regular file or
+    /dev/null (what is opened is checked, not what was looked at before).
 
     Usable as a context manager. ``write`` takes int16 frames shaped ``(n,)`` for mono or
     ``(n, channels)``.
     """
 
+    HEADER_EVERY_S = 1.0
+
     def __init__(self, path: str | Path, rate: int, channels: int = 1) -> None:
         if rate <= 0 or channels <= 0:
             raise ValueError(f"invalid WAV format: {channels} channels at {rate} Hz")
+        from voicechat.files import open_output
+
         self.path = Path(path)
         self.rate = rate
         self.channels = channels
         self.frames_written = 0
+        self._unpatched = 0  # frames written since the header was last made true
         try:
-            # Kept open across calls on purpose; `close` (or the context manager) closes it.
-            self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115
+            fd = open_output(self.path, append=False)
         except OSError as exc:
-            raise AudioError(
-                f"cannot write audio file {self.path}: {exc.strerror or exc}"
-            ) from None
-        self._wave: wave.Wave_write | None = wave.Wave_write(self._file)
-        self._wave.setnchannels(channels)
-        self._wave.setsampwidth(2)
-        self._wave.setframerate(rate)
+            raise AudioError(f"cannot write audio file {self.path}: {exc.strerror or exc}") from None
+        # Kept open across calls on purpose; `close` (or the context manager) closes it.
+        self._file: BinaryIO | None = os.fdopen(fd, "wb")
+        self._file.write(wav_header(rate, channels, 0))
+        with contextlib.suppress(OSError):  # a full disk: the first write says so, to a caller that can cope
+            self._file.flush()  # on disk at once, where it fits: a WAV from the start
 
     def write(self, frames: npt.NDArray[np.int16]) -> None:
         """Append int16 frames.
 
         Raises:
             ValueError: the writer is closed, or ``frames`` has the wrong dtype or shape.
+            OSError: the file cannot take them (a full disk, an I/O error).
         """
-        if self._wave is None:
+        if self._file is None:
             raise ValueError(f"wav writer for {self.path} is closed")
         arr = np.asarray(frames)
         if arr.dtype != np.int16:
@@ -192,8 +204,21 @@ class WavWriter:
             raise ValueError(
                 f"expected frames for {self.channels} channel(s), got shape {arr.shape}"
             )
-        self._wave.writeframesraw(np.ascontiguousarray(arr, dtype="<i2").tobytes())
+        self._file.write(np.ascontiguousarray(arr, dtype="<i2").tobytes())
         self.frames_written += arr.shape[0]
+        self._unpatched += arr.shape[0]
+        if self._unpatched >= self.rate * self.HEADER_EVERY_S:
+            self._make_header_true()
+
+    def _make_header_true(self) -> None:
+        """Flush, then write the sizes of what the file now holds into its header (in place)."""
+        assert self._file is not None
+        self._file.flush()
+        self._unpatched = 0
+        data = self.frames_written * 2 * self.channels
+        fd = self._file.fileno()
+        os.pwrite(fd, struct.pack("<I", min(36 + data, 0xFFFFFFFF)), 4)
+        os.pwrite(fd, struct.pack("<I", min(data, 0xFFFFFFFF)), 40)
 
     def _shape_ok(self, arr: npt.NDArray[np.int16]) -> bool:
         if arr.ndim == 1:
@@ -201,17 +226,20 @@ class WavWriter:
         return arr.ndim == 2 and arr.shape[1] == self.channels
 
     def close(self) -> None:
-        """Finalise the header and close the file; closing twice is harmless."""
-        if self._wave is not None:
-            self._wave.close()
-            self._wave = None
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        """Make the header true and close the file; closing twice is harmless.
+
+        The file is closed even when the last flush fails (its ``OSError`` is raised then)."""
+        if self._file is None:
+            return
+        try:
+            self._make_header_true()
+        finally:
+            file, self._file = self._file, None
+            file.close()
 
     @property
     def closed(self) -> bool:
-        return self._wave is None
+        return self._file is None
 
     def __enter__(self) -> Self:
         return self
@@ -223,6 +251,13 @@ class WavWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def wav_header(rate: int, channels: int, data_bytes: int) -> bytes:
+    """The canonical 44-byte header of a 16-bit PCM WAV holding ``data_bytes`` of audio."""
+    align = 2 * channels
+    return _HEADER.pack(b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, _FORMAT_PCM, channels, rate,
+                        rate * align, align, 16, b"data", data_bytes)
 
 
 def write_wav(path: str | Path, samples: npt.NDArray[np.int16], rate: int) -> None:
