@@ -5,7 +5,9 @@ written no longer ends the conversation: ``report`` is told in one line naming t
 conversation and every other output go on, and what could not be written is kept.
 
 * `RecordFile` (``--transcript``): every append is one write of whole records, cut back if
-  the disk takes only part of it, so the file never holds a torn record. Records that could not
+  the disk takes only part of it, so the file never holds a torn record; a file whose last
+  line is unfinished (torn by a crash, or by another writer) gets a line break first, so no
+  record is glued to it. Records that could not
   be written wait in memory and go out with the next append that succeeds (space was freed,
   the directory is back); what is still unwritten at `RecordFile.close` goes to a fallback
   file (`voicechat.files.fallback_file`), named by ``report``. A file removed from under
@@ -78,6 +80,18 @@ def _read_back(fd: int, start: int = 0) -> bytes:
         return b""
 
 
+def _line_break_after(fd: int, size: int) -> bytes:
+    """A line break if the file's last line is unfinished (a torn record, another writer's
+    text), so what is appended starts a line of its own instead of being glued to it."""
+    if size == 0:
+        return b""
+    try:
+        last = os.pread(fd, 1, size - 1)
+    except OSError:  # not readable (write-only permissions): nothing to go by
+        return b""
+    return b"" if last in (b"\n", b"") else b"\n"
+
+
 class RecordFile:
     """An append-only file of whole records (transcript entries) that outlives write failures.
 
@@ -122,7 +136,7 @@ class RecordFile:
         start: int | None = None
         try:
             start = os.fstat(self._fd).st_size
-            write_all(self._fd, data)
+            write_all(self._fd, _line_break_after(self._fd, start) + data)
         except OSError as exc:
             if start is not None:
                 with contextlib.suppress(OSError):

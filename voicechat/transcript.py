@@ -211,11 +211,14 @@ RESUME_HINT = "--resume reads a transcript written with --transcript FILE.jsonl"
 KINDS = ("audio", "text", "function_call")
 
 
-def read_jsonl(path: Path) -> list[Turn]:
+def read_jsonl(path: Path, on_torn: Report | None = None) -> list[Turn]:
     """The turns of a JSONL transcript (as `jsonl_record` writes them), in order.
 
-    Blank lines are skipped. Anything else that is not such a record is a `UsageError`
-    naming the file and line, so a wrong file is refused before any connection is made.
+    Blank lines are skipped. A record cut short (its writer was killed, the disk filled; a
+    later append starts on a new line after it) is skipped where it is, and ``on_torn`` is told
+    so in one line per record; without ``on_torn`` it is refused like the rest. Anything else
+    that is not such a record is a `UsageError` naming the file and line, so a wrong file is
+    refused before any connection is made.
     """
     try:
         text = read_limited(path, MAX_TRANSCRIPT_BYTES).decode("utf-8")
@@ -225,7 +228,8 @@ def read_jsonl(path: Path) -> list[Turn]:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise UsageError(f"cannot read {path}: {reason}", hint=RESUME_HINT) from None
     turns = []
-    for number, line in enumerate(text.split("\n"), start=1):  # JSON lines end at \n only
+    lines = text.split("\n")  # JSON lines end at \n only
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -233,8 +237,27 @@ def read_jsonl(path: Path) -> list[Turn]:
             turns.append(turn_from_record(record))
         except (ValueError, TypeError) as exc:
             why = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+            if on_torn is not None and _cut_short(line, exc):
+                on_torn(f"{path}, line {number}: skipped a record cut short ({len(line.encode())} bytes; a write "
+                        "that was interrupted); the other lines are read")
+                continue
             raise UsageError(f"{path}, line {number}: not a transcript record: {why}", hint=RESUME_HINT) from None
     return turns
+
+
+def _cut_short(line: str, exc: Exception) -> bool:
+    """Whether ``line`` is the start of a JSON object that ended early: the parser ran out of
+    text (an unterminated string, or an error at the very end), not into a wrong character."""
+    if not isinstance(exc, json.JSONDecodeError) or not line.lstrip().startswith("{"):
+        return False
+    if exc.msg.startswith("Unterminated string"):
+        return True
+    if exc.msg.startswith("Extra data"):  # a whole value, then more: not cut short
+        return False
+    return _PARTIAL_TOKEN.fullmatch(line[exc.pos :].rstrip()) is not None  # "1.", "fals", "\u00"
+
+
+_PARTIAL_TOKEN = re.compile(r'[\w.+\-\\"]*')
 
 
 def turn_from_record(record: object) -> Turn:

@@ -85,7 +85,9 @@ async def _talk(
     observer: Observer,
 ) -> None:  # a little over 40 lines: one exit stack in setup order, whose undo order is the point
     remember_settings(settings)  # the CLI has already; a caller in-process may not have
-    earlier = read_jsonl(settings.resume) if settings.resume is not None else None  # before connecting
+    earlier = None
+    if settings.resume is not None:  # before connecting
+        earlier = read_jsonl(settings.resume, on_torn=lambda message: out.notice("warning", message))
     budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
     for notice in budget.start_notices():
         out.notice(notice.level, notice.message)
