@@ -7,6 +7,11 @@ response (or ``/interrupt`` said not to go on). A call whose arguments arrived a
 talked over its response may be cut short, so it is answered at once with a "not run" output
 instead of being run: every call in the conversation gets an answer. Where a call shows in the
 transcript is the transcript's business; this part is handed the two callables it needs.
+
+A server cannot make voicechat run tools without end: at most `MAX_CALLS_PER_RESPONSE` calls of
+one response are run (the rest are answered at once, "not run", said once per response), and at
+most `MAX_FOLLOW_UPS` follow-ups in a row are asked for without the user saying something in
+between; then the results are sent and the model is not asked to go on (said once).
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ from voicechat.protocol import client as cmd
 from voicechat.protocol import events as ev
 
 MAX_REMEMBERED = 256  # answered call ids kept for late events
+MAX_CALLS_PER_RESPONSE = 32  # calls of one response that are run; models make a handful
+MAX_FOLLOW_UPS = 10  # automatic follow-ups in a row, with no user turn between them
 NOT_RUN = json.dumps({"error": "not run: the user interrupted the call"})
+TOO_MANY = json.dumps({"error": f"not run: more than {MAX_CALLS_PER_RESPONSE} function calls in one response"})
 
 
 @dataclass
@@ -38,6 +46,7 @@ class _CallGroup:
     """The calls of one response: one ``response.create`` once it is done and all have outputs."""
 
     calls: list[str] = field(default_factory=list)
+    run: int = 0  # how many of them were run (the rest: answered "not run", too many)
     done: bool = False  # its response.done has arrived
     follow_up: bool = True  # ask the model to go on with the results (not after an interruption)
 
@@ -63,6 +72,11 @@ class Calls:
         self._calls: dict[str, _Call] = {}  # function calls whose output is not sent yet
         self._groups: dict[str, _CallGroup] = {}  # by response id, until its follow-up
         self._finished: deque[str] = deque(maxlen=MAX_REMEMBERED)
+        self._follow_ups = 0  # asked for in a row since the user last said something
+
+    def user_turn(self) -> None:
+        """The user said or typed something: the model may go on with tools again."""
+        self._follow_ups = 0
 
     def reset(self) -> None:
         """A new server session: the old one's calls can no longer be answered."""
@@ -91,11 +105,19 @@ class Calls:
         if call_id in self._calls or call_id in self._finished or self._closed():
             return []
         self._calls[call_id] = _Call(call_id, response_id, item_id)
-        self._groups.setdefault(response_id, _CallGroup()).calls.append(call_id)
+        group = self._groups.setdefault(response_id, _CallGroup())
+        group.calls.append(call_id)
         item = ev.Item(item_id, "function_call", name=call.name, call_id=call_id, arguments=call.arguments)
         self._show(item, response_id, call, now)
         if not complete:
             return self.deliver(call_id, NOT_RUN, now)
+        if group.run >= MAX_CALLS_PER_RESPONSE:
+            out: list[fx.Effect] = []
+            if len(group.calls) == MAX_CALLS_PER_RESPONSE + 1:
+                out.append(fx.Notice("warning", f"the model made more than {MAX_CALLS_PER_RESPONSE} function calls "
+                                                "in one response; the rest are not run"))
+            return out + self.deliver(call_id, TOO_MANY, now)
+        group.run += 1
         return [fx.RunTool(call_id, call.name, call.arguments, item_id, response_id)]
 
     def deliver(self, call_id: str, output: str, now: float) -> list[fx.Effect]:
@@ -131,6 +153,12 @@ class Calls:
         if group is None or not group.done or any(c in self._calls for c in group.calls):
             return []
         del self._groups[response_id]
-        if group.follow_up and self._ready():
-            return self._request_response()
-        return []
+        if not (group.follow_up and self._ready()):
+            return []
+        self._follow_ups += 1
+        if self._follow_ups > MAX_FOLLOW_UPS:
+            if self._follow_ups == MAX_FOLLOW_UPS + 1:
+                return [fx.Notice("warning", f"the model called tools {MAX_FOLLOW_UPS} times in a row without you "
+                                             "saying anything; it is not asked to go on (say something to go on)")]
+            return []
+        return self._request_response()

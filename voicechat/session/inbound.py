@@ -95,6 +95,8 @@ class Inbound:
         return []
 
     def _on_item(self, e: ev.ItemAdded | ev.ItemDone, now: float) -> list[fx.Effect]:
+        if e.item.role == "user" and isinstance(e, ev.ItemAdded):
+            self._parts.calls.user_turn()
         entry = self._parts.transcript.entry_for(e.item, e.previous_item_id, now)
         if entry is not None:
             wait = self.transcript_wait_s if self._config.transcribe_model else None
