@@ -17,7 +17,7 @@ lowercase message and an exit status. ``cli.py`` is the one boundary that turns 
     ├── ProtocolError         the server broke the protocol or rejected us (10)
     │   └── BetaShapeError    beta interface used (close 4000)
     ├── SessionError          the server ended the session (expiry, error) (11)
-    └── Interrupted           SIGINT (130) / SIGTERM (143)
+    └── Interrupted           SIGINT (130) / SIGHUP (129) / SIGTERM (143)
 
 Core modules raise these; they never call ``sys.exit``.
 """
@@ -40,6 +40,7 @@ class ExitStatus(IntEnum):
     NOT_FOUND = 9
     PROTOCOL = 10
     SESSION = 11
+    SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
 

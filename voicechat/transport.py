@@ -295,7 +295,11 @@ def closed_error_code(code: int, reason: str) -> ConnectError | SessionError:
     if code == 1008 and "model_not_found" in reason:
         return NotFoundError(f"the server does not know this model (1008{why})", hint="check --model")
     if code == 1008:
-        return ConnectError(f"the server closed the connection as a policy violation (1008{why})")
+        return SessionError(f"the server closed the connection as a policy violation (1008{why})")
+    if not retryable_close(code):
+        # A deliberate close that would happen again (an application code 3000-4999, a protocol
+        # complaint): the server ended the session (exit 11), not "could not connect" (5).
+        return SessionError(f"the server ended the session (close {code}{why})")
     return ConnectError(f"the server closed the connection ({code}{why})")
 
 

@@ -3,7 +3,8 @@
 A microphone never runs out, but a ``--input-file`` does: once it has (and, with ``--vad none``
 and no push-to-talk, its one turn is committed), the conversation ends when the server's
 end-of-turn silence plus a margin has passed quietly, nothing is in flight and the speaker is
-done — or, at the latest, ``MAX_TAIL_MS`` after the file. A ``--max-cost``/``--max-minutes``
+done — or, at the latest, ``MAX_TAIL_MS`` after the file, counted while a session is up (while
+reconnecting, the link's success or failure decides). A ``--max-cost``/``--max-minutes``
 limit mutes the microphone (no new turn, no new cost) and ends the conversation once the reply
 being spoken is heard, or after a grace period (``voicechat.budget``).
 """
@@ -53,6 +54,12 @@ class Ending:
             self._committed_file = True
             self._end_turn()
             self._dispatch(s.commit(self._clock()))
+        if not s.ready:
+            # No session (reconnecting): the link decides the end, a new session or the last
+            # try's error and its status. The tail is audio time, and a fast file run spends
+            # MAX_TAIL_MS of it in a few seconds: giving up here ended with 0 after every
+            # reconnect had failed.
+            return False
         tail = self._audio.tail_ms
         quiet_enough = tail >= self._settings.turn_silence_ms + TAIL_MARGIN_MS
         if quiet_enough and s.ready and not s.busy and self._player.drained:

@@ -1,10 +1,12 @@
-"""SIGINT and SIGTERM during the whole of ``talk``: what each phase does with them.
+"""SIGINT, SIGTERM and SIGHUP during the whole of ``talk``: what each phase does with them.
 
 Before a conversation exists the talk task is cancelled at once; while one runs it ends as a
 quit would (the reply cut to what was heard, the transcript written, the socket closed with
 1000); while shutting down the shutdown finishes first, and a second signal cuts it short. The
-first signal decides the exit status (130 for SIGINT, 143 for SIGTERM). The guard of the running
-``talk`` is found through a context variable, so a conversation started inside it joins it.
+first signal decides the exit status (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP: the
+terminal closed, which must not lose the turn being written any more than a ``kill`` does).
+The guard of the running ``talk`` is found through a context variable, so a conversation
+started inside it joins it.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import Any, Protocol
 
 from voicechat.errors import ExitStatus, Interrupted
 
+# Each signal that ends talk, and the exit status it gives (128 + the signal's number).
+STATUSES = (
+    (signal.SIGINT, ExitStatus.SIGINT),
+    (signal.SIGTERM, ExitStatus.SIGTERM),
+    (signal.SIGHUP, ExitStatus.SIGHUP),
+)
+
 
 class Stoppable(Protocol):
     """What a signal needs of a conversation: a way to end it with an error."""
@@ -25,7 +34,7 @@ class Stoppable(Protocol):
 
 
 class SignalGuard:
-    """SIGINT/SIGTERM during the whole of `talk`, by phase.
+    """SIGINT/SIGTERM/SIGHUP during the whole of `talk`, by phase.
 
     * No conversation yet (starting the local server, connecting): the talk task is cancelled
       at once; talk raises `Interrupted`.
@@ -34,7 +43,8 @@ class SignalGuard:
     * After it (shutting down: closing the socket and files, at most a few seconds): the
       shutdown finishes, then talk raises `Interrupted`; a second signal cuts it short.
 
-    The first signal decides the exit status (130 for SIGINT, 143 for SIGTERM).
+    The first signal decides the exit status (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP: the
+terminal closed, which must not lose the turn being written any more than a ``kill`` does).
     """
 
     def __init__(self, task: asyncio.Task[Any] | None) -> None:
@@ -65,7 +75,7 @@ class SignalGuard:
     def installed(self):  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()
         installed = []
-        for signum, status in ((signal.SIGINT, ExitStatus.SIGINT), (signal.SIGTERM, ExitStatus.SIGTERM)):
+        for signum, status in STATUSES:
             previous = signal.getsignal(signum)
             try:
                 loop.add_signal_handler(
@@ -88,7 +98,7 @@ GUARD: contextvars.ContextVar[SignalGuard | None] = contextvars.ContextVar("voic
 
 @contextlib.contextmanager
 def signals_end(conversation: Stoppable):  # type: ignore[no-untyped-def]
-    """While ``conversation`` runs, SIGINT/SIGTERM end it cleanly (transcript written, socket closed)."""
+    """While ``conversation`` runs, SIGINT/SIGTERM/SIGHUP end it cleanly (transcript written, socket closed)."""
     guard = GUARD.get()
     if guard is None:
         yield

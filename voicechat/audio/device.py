@@ -68,7 +68,7 @@ def list_devices() -> list[DeviceInfo]:
         hostapis = sd.query_hostapis()
         default_in, default_out = sd.default.device
     except sd.PortAudioError as exc:
-        raise AudioError(f"cannot list audio devices: {exc}") from None
+        raise AudioError(f"cannot list audio devices: {exc}", hint=NO_DEVICE_HINT) from None
     return [
         DeviceInfo(
             index=i,
@@ -105,9 +105,16 @@ def find_device(spec: str | int | None, kind: str) -> int | None:
     return matches[0].index
 
 
+NO_DEVICE_HINT = ("connect one, or check that the sound server runs (`pactl info` for PulseAudio/PipeWire); "
+                  "without audio devices, talk through files: --input-file question.wav")
+
+
 def _stream_error(exc: Exception, kind: str, device: int | None, rate: int) -> AudioError:
     text = str(exc)
     where = f"{kind} device {device if device is not None else '(default)'}"
+    if device is None and ("querying device -1" in text or "No Default" in text or "-9996" in text):
+        # PortAudio's "no device" index: the machine has no (default) device of this kind.
+        return AudioError(f"no {kind} audio device found", hint=NO_DEVICE_HINT)
     if "Invalid sample rate" in text:
         return AudioError(
             f"{where} does not support {rate} Hz", hint="try --sample-rate 48000 or 44100"
@@ -137,7 +144,10 @@ class DeviceAudio:
         self.input_device = find_device(input_device, "input")
         self.output_device = find_device(output_device, "output")
         if sample_rate is None:
-            info = self.sd.query_devices(self.output_device, "output")
+            try:
+                info = self.sd.query_devices(self.output_device, "output")
+            except self.sd.PortAudioError as exc:
+                raise _stream_error(exc, "output", self.output_device, 0) from None
             sample_rate = int(info["default_samplerate"])
         self.rate = sample_rate
         self.block = max(1, self.rate * block_ms // 1000)

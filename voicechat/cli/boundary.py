@@ -101,20 +101,23 @@ def debug_logging(debug: bool, quiet_level: int = logging.WARNING) -> None:
 
 @contextlib.contextmanager
 def sigterm_interrupts() -> Iterator[None]:
-    """Where talk's own handlers are not in place (reading settings, starting up), SIGTERM
-    raises `Interrupted` (exit 143), as SIGINT raises KeyboardInterrupt, instead of killing the
-    process where it stands. The previous handler is restored afterwards."""
+    """Where talk's own handlers are not in place (reading settings, starting up), SIGTERM and
+    SIGHUP raise `Interrupted` (exit 143, 129), as SIGINT raises KeyboardInterrupt, instead of
+    killing the process where it stands. The previous handlers are restored afterwards."""
     import signal
 
     def interrupted(signum: int, frame: Any) -> None:
-        raise Interrupted("interrupted by SIGTERM", status=ExitStatus.SIGTERM)
+        status = ExitStatus.SIGHUP if signum == signal.SIGHUP else ExitStatus.SIGTERM
+        raise Interrupted(f"interrupted by {signal.Signals(signum).name}", status=status)
 
+    previous: dict[int, Any] = {}
     try:
-        previous = signal.signal(signal.SIGTERM, interrupted)
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, interrupted)
     except ValueError:  # not the main thread (an embedding program): leave signals alone
-        yield
-        return
+        pass
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
