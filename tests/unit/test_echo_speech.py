@@ -6,10 +6,11 @@ delay, a reverberant tail, a small speaker's clipping), the reference leading th
 as `RefTap` makes it. The rooms' response and clipping are `bench.rooms`'s, as on the devices. Its output goes through the local server's VAD, as on the wire. One
 canceller lives through a whole conversation of replies, as in a call.
 
-* silent: three replies heard out: no ``speech_started`` and no local onset;
+* silent: three replies heard out: no ``speech_started`` and no local onset; the same when the
+  echo path moves between replies (a device's latency changing by -10 to +20 ms);
 * barge-in: the user talks over replies 2-9 at the echo's own level (0 dB speech to echo): each
   heard within a second, the local onset fires within 300 ms, and the user's opening reaches
-  the output (``ONSET_LOST_BOUND_MS``, a median);
+  the output: at most ``ONSET_LOST_MS`` lost (a median);
 * headset (no echo): a barge-in over the very first reply is heard too: a canceller that has
   found no echo path must not swallow the user.
 
@@ -43,12 +44,11 @@ BLOCK = DEV // 50
 REPLY_DBFS = -20.0
 LEAD_MS = 50  # the reference leads the echo by this (device latency the RefTap keeps)
 GAP_S = 1.5
-# The target is 50 ms; not met. Measured here (medians of 8, with bench.speech's replies whose
-# sentence gaps are 200-700 ms): worst 80 ms, laptop 135 ms, loud-laptop 130 ms (single
-# barge-ins 0-220 ms, one 500 ms). What is lost is the word's first rise: the canceller's own
-# suppressor zeroes it until its double-talk detection reacts, so no lookahead behind it brings
-# it back. A regression bound until the canceller's suppressor can be tuned.
-ONSET_LOST_BOUND_MS = 160.0
+# The issue's target. Measured here (medians of 8): worst 0 ms, laptop 0 ms, loud-laptop 45 ms;
+# the linear stage (voicechat.audio.linear) carries the word's first rise. Where the speaker
+# clips it never converges and the canceller's own output is sent, which lacks the first
+# 0-190 ms of some words: loud-laptop's median sits just under the target.
+ONSET_LOST_MS = 50.0
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,10 @@ class Run:
     out: np.ndarray  # what would be sent, at the wire rate
 
 
-def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3) -> Run:
+def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3, shift: tuple[int, float] | None = None) -> Run:
     """``replies_n`` replies; ``barge_in`` maps a reply (0-based) to how far into it the user
-    talks over it, at 0 dB speech to echo."""
+    talks over it, at 0 dB speech to echo; ``shift``: (reply, ms) from the gap before that
+    reply on, the echo arrives that much later (a device's latency moved)."""
     replies = [_up(_at(speech.reply(40 + k, seconds=10.0), REPLY_DBFS)) for k in range(replies_n)]
     spk_parts, active = [np.zeros(DEV)], []
     t = DEV
@@ -103,6 +104,10 @@ def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3) -> Run:
         echo = rooms.soft_clip(echo)
     lag = int(DEV * (room.delay_ms + LEAD_MS) / 1000)
     mic = np.concatenate([np.zeros(lag), echo])[: spk.size] if room.echo else np.zeros(spk.size)
+    if shift is not None and room.echo:
+        k, ms = shift
+        at = active[k][0] - int(GAP_S * DEV / 2)
+        mic[at:] = np.concatenate([np.zeros(lag + int(DEV * ms / 1000)), echo])[at : spk.size]
     users = []
     for k, offset in barge_in.items():
         user = speech.utterance(60 + k)
@@ -136,27 +141,39 @@ def test_a_silent_user_never_interrupts_the_assistant(name: str) -> None:
     assert run.starts == [] and run.onsets == [], (name, run.starts, run.onsets)
 
 
+@pytest.mark.parametrize("name", ["worst", "laptop", "loud-laptop"])
+@pytest.mark.parametrize("shift_ms", [-10.0, 5.0, 20.0])
+def test_a_silent_user_never_interrupts_when_the_echo_path_moves(name: str, shift_ms: float) -> None:
+    """The echo arrives ``shift_ms`` later from the third reply on: the canceller leaks while it
+    follows, and the linear stage, converged on the old path, leaves its prediction in what it
+    sends. Neither may pass for the user. (A move before the linear stage has converged goes
+    unseen: with the echo 10 ms earlier from the second reply on, the canceller's leak still
+    interrupts once in every room; later moves, or later echo, are held.)"""
+    run = converse(ROOMS[name], {}, replies_n=4, shift=(2, shift_ms))
+    assert run.starts == [] and run.onsets == [], (name, shift_ms, run.starts, run.onsets)
+
+
 BARGES = {k: 1.5 + (0.7 * k) % 3.5 for k in range(1, 9)}  # replies 2-9, 1.5-5 s into each
 
 
 @pytest.mark.parametrize("name", ["worst", "laptop", "loud-laptop"])
 def test_barge_ins_at_the_echo_level_are_heard_once_the_canceller_has_converged(name: str) -> None:
-    """Eight barge-ins at 0 dB speech to echo. Every one reaches the server's VAD within a second;
-    the speaker stops within 300 ms (the local onset) for at least 7 of 8: in the reverberant
-    rooms one soft-onset word under a loud reply is swallowed by the canceller's own suppressor
-    for longer (measured: 8/8 worst, 7/8 laptop and loud-laptop; the target is 95 %)."""
+    """Eight barge-ins at 0 dB speech to echo: every one reaches the server's VAD within a
+    second and the speaker stops within 300 ms (the local onset); the user's opening reaches the
+    output (measured local onsets: 25-93 ms after the user's onset in worst and laptop, 25-193 ms
+    in loud-laptop)."""
     run = converse(ROOMS[name], BARGES, replies_n=9)
     heard = [any(u - 0.05 <= t <= u + 1.0 for t in run.starts) for u in run.users]
     stopped = [any(u <= t <= u + 0.3 for t in run.onsets) for u in run.users]
     assert all(heard), f"{name}: barge-ins not heard: {heard} (users {run.users}, starts {run.starts})"
-    assert sum(stopped) >= 7, f"{name}: local onsets within 300 ms: {stopped}"
+    assert all(stopped), f"{name}: local onsets within 300 ms: {stopped}"
     lost = []
     for k, onset in zip(BARGES, run.users, strict=True):
         user = speech.utterance(60 + k)
         cut = run.out[: int((onset + 3.0) * WIRE)]
         lost.append(onset_lost_ms(cut, user, int(speech.onset_ms(user, WIRE) * WIRE / 1000)))
     assert all(x is not None for x in lost), lost
-    assert float(np.median([x for x in lost if x is not None])) <= ONSET_LOST_BOUND_MS, lost
+    assert float(np.median([x for x in lost if x is not None])) <= ONSET_LOST_MS, lost
     strays = [t for t in run.starts if not any(u - 0.05 <= t <= u + 3.0 for u in run.users)]
     assert strays == [], f"{name}: speech_started with the user silent: {strays}"
 

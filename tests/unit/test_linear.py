@@ -1,0 +1,99 @@
+"""The linear echo stage: it learns an echo path, keeps the user whole, and trusts itself only once converged."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from voicechat.audio.linear import LinearEcho, LinearStage
+
+RATE = 16_000
+BLOCK = RATE // 50
+
+
+def _path(rng: np.random.Generator, delay_ms: float = 60.0, tail_ms: float = 120.0) -> np.ndarray:
+    """A room-like impulse response: a delay, then an exponentially decaying random tail."""
+    delay = int(RATE * delay_ms / 1000)
+    n = int(RATE * tail_ms / 1000)
+    tail = rng.standard_normal(n) * np.exp(-np.arange(n) / (n / 6))
+    return np.concatenate([np.zeros(delay), 0.5 * tail / np.sqrt(np.sum(tail**2))])  # -6 dB
+
+
+def _i16(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * 32768), -32768, 32767).astype(np.int16)
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(x.astype(np.float64) ** 2) + 1e-9)
+
+
+def _run(f: LinearEcho, mic: np.ndarray, ref: np.ndarray, learn: bool = True) -> np.ndarray:
+    out = []
+    for a in range(0, mic.size - BLOCK + 1, BLOCK):
+        out.append(f.process(mic[a : a + BLOCK], ref[a : a + BLOCK]))
+        if learn:
+            f.learn()
+    return np.concatenate(out)
+
+
+def test_it_learns_an_echo_path_and_keeps_the_user_whole() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal(12 * RATE) * 0.1
+    path = _path(rng)
+    echo = np.convolve(ref, path)[: ref.size]
+    f = LinearEcho(BLOCK, rate=RATE, taps_ms=200)
+    out = _run(f, _i16(echo), _i16(ref))
+    last = slice(-2 * RATE, None)
+    assert _db(_i16(echo)[last]) - _db(out[last]) >= 30, "the echo is not cancelled"
+    # The user joins; the filter is told not to learn: what comes out is the user.
+    ref2 = rng.standard_normal(2 * RATE) * 0.1
+    echo2 = np.convolve(np.concatenate([ref, ref2]), path)[ref.size : ref.size + ref2.size]
+    user = rng.standard_normal(ref2.size) * 0.05
+    out2 = _run(f, _i16(echo2 + user), _i16(ref2), learn=False)
+    u = _i16(user)[: out2.size].astype(np.float64)
+    corr = float(np.dot(out2, u) / np.sqrt(np.dot(out2.astype(np.float64), out2) * np.dot(u, u)))
+    assert corr > 0.99, corr
+    assert abs(_db(out2) - _db(u)) < 0.5
+
+
+def test_it_predicts_nothing_it_has_not_learned() -> None:
+    rng = np.random.default_rng(2)
+    ref = _i16(rng.standard_normal(RATE) * 0.1)
+    mic = _i16(rng.standard_normal(RATE) * 0.1)
+    f = LinearEcho(BLOCK, rate=RATE)
+    assert np.array_equal(_run(f, mic, ref, learn=False), mic[: (RATE // BLOCK) * BLOCK])
+
+
+def test_blocks_of_another_length_are_refused() -> None:
+    f = LinearEcho(BLOCK, rate=RATE)
+    with pytest.raises(ValueError, match="samples"):
+        f.process(np.zeros(BLOCK + 1, np.int16), np.zeros(BLOCK + 1, np.int16))
+
+
+def _stage_run(echo_of: object, seconds: float = 8.0) -> tuple[list[bool], list[bool]]:
+    """A stage fed echo only: (answered, loud) per block."""
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal(int(seconds * RATE)) * 0.1
+    mic = echo_of(ref)  # type: ignore[operator]
+    stage = LinearStage(RATE, margin_db=10.0, floor_db=-40.0, converge_blocks=50)
+    answered, loud = [], []
+    r16, m16 = _i16(ref), _i16(mic)
+    for a in range(0, ref.size - BLOCK + 1, BLOCK):
+        residual, is_loud = stage.judge(m16[a : a + BLOCK], r16[a : a + BLOCK], -20.0, True, False)
+        answered.append(residual is not None)
+        loud.append(is_loud)
+    return answered, loud
+
+
+def test_the_stage_answers_once_converged_and_hears_no_user_in_echo() -> None:
+    path = _path(np.random.default_rng(4))
+    answered, loud = _stage_run(lambda ref: np.convolve(ref, path)[: ref.size])
+    assert not any(answered[:49]), "answered before its lessons"
+    assert all(answered[-100:]), "never trusted itself on a linear path"
+    assert not any(loud), "took echo for the user"
+
+
+def test_the_stage_never_trusts_itself_where_the_speaker_distorts() -> None:
+    path = _path(np.random.default_rng(5))
+    answered, loud = _stage_run(lambda ref: np.convolve(np.clip(ref * 6, -0.3, 0.3), path)[: ref.size])
+    assert not any(answered) and not any(loud)
