@@ -493,6 +493,7 @@ class Harness:
     calls: list[str] = field(default_factory=list)  # tool calls to run
     order: list[str] = field(default_factory=list)  # item ids in transcript order, after the last step
     follows: list[tuple[str, str]] = field(default_factory=list)  # (item, previous item) as announced
+    uses: dict[str, set[str]] = field(default_factory=dict)  # item id -> the responses/announcements using it
     steps: int = 0
     step_effects: list[fx.Effect] = field(default_factory=list)
 
@@ -553,6 +554,7 @@ class Harness:
                     and event.previous_item_id in self.order
                 ):
                     self.follows.append((event.item.id, event.previous_item_id))
+                self.note_use(event)
                 self.dispatch(s.handle(event, self.now))
             case ("block", n):
                 for _ in range(n):
@@ -667,8 +669,26 @@ class Harness:
         transcript = s.transcript()
         assert transcript[: s.written] == self.written, "a written turn changed after it was written"
         self.order = [t.item_id for t in transcript]
-        assert len(set(self.order)) == len(self.order), "an item appears twice"
+        for item_id in set(self.order):  # twice only where the server used the id for a new item
+            assert self.order.count(item_id) <= max(1, len(self.uses.get(item_id, ()))), "an item appears twice"
         _ = (s.activity, s.busy, s.paused)
+
+    def note_use(self, event: Any) -> None:
+        """Who used an item id: each response whose events name it, the user's events, each
+        announcement of it (the session may give a reused id an entry per use, not more)."""
+        if isinstance(event, ev.ResponseDone):  # items a server announces only here
+            for done in event.response.output:
+                self.uses.setdefault(done.id, set()).add(event.response.id)
+            return
+        item = getattr(event, "item", None)
+        item_id = item.id if item is not None else getattr(event, "item_id", None)
+        if not isinstance(item_id, str):
+            return
+        response_id = getattr(event, "response_id", None)
+        if isinstance(event, ev.ItemAdded):
+            self.uses.setdefault(item_id, set()).add(f"added at step {self.steps}")
+        else:  # a response's item, or the user's (speech, its transcript)
+            self.uses.setdefault(item_id, set()).add(response_id if isinstance(response_id, str) else "the user")
 
     def check_order(self) -> None:
         """Items stand after the item the server said they follow (when it was known by then)."""

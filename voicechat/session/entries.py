@@ -44,6 +44,8 @@ class Entry:
     usage: ev.Usage | None = None
     result: str | None = None  # a function call: its output, once sent (the turn waits for it)
     call: fx.ToolCall | None = None  # a function call: its name and arguments, as the model wrote them
+    key: str = ""  # the transcript's own key: item_id, or item_id#n for an id the server used again
+    announced: bool = False  # its conversation.item.added came (not only a transcript or a delta)
 
 
 def finish(entry: Entry, now: float, note: str | None = None) -> None:

@@ -97,7 +97,7 @@ class Inbound:
     def _on_item(self, e: ev.ItemAdded | ev.ItemDone, now: float) -> list[fx.Effect]:
         if e.item.role == "user" and isinstance(e, ev.ItemAdded):
             self._parts.calls.user_turn()
-        entry = self._parts.transcript.entry_for(e.item, e.previous_item_id, now)
+        entry = self._parts.transcript.entry_for(e.item, e.previous_item_id, now, added=isinstance(e, ev.ItemAdded))
         if entry is not None:
             wait = self.transcript_wait_s if self._config.transcribe_model else None
             entries.apply_item(entry, e.item, now, done=isinstance(e, ev.ItemDone),

@@ -7,6 +7,11 @@ written once it is final and, for a reply, no longer audible (a barge-in may sti
 what was heard) — the caller says which items are held (``held``). Written turns never change,
 which lets the panel cache them. The entries outlive connections; only the placement of the
 current responses' items (``reset``) belongs to one server session.
+
+A server may use an item id again for a new item (another response's output, a new user turn
+after the first was written): the new item gets an entry of its own under a key of its own
+(``item_1#2``), and events naming the id reach the newest item that has it, so a reply whose
+id was used before is written as a turn of its own instead of vanishing into a written one.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ class Transcript:
 
     def __init__(self, held: Callable[[str], bool]) -> None:
         self._held = held  # an item still being played (its turn waits)
-        self._entries: dict[str, Entry] = {}
+        self._entries: dict[str, Entry] = {}  # by key (the item id, or item_id#n when used again)
+        self._current: dict[str, str] = {}  # an item id used more than once -> the key of its newest item
+        self._reused = 0
         self._order: list[str] = []
         self._by_response: dict[str, list[str]] = {}  # assistant items of unfinished responses
         self._emit_from = 0
@@ -49,8 +56,12 @@ class Transcript:
     def unwritten(self) -> bool:
         return self._emit_from < len(self._order)
 
+    def _key(self, item_id: str) -> str:
+        return self._current.get(item_id, item_id)
+
     def get(self, item_id: str) -> Entry | None:
-        return self._entries.get(item_id)
+        """The entry of the newest item with this id."""
+        return self._entries.get(self._key(item_id))
 
     def turns(self) -> list[fx.Turn]:
         return [turn_of(self._entries[i]) for i in self._order]
@@ -65,47 +76,89 @@ class Transcript:
 
     # ---- placing items ----------------------------------------------------------------------
 
-    def remember(self, entry: Entry, previous_item_id: str | None = None) -> Entry:
-        """Keep a new entry, placed after ``previous_item_id`` when that one is known."""
-        self._entries[entry.item_id] = entry
-        self._insert(entry.item_id, previous_item_id)
+    def remember(self, entry: Entry, previous_key: str | None = None) -> Entry:
+        """Keep a new entry, placed after the entry keyed ``previous_key`` when there is one."""
+        key = entry.item_id
+        if key in self._entries:  # the server used this id before: a new item all the same
+            self._reused += 1
+            key = f"{entry.item_id}#{self._reused}"
+            self._current[entry.item_id] = key
+        entry.key = key
+        self._entries[key] = entry
+        self._insert(key, previous_key)
         return entry
 
-    def _insert(self, item_id: str, previous_item_id: str | None) -> None:
-        if previous_item_id is not None and previous_item_id != item_id and previous_item_id in self._entries:
-            at = self._order.index(previous_item_id) + 1
+    def _insert(self, key: str, previous_key: str | None) -> None:
+        if previous_key is not None and previous_key != key and previous_key in self._entries:
+            at = self._order.index(previous_key) + 1
             # Never re-open what was already written out: a late item lands at the first open slot.
-            self._order.insert(max(at, self._emit_from), item_id)
+            self._order.insert(max(at, self._emit_from), key)
         else:
-            self._order.append(item_id)
+            self._order.append(key)
 
-    def entry_for(self, item: ev.Item, previous_item_id: str | None, now: float) -> Entry | None:
-        """The transcript entry of ``item``, created and placed in order on first sight."""
-        entry = self._entries.get(item.id)
+    def entry_for(self, item: ev.Item, previous_item_id: str | None, now: float, *, added: bool = False,
+                  previous_key: str | None = None) -> Entry | None:
+        """The transcript entry of ``item``, created and placed in order on first sight.
+
+        ``added``: the server announces a new item (``conversation.item.added``); if the entry
+        of that id is of another role, or was announced before and is already written, the id is
+        being used again, for a new item (a transcript or a delta that overtook its item
+        announces nothing)."""
+        entry = self.get(item.id)
+        if entry is not None and added and (entry.role != _role(item) or _spent(entry)):
+            entry = None
         if entry is None:
             entry = _new_entry(item, now)
             if entry is not None:
-                self.remember(entry, previous_item_id)
+                if previous_key is None and previous_item_id is not None:
+                    previous_key = self._key(previous_item_id)
+                self.remember(entry, previous_key)
+        if entry is not None and added:
+            entry.announced = True
         return entry
 
     def response_entry(self, item: ev.Item, response_id: str, now: float) -> Entry | None:
-        """The entry of an output item of ``response_id``, placed after the response's last one."""
-        entry = self.entry_for(item, self._last_item_of(response_id), now)
-        if entry is not None:
-            self._attach(entry, response_id)
+        """The entry of an output item of ``response_id``, placed after the response's last one
+        (a new entry when the id's entry belongs to another response or is already written)."""
+        entry = self._of_response(item.id, response_id) or self.get(item.id)
+        if entry is None or not self._belongs(entry, response_id):
+            entry = _new_entry(item, now)
+            if entry is None:
+                return None
+            self.remember(entry, self._last_item_of(response_id))
+        self._attach(entry, response_id)
         return entry
 
     def assistant_entry(self, item_id: str, response_id: str, now: float) -> Entry:
-        """The reply an audio or text delta belongs to (created if the server skipped its item)."""
-        entry = self._entries.get(item_id)
-        if entry is None:  # a server that skips output_item.added
+        """The reply an audio or text delta belongs to (created if the server skipped its item,
+        or used its id before for an item of another response)."""
+        entry = self._of_response(item_id, response_id) or self.get(item_id)
+        if entry is None or not self._belongs(entry, response_id, late=True):
             entry = self.remember(Entry(item_id, "assistant", "audio", now), self._last_item_of(response_id))
             self._attach(entry, response_id)
         return entry
 
+    def _of_response(self, item_id: str, response_id: str) -> Entry | None:
+        """The entry of ``item_id`` placed in ``response_id`` (ids used again: one per response)."""
+        for key in self._by_response.get(response_id, ()):
+            if self._entries[key].item_id == item_id:
+                return self._entries[key]
+        return None
+
+    @staticmethod
+    def _belongs(entry: Entry | None, response_id: str, *, late: bool = False) -> bool:
+        """Whether ``entry`` may be an item of ``response_id``: not one placed in another
+        response or of a user (the server used the same id twice), nor, for a new output item,
+        one written out already. ``late``: a delta, which may come late for its written item."""
+        if entry is None:
+            return True
+        if entry.response_id is not None:
+            return entry.response_id == response_id
+        return entry.role != "user" and (late or entry.written is None)
+
     def user_placeholder(self, item_id: str, now: float) -> Entry:
         """A transcript that overtook its item: a user entry in arrival order until the item comes."""
-        entry = self._entries.get(item_id)
+        entry = self.get(item_id)
         return entry if entry is not None else self.remember(Entry(item_id, "user", "audio", now))
 
     def _last_item_of(self, response_id: str) -> str | None:
@@ -115,7 +168,7 @@ class Transcript:
     def _attach(self, entry: Entry, response_id: str) -> None:
         if entry.response_id != response_id:
             entry.response_id = response_id
-            self._by_response.setdefault(response_id, []).append(entry.item_id)
+            self._by_response.setdefault(response_id, []).append(entry.key)
 
     def show_call(self, item: ev.Item, response_id: str, call: fx.ToolCall, now: float) -> None:
         """A function call of ``response_id``: shown as ``name(arguments)`` until its result comes."""
@@ -126,7 +179,7 @@ class Transcript:
 
     def answer(self, item_id: str, output: str, now: float) -> None:
         """The output of a call's item is sent: its turn is final."""
-        entry = self._entries.get(item_id)
+        entry = self.get(item_id)
         if entry is not None:
             entry.result = output
             finish(entry, now)
@@ -161,7 +214,7 @@ class Transcript:
         """Make every unwritten turn final: a reply cut at what ``played`` says was heard, a user
         turn with no words noted, a call with no result noted with ``no_result``."""
         for item_id, samples in (played or {}).items():
-            entry = self._entries.get(item_id)
+            entry = self.get(item_id)
             if entry is None or entry.written is not None:
                 continue
             if cut(entry, samples) is not None and now is not None:
@@ -186,7 +239,7 @@ class Transcript:
             self._restored += 1
             key = f"{RESUMED_PREFIX}{self._restored}"
             entry = Entry(key, turn.role, turn.kind, turn.started_at, text=turn.text, final=True, written=turn,
-                          ended_at=turn.ended_at)
+                          ended_at=turn.ended_at, key=key)
             self._entries[key] = entry
             self._order.insert(self._emit_from, key)
             self._emit_from += 1
@@ -210,6 +263,16 @@ class Transcript:
         for n, item in enumerate(items):
             item["id"] = f"{SEED_PREFIX}{connection}_{n}"
         return items
+
+
+def _spent(entry: Entry) -> bool:
+    """Whether the item of ``entry`` was announced and its turn is already written."""
+    return entry.announced and entry.written is not None
+
+
+def _role(item: ev.Item) -> str | None:
+    """The role of the entry an item would get."""
+    return "tool" if item.type == "function_call" else item.role
 
 
 def _new_entry(item: ev.Item, now: float) -> Entry | None:
