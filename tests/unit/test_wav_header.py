@@ -75,3 +75,27 @@ def test_a_fifo_in_its_path_is_refused_without_blocking(tmp_path: Path) -> None:
 def test_dev_null_is_still_a_place_to_write(tmp_path: Path) -> None:
     with WavWriter(os.devnull, 24000) as w:
         w.write(np.zeros(48000, np.int16))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_an_input_wav_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path: Path, kind: str) -> None:
+    """``--input-file`` is read whole: a FIFO (which would block) or /dev/zero (which would fill
+    memory) put in its place after the settings were checked is refused, naming the file."""
+    if kind == "fifo":
+        path = tmp_path / "in.wav"
+        os.mkfifo(path)
+    else:
+        path = Path("/dev/zero")
+    errors: list[BaseException] = []
+
+    def read_it() -> None:
+        try:
+            read_wav(path)
+        except BaseException as exc:  # handed to the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=read_it, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "reading it blocked"
+    assert len(errors) == 1 and isinstance(errors[0], AudioError) and str(path) in str(errors[0]), errors

@@ -45,8 +45,12 @@ class _Format:
 
 
 def _read_bytes(path: Path) -> bytes:
+    """The whole file: a regular one of at most `MAX_WAV_BYTES` (a RIFF file cannot be larger),
+    never a FIFO or a device put in its place after the settings were checked."""
+    from voicechat.files import MAX_WAV_BYTES, read_limited
+
     try:
-        return path.read_bytes()
+        return read_limited(path, MAX_WAV_BYTES)
     except FileNotFoundError:
         raise AudioError(f"audio file not found: {path}") from None
     except IsADirectoryError:
