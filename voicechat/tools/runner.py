@@ -84,15 +84,23 @@ class ToolRunner:
 async def run_command(spec: ToolSpec, stdin_text: str, *, max_output: int = MAX_OUTPUT_BYTES) -> str:
     """Run a command tool: ``stdin_text`` in, stdout out; every failure as an error result."""
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
+        *spec.command,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+        start_new_session=True,  # its own process group: a timeout kills its children too
+    ))
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *spec.command,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            env=env,
-            start_new_session=True,  # its own process group: a timeout kills its children too
-        )
+        # Shielded: the command runs from the fork on, but asyncio hands it over only once its
+        # pipes are connected. A cancel in between (the conversation ended on a busy machine)
+        # would make asyncio kill the command alone and leave what it started in its group.
+        proc = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        with contextlib.suppress(Exception):
+            await _kill(await starting)
+        raise
     except FileNotFoundError:
         return error_result(f"command not found: {spec.command[0]}")
     except PermissionError:
