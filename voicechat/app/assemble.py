@@ -40,6 +40,7 @@ from voicechat.ui.view import View
 
 PUSH_TO_TALK_HELP = "space: talk/send · type + Enter: message · /help · ctrl-c: quit"
 TYPING_HELP = "type + Enter: message · /help · ctrl-c: quit"
+BACKGROUND_HELP = "in the background of the terminal: fg to type here"
 
 
 async def talk(
@@ -162,12 +163,26 @@ def _keyboard(
     """The actions to read, and the line editor when they come from the terminal.
 
     The keyboard is taken over only where typing can be seen (the panel) or is needed (the
-    push-to-talk key); otherwise the terminal keeps echoing as usual.
+    push-to-talk key); otherwise the terminal keeps echoing as usual. Started in the background
+    of its terminal (``voicechat talk &``), voicechat leaves the tty alone until it is brought to
+    the foreground, and takes the keyboard then.
     """
     wants_keys = actions is None and (out.panel_live or push_to_talk)
     terminal = stack.enter_context(keys.Terminal(0)) if wants_keys else None
-    if actions is not None or terminal is None or not terminal.active:
+    if actions is not None or terminal is None:
         return actions, None
+    help_line = PUSH_TO_TALK_HELP if push_to_talk else TYPING_HELP
+    if not terminal.active:
+        if not keys.in_background(0):  # not a tty, or a tty that refused the mode
+            return None, None
+        view.status = BACKGROUND_HELP
+
+        def on_foreground() -> None:
+            if terminal.take():
+                view.status = help_line
+
+        editor = keys.LineEditor(push_to_talk=push_to_talk)
+        return keyboard_actions(editor, on_foreground=on_foreground), editor
     editor = keys.LineEditor(push_to_talk=push_to_talk)
-    view.status = PUSH_TO_TALK_HELP if push_to_talk else TYPING_HELP
+    view.status = help_line
     return keyboard_actions(editor), editor

@@ -172,9 +172,15 @@ def cost_line(model: str, spend: Spend | Usage) -> str:
     return f"{tokens}, about ${dollars:.4f}" if dollars is not None else f"{tokens} (no price known for {model})"
 
 
-async def keyboard_actions(editor: keys.LineEditor, fd: int = 0) -> AsyncIterator[keys.Action]:
-    """Actions typed on the terminal (nothing when ``fd`` is not a tty)."""
-    async with keys.KeyReader(fd) as reader:
+async def keyboard_actions(
+    editor: keys.LineEditor, fd: int = 0, on_foreground: Callable[[], object] | None = None,
+) -> AsyncIterator[keys.Action]:
+    """Actions typed on the terminal (nothing when ``fd`` is not a tty).
+
+    In the background of the terminal nothing is read until the process is brought to the
+    foreground; then ``on_foreground`` is called first (see `keys.KeyReader`).
+    """
+    async with keys.KeyReader(fd, on_foreground=on_foreground) as reader:
         async for key in reader:
             action = editor.feed(key, time.monotonic())
             if action is not None:

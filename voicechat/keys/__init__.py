@@ -7,7 +7,8 @@ Layers, pure where possible, one module each:
   (the key bindings are listed there).
 * :mod:`~voicechat.keys.tty` (I/O): :class:`Terminal`, the cbreak-like tty mode and bracketed
   paste for a ``with`` block, and :class:`KeyReader`, keys read on the running loop with
-  ``add_reader`` into a bounded queue.
+  ``add_reader`` into a bounded queue; :func:`owns_terminal`, whether the process may touch
+  the tty at all (it is in its foreground process group).
 
 Imports only the standard library.
 """
@@ -27,10 +28,10 @@ from voicechat.keys.editor import (
     Submit,
     UnknownCommand,
 )
-from voicechat.keys.tty import KeyReader, Terminal
+from voicechat.keys.tty import KeyReader, Terminal, in_background, owns_terminal
 
 __all__ = [
     "COMMANDS", "ESC", "MAX_LINE", "MAX_PASTE", "MAX_SEQ", "PASTE_END", "PASTE_START", "PTT_REPEAT_S", "Action",
     "Command", "Key", "KeyDecoder", "KeyReader", "LineEditor", "PushToTalk", "Quit", "Submit", "Terminal",
-    "UnknownCommand",
+    "UnknownCommand", "in_background", "owns_terminal",
 ]  # fmt: skip

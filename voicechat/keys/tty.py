@@ -4,6 +4,12 @@ The only part of :mod:`voicechat.keys` that touches a file descriptor or termios
 reads or changes stdin unless it is a tty: for a pipe, a file, /dev/null or a closed fd,
 :class:`Terminal` does nothing and :class:`KeyReader` ends at once. Ctrl-C is not a key: the
 terminal keeps ISIG, so it raises SIGINT as usual.
+
+Nor is a tty touched by a process outside its foreground process group (``voicechat talk &``,
+or under ``timeout`` without ``--foreground``): there a read or a mode change would stop the
+process with SIGTTIN/SIGTTOU, and a parent that continues it at once (``timeout`` does) turns
+that into a busy loop. Such a process leaves the tty alone and asks :func:`owns_terminal` again
+a few times a second (one cheap system call; ``fg`` on a running job sends no signal to wait for).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import contextlib
 import os
 import termios
 from collections import deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
@@ -26,8 +33,31 @@ def _isatty(fd: int) -> bool:
         return False
 
 
+def in_background(fd: int) -> bool:
+    """Whether ``fd`` is this process's controlling tty with another process group in front.
+
+    Such a tty must not be read or set (SIGTTIN/SIGTTOU would stop the process). A tty that is
+    not the controlling terminal, or one that hung up, is not "in the background": job control
+    does not apply, and a read reports the hangup.
+    """
+    if not _isatty(fd):
+        return False
+    try:
+        return os.tcgetpgrp(fd) != os.getpgrp()
+    except (OSError, ValueError, TypeError):  # ENOTTY: not our controlling terminal; EIO: hung up
+        return False
+
+
+def owns_terminal(fd: int) -> bool:
+    """Whether ``fd`` is a tty this process may read and set now (see :func:`in_background`)."""
+    return _isatty(fd) and not in_background(fd)
+
+
 class Terminal:
-    """Cbreak-like tty mode for a ``with`` block; does nothing when ``fd`` is not a tty.
+    """Cbreak-like tty mode for a ``with`` block; does nothing when ``fd`` is not a tty we own.
+
+    A process outside the tty's foreground process group leaves the mode alone; :meth:`take`
+    tries again (when the process has been brought to the foreground).
 
     On a tty: no echo, no canonical line editing, no implementation-defined input processing
     (IEXTEN) and no XON/XOFF flow control (Ctrl-S would freeze the panel); one byte per read.
@@ -52,17 +82,24 @@ class Terminal:
         return self._saved is not None
 
     def __enter__(self) -> Terminal:
-        if self._saved is not None or not _isatty(self.fd):
-            return self
+        self.take()
+        return self
+
+    def take(self) -> bool:
+        """Put the tty in the keyboard mode if this process owns it now; whether it is in it."""
+        if self._saved is not None:
+            return True
+        if not owns_terminal(self.fd):
+            return False
         try:
             saved = termios.tcgetattr(self.fd)
             termios.tcsetattr(self.fd, termios.TCSADRAIN, _keyboard_mode(self.fd, saved))
         except (termios.error, OSError):
-            return self
+            return False
         self._saved = saved
         if self.bracketed_paste:
             self._write(b"\x1b[?2004h")
-        return self
+        return True
 
     def __exit__(
         self,
@@ -107,6 +144,8 @@ def _keyboard_mode(fd: int, attrs: list[Any]) -> list[Any]:
 
 # ---- reading keys on the loop ---------------------------------------------------------------
 
+FOREGROUND_CHECK_S = 0.25  # how often a reader in the background asks whether it is in front now
+
 
 class KeyReader:
     """Keys from a tty fd, read on the running loop with ``add_reader``; an async iterator.
@@ -116,9 +155,14 @@ class KeyReader:
     :attr:`dropped`. Iteration ends after end of file or hangup on the tty, or :meth:`close`,
     once the queued keys are taken. When ``fd`` is not a tty, nothing is read and iteration
     ends at once. Combine with :class:`Terminal` for key-at-a-time input without echo.
+
+    While the process is not in the tty's foreground process group nothing is read (a read would
+    stop it): every ``FOREGROUND_CHECK_S`` the reader asks :func:`owns_terminal` again, and once
+    it does, calls ``on_foreground`` (to take the keyboard mode) and starts reading.
     """
 
-    def __init__(self, fd: int = 0, *, maxsize: int = 256) -> None:
+    def __init__(self, fd: int = 0, *, maxsize: int = 256,
+                 on_foreground: Callable[[], object] | None = None) -> None:
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.fd = fd
@@ -126,8 +170,15 @@ class KeyReader:
         self._decoder = KeyDecoder()
         self._keys: deque[Key] = deque(maxlen=maxsize)
         self._ready = asyncio.Event()
+        self.on_foreground = on_foreground
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._check: asyncio.TimerHandle | None = None  # the next look at who owns the tty
         self._done = False
+
+    @property
+    def waiting(self) -> bool:
+        """Whether the reader is waiting to be brought to the foreground."""
+        return self._check is not None
 
     def start(self) -> None:
         """Start reading on the running loop (idempotent; a no-op after close)."""
@@ -136,9 +187,11 @@ class KeyReader:
         if not _isatty(self.fd):
             self._finish()
             return
-        loop = asyncio.get_running_loop()
-        loop.add_reader(self.fd, self._on_readable)
-        self._loop = loop
+        self._loop = asyncio.get_running_loop()
+        if owns_terminal(self.fd):
+            self._loop.add_reader(self.fd, self._on_readable)
+        else:
+            self._wait_for_foreground()
 
     def close(self) -> None:
         """Stop reading and remove the reader (idempotent)."""
@@ -146,7 +199,26 @@ class KeyReader:
         if loop is not None:
             with contextlib.suppress(OSError, ValueError, RuntimeError):
                 loop.remove_reader(self.fd)
+        check, self._check = self._check, None
+        if check is not None:
+            check.cancel()
         self._finish()
+
+    def _wait_for_foreground(self) -> None:
+        if self._loop is not None and self._check is None:
+            self._check = self._loop.call_later(FOREGROUND_CHECK_S, self._look_again)
+
+    def _look_again(self) -> None:
+        self._check = None
+        loop = self._loop
+        if loop is None:
+            return
+        if in_background(self.fd):
+            self._wait_for_foreground()
+            return
+        if self.on_foreground is not None:
+            self.on_foreground()
+        loop.add_reader(self.fd, self._on_readable)
 
     async def __aenter__(self) -> KeyReader:
         self.start()
@@ -168,6 +240,12 @@ class KeyReader:
         return self._keys.popleft()
 
     def _on_readable(self) -> None:
+        if in_background(self.fd):  # put in the background since: a read would stop us
+            if self._loop is not None:
+                with contextlib.suppress(OSError, ValueError, RuntimeError):
+                    self._loop.remove_reader(self.fd)
+            self._wait_for_foreground()
+            return
         try:
             data = os.read(self.fd, 4096)
         except (BlockingIOError, InterruptedError):
