@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -64,6 +65,10 @@ def elide(value: Any, key: str = "", event_type: str = "") -> Any:
         return ELIDED
     if lowered == "audio" or (lowered == "delta" and event_type in AUDIO_DELTAS):
         return f"<audio: {_b64_bytes(value)} bytes>"
+    if lowered == "delta":
+        # Text deltas by their length: a key a server splits across deltas would be in the file
+        # piece by piece, each too short to be known. The ``.done`` event has the whole text.
+        return f"<text: {len(value)} characters>"
     if value.startswith("data:") and ";base64," in value[:100]:
         mime, _, data = value[5:].partition(";base64,")
         return f"<{SECRETS.scrub(mime) or 'data'} data URL: {_b64_bytes(data)} bytes>"
@@ -136,11 +141,33 @@ class EventLog:
             self._file = None
 
 
+_EVENT_TYPE = re.compile(rb'"type"\s*:\s*"([a-z_.]{1,80})"')
+
+
+def _frame_summary(frame: Any) -> str | None:
+    """A websockets data frame as ``TEXT response.output_audio_transcript.delta [188 bytes]``:
+    its event type and size, never its text (a key split across deltas would be in the log
+    piece by piece, each too short to be known); None for anything else."""
+    opcode, data = getattr(frame, "opcode", None), getattr(frame, "data", None)
+    name = getattr(opcode, "name", None)
+    if name not in ("TEXT", "BINARY", "CONT") or not isinstance(data, bytes | bytearray | memoryview):
+        return None
+    found = _EVENT_TYPE.search(bytes(data[:200]))
+    what = f" {found.group(1).decode()}" if found and name == "TEXT" else ""
+    return f"{name}{what} [{len(data)} bytes]"
+
+
 class RedactHeaders(logging.Filter):
-    """Hide credentials in websockets' debug lines ``> Authorization: Bearer …`` (and replies)."""
+    """Hide credentials in websockets' debug lines ``> Authorization: Bearer …`` (and replies),
+    and the content of every data frame (`_frame_summary`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
+        if isinstance(args, tuple) and len(args) == 1 and record.msg in ("> %s", "< %s"):
+            summary = _frame_summary(args[0])
+            if summary is not None:
+                record.args = (summary,)
+            return True
         if isinstance(args, tuple) and len(args) == 2 and record.msg in ("> %s: %s", "< %s: %s"):
             name, value = args
             if str(name).lower() in SECRET_KEYS or "api-key" in str(value).lower():

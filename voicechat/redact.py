@@ -18,7 +18,8 @@ Only real secrets are elided. A value shorter than :data:`MIN_SECRET` is no secr
 is that short; the local backend's placeholder is never remembered at all). A secret shorter
 than :data:`MIN_ANYWHERE` is elided only as a whole token (not inside a longer word), and has no
 base64 form (a short base64 chunk would match by chance); a longer one, random enough never to
-occur by chance, is elided wherever it appears.
+occur by chance, is elided wherever it appears. A text still arriving (the panel's reply, delta
+by delta) also hides a tail that could be a secret's start (:meth:`Scrubber.scrub_growing`).
 
 This module also knows which environment variables hold credentials (:data:`CREDENTIAL_ENV`:
 the config reads the key from them, tool commands never see them) and what makes a key unusable
@@ -52,6 +53,7 @@ URL_ENV = (OPENAI_URL_ENV, AZURE_URL_ENV)
 ELIDED = "<elided>"
 MIN_SECRET = 8
 MIN_ANYWHERE = 16
+HEAD = 5  # a text still arriving never shows this many of a secret's first characters
 _TOKEN = "A-Za-z0-9"
 
 
@@ -209,6 +211,17 @@ class Scrubber:
             if cleaned == text:
                 break
             text = cleaned
+        return text
+
+    def scrub_growing(self, text: str) -> str:
+        """`scrub`, for a text still arriving (a reply on the panel, delta by delta): a tail that
+        could be the start of a secret (its first `HEAD` characters or more) is elided too, so a
+        key split across deltas never shows, not even while its first half waits for the rest."""
+        text = self.scrub(text)
+        for secret in self._secrets:
+            for n in range(min(len(secret) - 1, len(text)), HEAD - 1, -1):
+                if text.endswith(secret[:n]):
+                    return text[:-n] + ELIDED
         return text
 
     def scrub_value(self, value: Any) -> Any:

@@ -61,10 +61,11 @@ class TurnView:
     ) -> TurnView:
         """A view of a session ``Turn``; a tool turn shows its call's name and arguments apart.
 
-        Every secret voicechat holds is elided from the text first (server text may echo one).
+        Every secret voicechat holds is elided from the text first (server text may echo one);
+        from a turn still arriving, a tail that could be a secret's start too.
         """
         name = args = None
-        text = SECRETS.scrub(turn.text)
+        text = SECRETS.scrub(turn.text) if final else SECRETS.scrub_growing(turn.text)
         result = tool_result if tool_result is not None else turn.result
         call = turn.tool_call
         if call is not None:
