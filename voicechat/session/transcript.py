@@ -195,6 +195,9 @@ class Transcript:
         out: list[fx.Effect] = []
         while self._emit_from < len(self._order):
             entry = self._entries[self._order[self._emit_from]]
+            if not entry.final and self._abandoned(entry):
+                entry.final = entry.interrupted = True  # what came of it is kept, marked cut short
+                entry.note = entry.note or "the server did not finish it"
             if not entry.final:
                 break
             if self._held(entry.item_id):
@@ -203,6 +206,20 @@ class Transcript:
             entry.written = turn_of(entry)
             out.append(fx.TurnFinished(entry.written))
         return out
+
+    def _abandoned(self, entry: Entry) -> bool:
+        """Whether the server left this reply unfinished for good: a later response of its own
+        has finished (one response runs at a time), and nothing of this one is still playing.
+        Without this, one reply the server never finishes held back every later turn until
+        talk ended, and ``kill -9`` lost them all."""
+        if entry.role != "assistant" or self._held(entry.item_id):
+            return False
+        for key in self._order[self._emit_from + 1 :]:
+            later = self._entries[key]
+            if later.final and later.response_id is not None and later.response_id != entry.response_id \
+                    and later.response_id not in self._by_response:
+                return True
+        return False
 
     def expire_waits(self, now: float) -> None:
         """Give up on user transcripts whose wait is over."""
