@@ -323,7 +323,9 @@ class Conversation:
 
     def publish(self) -> None:
         line = self.editor.line if self.editor is not None else ""
-        self.out.publish(self.view.snapshot(self.session, self.player, self.echo, line, spend=self.spend))
+        xruns = getattr(self.audio, "underflows", 0) + getattr(self.audio, "overflows", 0)  # a device's own
+        self.out.publish(self.view.snapshot(self.session, self.player, self.echo, line, spend=self.spend,
+                                            device_xruns=xruns))
 
     # ---- the whole ------------------------------------------------------------------------------
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
+import threading
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -119,3 +121,75 @@ def _isatty(stream: Any) -> bool:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
         return False
+
+
+class ForeignStderr:
+    """File descriptor 2 kept from C libraries while voicechat draws on the terminal.
+
+    libasound writes ``ALSA lib pcm.c:… underrun occurred`` straight to fd 2; under the live
+    panel that shifts the screen and leaves copies of the panel in the scrollback, and in
+    ``--quiet`` or a status log it is a raw line voicechat did not say. Inside the block fd 2 is
+    a pipe read by a thread into :attr:`count`, while :attr:`stream` (also
+    ``sys.stderr`` for the block, and the root logger's stream, so Python's own warnings, log and
+    tracebacks) writes to the terminal fd 2 was. Leaving the block, on any path, puts fd 2 and ``sys.stderr`` back before anything
+    else is said, so voicechat's one-line errors and tracebacks reach the terminal as before.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stream: TextIO = sys.stderr
+        self._saved: int | None = None
+        self._previous: TextIO | None = None
+        self._pump: threading.Thread | None = None
+        self._handlers: list[logging.StreamHandler[Any]] = []
+
+    def __enter__(self) -> ForeignStderr:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            return self  # no fd 2: nothing to keep anything from
+        read_end, write_end = os.pipe()
+        os.dup2(write_end, 2)
+        os.close(write_end)
+        self._saved = saved
+        self._previous = sys.stderr
+        encoding = getattr(sys.stderr, "encoding", None) or "utf-8"
+        self.stream = sys.stderr = open(saved, "w", encoding=encoding, errors="backslashreplace",
+                                        buffering=1, closefd=False)
+        self._handlers = [h for h in logging.getLogger().handlers  # --debug's log: to the terminal too
+                          if isinstance(h, logging.StreamHandler) and h.stream is self._previous]
+        for handler in self._handlers:
+            handler.setStream(self.stream)
+        self._pump = threading.Thread(target=self._read, args=(read_end,), name="foreign-stderr", daemon=True)
+        self._pump.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        saved, self._saved = self._saved, None
+        if saved is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.flush()
+        os.dup2(saved, 2)  # closes the pipe's write end: the pump sees its end
+        os.close(saved)
+        if self._previous is not None:
+            sys.stderr = self._previous
+            for handler in self._handlers:
+                handler.setStream(self._previous)
+        if self._pump is not None:
+            self._pump.join(timeout=1.0)
+
+    def _read(self, fd: int) -> None:
+        with open(fd, "rb") as pipe:
+            for raw in pipe:
+                line = raw.decode("utf-8", "backslashreplace").rstrip()
+                if line:  # not logged: a log handler on the old stderr would write it back here
+                    self.count += 1
+
+    def summary(self) -> str | None:
+        """One line for after the conversation when libraries wrote anything, else None."""
+        if not self.count:
+            return None
+        lines = "a line" if self.count == 1 else f"{self.count} lines"
+        return f"voicechat: the sound library wrote {lines} of its own to stderr (kept off the screen)"

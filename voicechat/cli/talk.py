@@ -8,6 +8,7 @@ flags with the config file, ``.env`` and the environment into one ``Settings`` a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import Any
@@ -51,10 +52,16 @@ def talk(**given: Any) -> None:
         settings = sources.load_settings(flags_of(given), config_file)
         from voicechat.app import make_output, reliability_from_env
         from voicechat.app import talk as run_talk
+        from voicechat.app.output import ForeignStderr
 
         reliability = reliability_from_env(os.environ)  # VOICECHAT_RECYCLE_MARGIN_S: a test knob
-        out = make_output(settings, sys.stdout, sys.stderr)
-        asyncio.run(run_talk(settings, out, reliability=reliability))
+        # Real devices: what libasound writes to fd 2 must not reach the panel or the status log.
+        foreign = ForeignStderr() if settings.input_file is None else contextlib.nullcontext(None)
+        with foreign as kept:
+            out = make_output(settings, sys.stdout, sys.stderr)
+            asyncio.run(run_talk(settings, out, reliability=reliability))
+        if kept is not None and (line := kept.summary()) is not None and not settings.quiet:
+            print(line, file=sys.stderr)
 
 
 command = guarded()(table_command(talk, keep=lambda spec: True))

@@ -43,7 +43,7 @@ class Status:
     out_db: float | None = None
     spend: Spend = NOTHING_SPENT
     latency_ms: float | None = None
-    underruns: int = 0
+    underruns: int = 0  # the reply ran dry, or the device's stream under/overflowed (PortAudio's flags)
 
 
 class TurnSource(Protocol):
@@ -87,13 +87,19 @@ class Levels(Protocol):
     out_db: float
 
 
-def read_status(session: SessionState, player: PlayerState, echo: Levels | None, spend: Spend) -> Status:
-    """The live state, read once, as plain values: the one place the panel touches live objects."""
+def read_status(
+    session: SessionState, player: PlayerState, echo: Levels | None, spend: Spend, device_xruns: int = 0,
+) -> Status:
+    """The live state, read once, as plain values: the one place the panel touches live objects.
+
+    ``device_xruns`` are the sound device's own under/overflows (what libasound reports as
+    ``underrun occurred``), counted with the playback ring's underruns.
+    """
     return Status(
         activity=session.activity.value, muted=session.muted, talking=session.talking,
         assistant_speaking=bool(session.audible_items) and not session.paused,
         mic_db=echo.mic_db if echo is not None else None, out_db=echo.out_db if echo is not None else None,
-        spend=spend, latency_ms=session.last_latency_ms, underruns=player.buffer.underruns,
+        spend=spend, latency_ms=session.last_latency_ms, underruns=player.buffer.underruns + device_xruns,
     )
 
 
@@ -123,14 +129,14 @@ class View:
         return Snapshot(header=self.header, turns=tuple(view for _, view in self._notices), status=self.status)
 
     def snapshot(self, session: SessionState, player: PlayerState, echo: Levels | None, line: str = "", *,
-                 spend: Spend | None = None) -> Snapshot:
+                 spend: Spend | None = None, device_xruns: int = 0) -> Snapshot:
         """The panel now: the live state read once (`read_status`), then drawn from plain values.
 
         ``spend`` is the conversation's priced usage; without it the session's usage is priced here.
         """
         if spend is None:
             spend = Spend.of(self.settings.model, session.usage)
-        return self.draw(read_status(session, player, echo, spend), session, line)
+        return self.draw(read_status(session, player, echo, spend, device_xruns), session, line)
 
     def draw(self, status: Status, transcript: TurnSource, line: str = "") -> Snapshot:
         """The panel for a frozen `Status` and the transcript's turns."""
