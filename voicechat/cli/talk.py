@@ -56,12 +56,14 @@ def talk(**given: Any) -> None:
 
         reliability = reliability_from_env(os.environ)  # VOICECHAT_RECYCLE_MARGIN_S: a test knob
         # Real devices: what libasound writes to fd 2 must not reach the panel or the status log.
-        foreign = ForeignStderr() if settings.input_file is None else contextlib.nullcontext(None)
-        with foreign as kept:
-            out = make_output(settings, sys.stdout, sys.stderr)
-            asyncio.run(run_talk(settings, out, reliability=reliability))
-        if kept is not None and (line := kept.summary()) is not None and not settings.quiet:
-            print(line, file=sys.stderr)
+        foreign = ForeignStderr() if settings.input_file is None else None
+        try:
+            with foreign if foreign is not None else contextlib.nullcontext():
+                out = make_output(settings, sys.stdout, sys.stderr)
+                asyncio.run(run_talk(settings, out, reliability=reliability))
+        finally:  # fd 2 is the terminal again; the reason the conversation ended comes after this
+            if foreign is not None and (line := foreign.summary()) is not None and not settings.quiet:
+                print(line, file=sys.stderr)
 
 
 command = guarded()(table_command(talk, keep=lambda spec: True))
