@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,3 +68,37 @@ def test_spoken_session_with_underruns_leaves_a_clean_scrollback(device_pane: Pa
     # libasound did write its lines (the test is not vacuous): counted, said once by voicechat.
     assert re.search(r"^voicechat: the sound library wrote (a line|\d+ lines) of its own to stderr", scrollback,
                      re.M), scrollback
+
+
+@pytest.mark.device
+@pytest.mark.parametrize("quiet", [False, True], ids=["status-log", "quiet"])
+def test_underruns_leave_no_raw_library_line_in_the_status_log(
+    pulse: dict[str, str], tmp_path: Path, quiet: bool
+) -> None:
+    """stderr not a terminal (the plain status log), and ``--quiet``: no ``ALSA lib`` line either."""
+    chat = tmp_path / "chat.txt"
+    talk = subprocess.Popen(
+        [sys.executable, "-m", "voicechat", "talk", "--backend", "local", "--silence-duration-ms", "400",
+         "--echo", "off", "--transcript", str(chat), *(["--quiet"] if quiet else [])],
+        env=pulse, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    try:
+        time.sleep(3.0 * TIMEUNIT)  # streams start ~1-2 s after opening on a null sink
+        subprocess.run(["paplay", "-d", "mic", str(QUESTION)], env=pulse, check=True, timeout=30)
+        deadline = time.monotonic() + 20 * TIMEUNIT
+        while "assistant:" not in (chat.read_text() if chat.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for _ in range(5):  # starve the speaker while the reply plays
+            talk.send_signal(signal.SIGSTOP)
+            time.sleep(0.2)
+            talk.send_signal(signal.SIGCONT)
+            time.sleep(0.3)
+    finally:
+        talk.send_signal(signal.SIGINT)
+        stdout, stderr = talk.communicate(timeout=30)
+    assert talk.returncode == 130, stderr
+    assert "assistant:" in stdout, (stdout, stderr)
+    assert "ALSA lib" not in stderr and "Traceback" not in stderr, stderr
+    assert "voicechat: interrupted by SIGINT" in stderr.splitlines(), stderr
+    said = re.search(r"^voicechat: the sound library wrote", stderr, re.M)
+    assert (said is None) if quiet else (said is not None), stderr
