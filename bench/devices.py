@@ -65,7 +65,8 @@ def stop_pulse(env: dict[str, str]) -> None:
 
 
 class Recorder:
-    """``parecord`` of ``source`` (mono s16 at ``rate``) into memory, chunks stamped on arrival.
+    """``parecord`` of ``source`` (s16 at ``rate``, mono unless ``channels=2``: the rooms' left/right
+    pair) into memory, chunks stamped on arrival.
 
     ``monitor_stream``: record only what that sink input (one playback stream) contributes to
     the sink whose monitor ``source`` is, before it is mixed with the sink's other streams.
@@ -74,15 +75,19 @@ class Recorder:
 
     def __init__(
         self, source: str, env: dict[str, str], rate: int = RATE, latency_ms: int = 10,
-        monitor_stream: int | None = None,
+        monitor_stream: int | None = None, channels: int = 1,
     ) -> None:
         self.rate = rate
+        self.channels = channels
+        self._frame = 2 * channels  # bytes per frame
         only = [] if monitor_stream is None else [f"--monitor-stream={monitor_stream}"]
+        if channels == 2:
+            only.append("--channel-map=front-left,front-right")
         self._data = bytearray()
         self._stamps: list[tuple[float, int]] = []  # (arrival time, bytes received so far)
         self._lock = threading.Lock()
         self.proc = subprocess.Popen(
-            ["parecord", "--raw", "-d", source, "--format=s16le", f"--rate={rate}", "--channels=1",
+            ["parecord", "--raw", "-d", source, "--format=s16le", f"--rate={rate}", f"--channels={channels}",
              f"--latency-msec={latency_ms}", "--client-name=voicechat-test-recorder", *only],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, bufsize=0,
         )
@@ -103,19 +108,21 @@ class Recorder:
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._data) // 2
+            return len(self._data) // self._frame
 
     def samples(self) -> np.ndarray:
+        """Mono: one sample per frame; stereo: frames × 2."""
         with self._lock:
-            data = bytes(self._data[: len(self._data) // 2 * 2])
-        return np.frombuffer(data, dtype="<i2")
+            data = bytes(self._data[: len(self._data) // self._frame * self._frame])
+        x = np.frombuffer(data, dtype="<i2")
+        return x if self.channels == 1 else x.reshape(-1, self.channels)
 
     def time_of(self, index: float) -> float:
         """``time.monotonic()`` at which sample ``index`` was rendered (see the module docstring)."""
         with self._lock:
             stamps = list(self._stamps)
         assert stamps, "the recorder got no audio"
-        origin = min(t - (n // 2) / self.rate for t, n in stamps)
+        origin = min(t - (n // self._frame) / self.rate for t, n in stamps)
         return origin + index / self.rate
 
     def index_at(self, t: float) -> int:
@@ -126,7 +133,7 @@ class Recorder:
         """How late chunks arrived relative to the lower envelope, 95th percentile (diagnostic)."""
         with self._lock:
             stamps = list(self._stamps)
-        lag = np.array([t - (n // 2) / self.rate for t, n in stamps])
+        lag = np.array([t - (n // self._frame) / self.rate for t, n in stamps])
         return float(np.percentile(lag - lag.min(), 95) * 1000) if lag.size else float("nan")
 
     def stop(self) -> None:

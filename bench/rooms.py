@@ -587,8 +587,8 @@ def measure(r: Room, env: dict[str, str], rate: int | None = None) -> Measured:
     from bench.devices import Recorder
     from voicechat.audio.wav import write_wav
 
-    both = None if r.both_source is None else _StereoRecorder(r.both_source, env, rate)
-    recs: list[Recorder | _StereoRecorder] = (
+    both = None if r.both_source is None else Recorder(r.both_source, env, rate, channels=2)
+    recs: list[Recorder] = (
         [both] if both is not None else [Recorder(r.speaker_source, env, rate=rate), Recorder(r.mic_source, env, rate=rate)]
     )
     try:
@@ -610,51 +610,10 @@ def measure(r: Room, env: dict[str, str], rate: int | None = None) -> Measured:
         x = both.samples()
         return analyse(x[:, 0], x[:, 1], rate)
     spk, mic = recs
-    assert isinstance(spk, Recorder) and isinstance(mic, Recorder)
     a, b = spk.samples(), mic.samples()
     # Both on the recorders' common clock: drop what each recorded before the later start.
     t0 = max(spk.time_of(0), mic.time_of(0))
     return analyse(a[spk.index_at(t0) :], b[mic.index_at(t0) :], rate)
-
-
-class _StereoRecorder:
-    """``parecord`` of a stereo source into memory (a thread reads it as it comes)."""
-
-    def __init__(self, source: str, env: dict[str, str], rate: int) -> None:
-        self._data = bytearray()
-        self._lock = threading.Lock()
-        self.proc = subprocess.Popen(
-            ["parecord", "--raw", "-d", source, "--format=s16le", f"--rate={rate}", "--channels=2",
-             "--channel-map=front-left,front-right", "--latency-msec=10", "--client-name=voicechat-room-measure"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, bufsize=0)
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        fd = self.proc.stdout.fileno()
-        while chunk := os.read(fd, 1 << 16):
-            with self._lock:
-                self._data += chunk
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._data) // 4
-
-    def samples(self) -> np.ndarray:
-        with self._lock:
-            data = bytes(self._data[: len(self._data) // 4 * 4])
-        return np.frombuffer(data, dtype="<i2").reshape(-1, 2)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._thread.join(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
