@@ -247,7 +247,7 @@ class EchoPath:
         clean = self.canceller.process(mic, ref)
         clean_db = rms_dbfs(clean)
         sup = self._suppressor
-        lin, heard = self._linear_stage(mic, ref, speaker_on)
+        lin, heard = self._linear_stage(mic, ref, mic_db, speaker_on)
         if not speaker_on and not sup.is_open:
             sup.reset_run()
             self._held.clear()
@@ -264,19 +264,22 @@ class EchoPath:
         if not sup.is_open:
             self._from_linear = True
             return np.zeros_like(out), SILENCE_DBFS, loud
+        level = rms_dbfs(out)
         if out_lin is not None and self._from_linear:
-            if rms_dbfs(out) >= rms_dbfs(out_lin) - 6.0:
+            lin_level = rms_dbfs(out_lin)
+            if level >= lin_level - 6.0:
                 self._from_linear = False  # the canceller hears the user now: its output is cleaner
             else:
-                out = out_lin
-        return out, rms_dbfs(out), loud
+                out, level = out_lin, lin_level
+        return out, level, loud
 
     def _linear_stage(
-        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], speaker_on: bool
+        self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], mic_db: float, speaker_on: bool
     ) -> tuple[npt.NDArray[np.int16] | None, bool]:
         if self._linear is None or not speaker_on:
             return None, False
-        lin, heard = self._linear.judge(mic, ref, self._ref_max(), self._learning(), self._suppressor.is_open)
+        lin, heard = self._linear.judge(mic, ref, self._ref_max(), self._learning(), self._suppressor.is_open,
+                                        mic_db)
         if self._linear.moved:
             self._suppressor.path_moved()
         return lin, heard

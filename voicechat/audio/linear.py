@@ -152,7 +152,6 @@ class LinearStage:
         self._adding = 0  # blocks in a row whose residual added to the microphone
         self.doubt = False  # the last block's residual added to the microphone
         self._unconfirmed = 0  # loud blocks since the canceller's judge last agreed
-        self.distrusts = 0
 
     @property
     def converged(self) -> bool:
@@ -160,7 +159,7 @@ class LinearStage:
 
     def judge(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], ref_max_db: float, learning: bool,
-        user_heard: bool,
+        user_heard: bool, mic_db: float | None = None,
     ) -> tuple[npt.NDArray[np.int16] | None, bool]:
         """One block while the speaker plays: (the residual, loud), or (None, False) until converged.
 
@@ -171,7 +170,7 @@ class LinearStage:
             self.filter = LinearEcho(mic.shape[0], rate=self.rate)
         residual = self.filter.process(mic, ref)
         level = rms_dbfs(residual)
-        mic_db = rms_dbfs(mic)
+        mic_db = rms_dbfs(mic) if mic_db is None else mic_db
         expected = ref_max_db + self.coupling.db
         # A user is independent of the echo, so a residual holding the user is uncorrelated with
         # the filter's prediction. A filter that has lost the path (the echo moved against the
@@ -218,4 +217,3 @@ class LinearStage:
         self.coupling = Envelope(0.0, self.converge_blocks, 0.15)
         self.run = 0
         self._unconfirmed = 0
-        self.distrusts += 1
