@@ -163,6 +163,7 @@ class DeviceAudio:
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
     ) -> None:
+        self.tap = RefTap(self.rate * 2)  # a run before this one left what its speaker played
         capture = self.capture = Capture(self.rate, on_mic, echo=self.echo, active=lambda: buffer.active,
                                          reference=self.tap.take)
         capture.bind(asyncio.get_running_loop())
@@ -178,9 +179,11 @@ class DeviceAudio:
             buffer.read_into(outdata[:, 0])
             self.tap.write(outdata[:, 0])
 
+        closing = False  # the streams' finished callbacks also run when run() closes them
+
         def lost(kind: str) -> Callable[[], None]:
             def finished_callback() -> None:
-                if self._lost is None:
+                if self._lost is None and not closing:
                     self._lost = kind
 
             return finished_callback
@@ -206,6 +209,7 @@ class DeviceAudio:
                 if not on_block():
                     return
         finally:
+            closing = True
             for stream in streams:
                 stream.close(ignore_errors=True)
 

@@ -30,6 +30,7 @@ from voicechat.doctor.devices import (
     judge_mic,
     judge_speaker,
     record,
+    sweep_again,
 )
 from voicechat.doctor.measure import (
     ALIGNED_MAX_MS,
@@ -93,7 +94,7 @@ __all__ = [
     "TONE_LEVEL", "TONE_S", "WARN", "AudioRecording", "Cancellation", "Check", "Connector", "EchoMeasurement",
     "Levels", "_Script", "check_connect", "check_devices", "check_key", "check_portaudio", "chirp", "echo_advice",
     "exit_status", "format_check", "isolate", "judge_echo", "judge_levels", "judge_mic", "judge_speaker", "levels",
-    "measure_cancellation", "measure_echo", "record", "run", "run_checks", "summary", "tone",
+    "measure_cancellation", "measure_echo", "record", "run", "run_checks", "summary", "sweep_again", "tone",
 ]  # fmt: skip
 
 
@@ -141,14 +142,16 @@ async def run_checks(
 async def _audible(device: DeviceAudio, settings: Settings, seconds: float, note: Callable[[str], None]) -> list[Check]:
     from voicechat.audio.aec import aec_available
 
+    aec = aec_available()
     try:
         rec = await record(device, seconds, note)
+        rec = await sweep_again(device, rec, aec, note)
     except AudioError as e:
         return [Check(name, FAIL, e.message, fix=e.hint) for name in (MIC, SPEAKER, ECHO)]
     return [
         judge_mic(rec, seconds),
         judge_speaker(rec),
-        judge_echo(rec, aec=aec_available(), configured=settings.echo),
+        judge_echo(rec, aec=aec, configured=settings.echo),
     ]
 
 

@@ -12,6 +12,7 @@ the pure measurements of :mod:`voicechat.doctor.measure`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,8 @@ import numpy.typing as npt
 
 from voicechat.doctor.measure import (
     CHIRP_S,
+    Cancellation,
+    EchoMeasurement,
     FAINT_ECHO_DB,
     TAIL_MS,
     TONE_HZ,
@@ -149,8 +152,11 @@ class _Script:
     so a stalled device ends the run instead of hanging it.
     """
 
-    def __init__(self, audio: DeviceAudio, buffer: Any, seconds: float, note: Callable[[str], None]) -> None:
+    def __init__(
+        self, audio: DeviceAudio, buffer: Any, seconds: float, note: Callable[[str], None], *, sweep_only: bool = False
+    ) -> None:
         self.audio = audio
+        self.sweep_only = sweep_only
         self.buffer = buffer
         self.rate = audio.rate
         self.seconds = seconds
@@ -199,7 +205,9 @@ class _Script:
         """Each phase: when it is done, its wall-clock limit (s), and what starts the next one."""
         rate = self.rate
         return {
-            "warmup": (lambda: self.frames >= rate // 5, 6.0, self._start_level),  # 0.2 s: past start-up
+            # 0.2 s: past start-up; before a sweep alone, 1 s for the streams' latency to settle
+            "warmup": (lambda: self.frames >= (rate if self.sweep_only else rate // 5), 6.0,
+                       self._start_gap if self.sweep_only else self._start_level),
             "level": (lambda: self.frames >= int(self.seconds * rate), self.seconds + 5.0, self._start_tone),
             "tone": (lambda: not self.buffer.active, TONE_S + 3.0, self._start_gap),
             "gap": (lambda: self.frames >= rate * 3 // 10, 3.0, self._start_chirp),
@@ -222,8 +230,9 @@ class _Script:
         return True
 
     def _start_gap(self) -> bool:
-        self.tone_played = True
-        self.tone_underflows = self.audio.underflows - self.underflows_before
+        if self.phase == "tone":
+            self.tone_played = True
+            self.tone_underflows = self.audio.underflows - self.underflows_before
         self._enter("gap")
         return True
 
@@ -243,14 +252,17 @@ class _Script:
         return False
 
 
-async def record(audio: DeviceAudio, seconds: float, note: Callable[[str], None]) -> AudioRecording:
-    """Run the devices through the level, tone and chirp phases (``talk``'s own capture/playback)."""
+async def record(
+    audio: DeviceAudio, seconds: float, note: Callable[[str], None], *, sweep_only: bool = False
+) -> AudioRecording:
+    """Run the devices through the level, tone and chirp phases (``talk``'s own capture/playback);
+    ``sweep_only``: the chirp alone, after the warm-up."""
     from voicechat.audio.echo import EchoPath
     from voicechat.audio.playback import PlaybackBuffer
 
     rate = audio.rate
     buffer = PlaybackBuffer(capacity_frames=rate * 10, prebuffer_frames=rate // 20, fade_frames=rate // 200)
-    script = _Script(audio, buffer, seconds, note)
+    script = _Script(audio, buffer, seconds, note, sweep_only=sweep_only)
     echo = EchoPath("off", rate)
     echo.recorder = script.on_blocks
     audio.echo = echo
@@ -318,12 +330,44 @@ def judge_echo(rec: AudioRecording, *, aec: bool, configured: str) -> Check:
             fix="check the input device or its mute/volume, then run voicechat doctor again",
         )
     m = measure_echo(isolate(rec.echo_ref, chirp(rec.rate)), rec.echo_mic, rec.rate)
-    cancellation = None
-    if aec and m.found and m.echo_db >= FAINT_ECHO_DB:
-        from voicechat.audio.aec import SUPPORTED_RATES, EchoCanceller
-
-        if rec.rate in SUPPORTED_RATES:
-            cancellation = measure_cancellation(rec.echo_ref, rec.echo_mic, rec.rate, EchoCanceller)
     return echo_advice(m, aec=aec, configured=configured, startup_underruns=rec.startup_underflows,
-                       cancellation=cancellation)
+                       cancellation=_cancellation(rec, m, aec))
+
+
+def _cancellation(rec: AudioRecording, m: EchoMeasurement, aec: bool) -> Cancellation | None:
+    """What the canceller makes of the sweep's echo, when there is one and the canceller loads."""
+    if not (aec and m.found and m.echo_db >= FAINT_ECHO_DB):
+        return None
+    from voicechat.audio.aec import SUPPORTED_RATES, EchoCanceller
+
+    if rec.rate not in SUPPORTED_RATES:
+        return None
+    return measure_cancellation(rec.echo_ref, rec.echo_mic, rec.rate, EchoCanceller)
+
+
+def _removed_db(rec: AudioRecording, aec: bool) -> float | None:
+    """How much the canceller removed from a recording's sweep; None when it was not measured or
+    removed enough."""
+    if not rec.chirp_played or rec.stalled_in or not np.any(rec.echo_ref) or not np.any(rec.echo_mic):
+        return None
+    m = measure_echo(isolate(rec.echo_ref, chirp(rec.rate)), rec.echo_mic, rec.rate)
+    c = _cancellation(rec, m, aec)
+    return None if c is None or c.works else c.erle_db
+
+
+async def sweep_again(
+    audio: DeviceAudio, rec: AudioRecording, aec: bool, note: Callable[[str], None]
+) -> AudioRecording:
+    """``rec``, or a second sweep's recording in its place when the canceller removed too little of
+    the first and more of the second: one glitch on a busy machine (an overrun, the sound server
+    moving its latency mid-sweep) spoils a sweep, a room that defeats the canceller spoils both."""
+    first = _removed_db(rec, aec)
+    if first is None:
+        return rec
+    note("the canceller removed too little of the sweep: playing it once more")
+    again = await record(audio, 0.0, note, sweep_only=True)
+    second = _removed_db(again, aec)
+    if again.stalled_in or not again.chirp_played or (second is not None and second <= first):
+        return rec
+    return dataclasses.replace(rec, echo_ref=again.echo_ref, echo_mic=again.echo_mic)
 
