@@ -68,3 +68,78 @@ def test_the_echo_path_sees_each_block_with_its_reference() -> None:
     capture.put(np.full(480, 2, dtype=np.int16))  # a device's: read from the tap in step
     capture.drain()
     assert seen == [(1, 9), (2, 7)] and taken == [480]
+
+
+def test_a_quiet_room_is_sent_in_longer_pieces_and_a_voice_at_once() -> None:
+    """After 2 s below the quiet level with nothing playing, the pieces grow to 200 ms (a fifth of
+    the sends); the first loud block hands on everything held with it, and the pieces are short
+    again until the room has been quiet for 2 s once more."""
+    chunks: list[bytes] = []
+    playing = [False]
+    capture = Capture(WIRE_RATE, chunks.append, quiet_chunk_ms=200, active=lambda: playing[0])
+    hiss = np.full(480, 50, dtype=np.int16)  # -56 dBFS: quiet
+    for _ in range(100):  # 2 s
+        capture.put(hiss)
+        capture.drain()
+    assert {len(c) for c in chunks} == {CHUNK_BYTES} and len(chunks) == 49  # 40 ms held from here
+    del chunks[:]
+    for _ in range(29):  # 0.58 s more of a quiet room: three pieces of 200 ms, 20 ms held
+        capture.put(hiss)
+        capture.drain()
+    assert [len(c) for c in chunks] == [5 * CHUNK_BYTES] * 3
+    del chunks[:]
+    for _ in range(6):  # 140 ms held
+        capture.put(hiss)
+        capture.drain()
+    assert chunks == []
+    capture.put(np.full(480, 3000, dtype=np.int16))  # a voice: what was held goes with it, now
+    capture.drain()
+    assert [len(c) for c in chunks] == [4 * CHUNK_BYTES]  # 160 ms in one append
+    del chunks[:]
+    for _ in range(20):  # quiet again, but not yet for 2 s: short pieces
+        capture.put(hiss)
+        capture.drain()
+    assert {len(c) for c in chunks} == {CHUNK_BYTES}
+    for _ in range(100):  # quiet long enough, then the speaker plays: short pieces at once
+        capture.put(hiss)
+        capture.drain()
+    del chunks[:]
+    capture.drain()
+    playing[0] = True
+    for _ in range(2):
+        capture.put(hiss)
+        capture.drain()
+    assert chunks and all(len(c) <= 5 * CHUNK_BYTES for c in chunks)
+    n = len(chunks)
+    capture.put(hiss)
+    capture.put(hiss)
+    capture.drain()
+    assert len(chunks) == n + 1 and len(chunks[-1]) == CHUNK_BYTES
+
+
+def test_a_quiet_room_wakes_the_loop_once_a_piece() -> None:
+    """From the audio thread: while the room is quiet the loop is woken once a piece's worth of
+    blocks has come, and at once for a loud block."""
+
+    class Loop:
+        calls = 0
+
+        def call_soon_threadsafe(self, fn: object) -> None:
+            self.calls += 1
+
+    loop = Loop()
+    capture = Capture(WIRE_RATE, lambda _pcm: None, quiet_chunk_ms=200)
+    capture.bind(loop)  # type: ignore[arg-type]
+    hiss = np.full(480, 50, dtype=np.int16)
+    for _ in range(100):  # not yet quiet for 2 s: a wake-up per block
+        capture.put_threadsafe(hiss)
+        capture.drain()
+    assert loop.calls == 100
+    loop.calls = 0
+    for _ in range(40):  # quiet: one wake-up per ten blocks (200 ms)
+        capture.put_threadsafe(hiss)
+        if loop.calls and capture._draining:
+            capture.drain()
+    assert loop.calls == 4
+    capture.put_threadsafe(np.full(480, 3000, dtype=np.int16))
+    assert loop.calls == 5  # a loud block wakes it at once

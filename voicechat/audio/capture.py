@@ -9,10 +9,17 @@ resampler; and the wire audio is cut, here and only here, into pieces of ``APPEN
 
 Between the audio thread and the loop the blocks wait in a bounded queue. A PortAudio callback
 only copies its block into it (`put_threadsafe`) and, when no drain is pending, asks the loop
-for one; the loop drains every waiting block in order (`drain`). Overflow policy: when the loop
+for one (in a quiet room only once a quiet piece's worth has come, or for a loud block); the loop drains every waiting block in order (`drain`). Overflow policy: when the loop
 falls ``backlog`` blocks behind (a stall), the oldest block is dropped — stale audio is worth
 less than the newest — and ``overflows`` counts it. A file adapter runs on the loop already: it
 puts its block with the reference it played and drains at once.
+
+A quiet room is sent in longer pieces (``quiet_chunk_ms``, the device adapter's choice): once the
+microphone has stayed below ``QUIET_PEAK_DBFS`` for ``QUIET_AFTER_MS`` with nothing playing, the
+pieces grow to ``quiet_chunk_ms`` — a fifth of the sends, and of the wake-ups they cost — and
+the first block above it hands on everything held at once, so the server hears a turn start no
+later than before. The wait outlasts any server VAD's silence duration, so the end of a turn is
+never held back either.
 
 What is held back (less than one append) belongs to the turn being spoken: `flush` hands it on
 (the push-to-talk key ends a turn), `drop` forgets it (the connection it was meant for is gone).
@@ -32,6 +39,10 @@ from voicechat.audio.resample import StreamResampler
 from voicechat.protocol.constants import APPEND_MS, WIRE_RATE
 
 CAPTURE_BACKLOG = 50  # device blocks (1 s of 20 ms blocks) waiting for the loop before the oldest goes
+QUIET_PEAK_DBFS = -45.0  # a block whose loudest sample stays below this is quiet
+QUIET_AFTER_MS = 2000  # quiet this long (nothing playing) before the pieces grow
+QUIET_CHUNK_MS = 200  # the pieces of a quiet room, for adapters that want them (devices)
+QUIET_PEAK = round(32768 * 10 ** (QUIET_PEAK_DBFS / 20))
 
 Block = npt.NDArray[np.int16]
 Reference = Callable[[int], Block]  # the next n frames the speaker was handed (a RefTap's take)
@@ -49,6 +60,7 @@ class Capture:
         active: Callable[[], bool] = lambda: False,
         reference: Reference | None = None,
         chunk_ms: int = APPEND_MS,
+        quiet_chunk_ms: int | None = None,
         backlog: int = CAPTURE_BACKLOG,
     ) -> None:
         self.rate = rate
@@ -58,6 +70,10 @@ class Capture:
         self._reference = reference
         self._to_wire = StreamResampler(rate, WIRE_RATE)
         self._chunk = WIRE_RATE * chunk_ms // 1000
+        self._quiet_chunk = WIRE_RATE * (quiet_chunk_ms or chunk_ms) // 1000
+        self._quiet_after = WIRE_RATE * QUIET_AFTER_MS // 1000
+        self._quiet_for = 0  # wire samples since the microphone was last loud or the speaker played
+        self._quiet_blocks = 1  # device blocks to a quiet piece (known once a block has come)
         self._pending: Block = np.zeros(0, dtype=np.int16)
         self._queue: deque[tuple[Block, Block | None]] = deque(maxlen=backlog)
         self._draining = False
@@ -75,7 +91,12 @@ class Capture:
         if len(self._queue) == self._queue.maxlen:
             self.overflows += 1  # the deque drops the oldest block as this one goes in
         self._queue.append((block, None))
-        if not self._draining and self._loop is not None:
+        if self._draining or self._loop is None:
+            return
+        # quiet: wake the loop once a piece's worth has come, or at once for a loud block
+        if self._quiet_for < self._quiet_after or len(self._queue) >= self._quiet_blocks or (
+            block.size and int(np.abs(block).max()) >= QUIET_PEAK
+        ):
             self._draining = True
             self._loop.call_soon_threadsafe(self.drain)
 
@@ -95,14 +116,27 @@ class Capture:
     def _process(self, block: Block, reference: Block | None) -> None:
         if reference is None and self._reference is not None:
             reference = self._reference(block.shape[0])  # read in step with the mic, echo or not
+        active = self._active()
+        self._quiet_blocks = max(1, self._quiet_chunk * self.rate // WIRE_RATE // max(1, block.shape[0]))
         if self.echo is not None:
             ref = reference if reference is not None else np.zeros_like(block)
-            block = self.echo.process(block, ref, self._active())
+            block = self.echo.process(block, ref, active)
         wire = self._to_wire.process(block)
+        if active or (block.size and int(np.abs(block).max()) >= QUIET_PEAK):
+            self._quiet_for = 0
+        else:
+            self._quiet_for += wire.size
         pending = np.concatenate([self._pending, wire]) if self._pending.size else wire
+        quiet = self._quiet_for >= self._quiet_after
+        if quiet and pending.size < self._quiet_chunk:
+            self._pending = pending
+            return
         n = pending.size // self._chunk * self._chunk
-        for start in range(0, n, self._chunk):
-            self._on_chunk(pending[start : start + self._chunk].astype("<i2", copy=False).tobytes())
+        if quiet or (self._quiet_chunk > self._chunk and pending.size > 2 * self._chunk):  # quiet: one piece
+            self._on_chunk(pending[:n].astype("<i2", copy=False).tobytes())
+        else:
+            for start in range(0, n, self._chunk):
+                self._on_chunk(pending[start : start + self._chunk].astype("<i2", copy=False).tobytes())
         self._pending = pending[n:]
 
     # ---- the piece held back ----------------------------------------------------------------

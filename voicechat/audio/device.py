@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from voicechat.audio.capture import Capture
+from voicechat.audio.capture import QUIET_CHUNK_MS, Capture
 from voicechat.audio.echo import EchoPath, RefTap
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.errors import AudioError, PortAudioMissing
 
 log = logging.getLogger(__name__)
+
+IDLE_TICK_S = 0.1  # the conversation's housekeeping while nothing plays (each block while it does)
 
 INSTALL_HINT = (
     "install PortAudio: Debian/Ubuntu `sudo apt-get install libportaudio2`, "
@@ -165,6 +167,7 @@ class DeviceAudio:
     ) -> None:
         self.tap = RefTap(self.rate * 2)  # a run before this one left what its speaker played
         capture = self.capture = Capture(self.rate, on_mic, echo=self.echo, active=lambda: buffer.active,
+                                         quiet_chunk_ms=QUIET_CHUNK_MS,
                                          reference=self.tap.take)
         capture.bind(asyncio.get_running_loop())
 
@@ -200,7 +203,8 @@ class DeviceAudio:
             inp.start()
             out.start()
             while True:
-                await asyncio.sleep(self.block / self.rate)
+                # each block while the speaker has something; a tenth of a second when idle
+                await asyncio.sleep(self.block / self.rate if buffer.active else IDLE_TICK_S)
                 if self._lost is not None:
                     raise AudioError(
                         f"the {self._lost} audio device stopped (unplugged?)",
