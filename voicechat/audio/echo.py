@@ -45,8 +45,7 @@ from voicechat.audio.judges import Gate, Suppressor
 from voicechat.audio.linear import LinearStage
 
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
-LEARN_REF_DB = -60.0
-LINEAR_CONVERGED_DB = -15.0  # the linear stage is trusted once its residual stays this far below the reference  # the echo-path gain is learned only while the speaker stays above this
+LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
 
 
 def threshold_db(vad_threshold: float) -> float:
@@ -244,6 +243,9 @@ class EchoPath:
         the silence it held.
         """
         assert self.canceller is not None
+        # The canceller runs while nothing plays too: rested through the pauses between replies
+        # (1 s after the echo), it let the next reply's opening through (laptop room: 2
+        # self-interruptions in 15 replies and 5 of 6 barge-ins heard, against 0 and 6 of 6).
         clean = self.canceller.process(mic, ref)
         clean_db = rms_dbfs(clean)
         sup = self._suppressor
