@@ -42,6 +42,7 @@ class ExitStatus(IntEnum):
     SESSION = 11
     SIGHUP = 129
     SIGINT = 130
+    SIGPIPE = 141
     SIGTERM = 143
 
 

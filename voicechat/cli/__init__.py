@@ -15,17 +15,17 @@ from __future__ import annotations
 
 from voicechat.cli import commands, config_cmd, talk
 from voicechat.cli.config_cmd import shown as _shown
-from voicechat.cli.root import app
+from voicechat.cli.root import Command, app
 from voicechat.cli.sources import load_settings as _settings
 
 __all__ = ["_settings", "_shown", "app", "main"]
 
 # In the order `voicechat --help` lists them.
-app.command(name="talk", epilog=talk.TALK_EXAMPLES)(talk.command)
+app.command(name="talk", epilog=talk.TALK_EXAMPLES, cls=Command)(talk.command)
 app.add_typer(config_cmd.config_app)
-app.command()(commands.devices)
-app.command()(commands.serve)
-app.command(name="doctor")(commands.doctor_command)
+app.command(epilog=commands.DEVICES_EXAMPLES, cls=Command)(commands.devices)
+app.command(epilog=commands.SERVE_EXAMPLES, cls=Command)(commands.serve)
+app.command(name="doctor", epilog=commands.DOCTOR_EXAMPLES, cls=Command)(commands.doctor_command)
 
 
 def main() -> None:

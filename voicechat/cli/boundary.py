@@ -38,6 +38,10 @@ def guarded(on_interrupt: OnInterrupt = "message") -> Callable[[F], F]:
                 raise  # typer's own ends (an exit status, a usage error): already what the user sees
             except VoicechatError as error:
                 fail(error, debug)
+            except BrokenPipeError:
+                if not stdout_reader_gone():
+                    raise
+                quiet_broken_pipe()
             except KeyboardInterrupt:  # before a command's own handlers are in place
                 if on_interrupt == "ignore":
                     return None
@@ -50,6 +54,31 @@ def guarded(on_interrupt: OnInterrupt = "message") -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe whose reader has gone (``voicechat config show | head -3``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(flags & select.POLLERR for _, flags in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def quiet_broken_pipe() -> NoReturn:
+    """The reader of stdout stopped reading: end as a program killed by SIGPIPE ends (141, as
+    ``seq 1000 | head -1`` does under ``set -o pipefail``), with no message. What is still
+    buffered for stdout goes nowhere, so that Python's exit flush does not complain."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise typer.Exit(int(ExitStatus.SIGPIPE))
 
 
 def fail(error: VoicechatError, debug: bool) -> NoReturn:

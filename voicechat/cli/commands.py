@@ -7,7 +7,9 @@ device flags are the table's rows marked for it) and runs the checks (exit 1 on 
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -17,21 +19,62 @@ from voicechat.cli import sources
 from voicechat.cli.boundary import debug_logging, guarded
 from voicechat.cli.options import extra_option, flags_of, table_command
 
+DEVICES_EXAMPLES = """
+Examples:
+
+  voicechat devices
+
+  voicechat talk --input-device 3 --output-device "USB Audio"
+
+A device is chosen by its index or by a part of its name that no other device shares; the
+host API in brackets may be part of it: --input-device "pulse (ALSA)".
+"""
+
+SERVE_EXAMPLES = """
+Examples:
+
+  voicechat serve
+
+  voicechat talk --base-url http://127.0.0.1:8765/v1        (in another terminal; no API key needed)
+
+  voicechat serve --port 0 --debug
+
+It echoes each turn back, transcribes it when the asr extra is installed, and costs nothing.
+"""
+
+DOCTOR_EXAMPLES = """
+Examples:
+
+  voicechat doctor
+
+  voicechat doctor --no-audio --base-url http://127.0.0.1:8765/v1
+
+  voicechat doctor --input-device "USB" --seconds 5
+
+Exit status 0 when every check passes, 1 when one fails.
+"""
+
 
 @guarded()
 def devices(debug: Annotated[bool, typer.Option("--debug", help="Full tracebacks.")] = False) -> None:
-    """List audio devices with their default sample rates (> marks the defaults)."""
-    from voicechat.audio.device import list_devices
+    """List audio devices with their default sample rates (< and > mark the default input and output)."""
+    from voicechat.audio.device import NO_DEVICE_HINT, list_devices, shown_name
+    from voicechat.errors import AudioError
 
-    for d in list_devices():
+    found = list_devices()
+    if not found:
+        raise AudioError("no audio devices found", hint=NO_DEVICE_HINT)
+    for d in found:
         mark = ("<" if d.default_input else " ") + (">" if d.default_output else " ")
-        typer.echo(f"{mark} {d.index:3d} {d.name} ({d.hostapi}), {d.inputs} in, {d.outputs} out, {d.default_rate} Hz")
+        typer.echo(f"{mark} {d.index:3d} {shown_name(d)}, {d.inputs} in, {d.outputs} out, {d.default_rate} Hz")
 
 
 @guarded(on_interrupt="ignore")
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind (loopback unless --allow-remote).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8765,
+    host: Annotated[str, typer.Option(metavar="ADDRESS",
+                                      help="Address to bind (loopback unless --allow-remote).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, metavar="PORT",
+                                      help="Port to listen on (0 picks a free one).")] = 8765,
     allow_remote: Annotated[bool, typer.Option("--allow-remote", help="Allow binding a non-loopback address.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Debug logging and full tracebacks.")] = False,
 ) -> None:
@@ -39,7 +82,15 @@ def serve(
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, stream=sys.stderr, format="%(message)s")
     from voicechat.server import ServerOptions, run_server
 
-    run_server(ServerOptions(allow_remote=allow_remote), host=host, port=port)
+    try:
+        run_server(ServerOptions(allow_remote=allow_remote), host=host, port=port)
+    except OSError as exc:  # the port is taken, or the address is not this machine's
+        from voicechat.errors import UsageError
+
+        why = (os.strerror(exc.errno) if exc.errno else str(exc)).lower()
+        raise UsageError(f"cannot listen on {host}:{port}: {why}",
+                         hint="pick another --port (--port 0 picks a free one)"
+                         if exc.errno == errno.EADDRINUSE else "check --host") from None
 
 
 def doctor(**given: Any) -> None:

@@ -15,12 +15,14 @@ import typer
 
 from voicechat.cli import sources
 from voicechat.cli.boundary import guarded
-from voicechat.cli.options import option
+from voicechat.cli.options import option, plain
+from voicechat.cli.root import Command, Group
 from voicechat.config.table import SPECS
 
 config_app = typer.Typer(
     name="config",
-    help="Show, locate or create the config file (defaults and [profile.NAME] tables for talk).",
+    cls=Group,
+    help=plain("Show, locate or create the config file (defaults and [profile.NAME] tables for talk)."),
     no_args_is_help=True,
 )
 
@@ -52,7 +54,7 @@ def shown(key: str, value: Any) -> str:
     return text if len(text) <= 48 else text[:47] + "…"
 
 
-@config_app.command("show")
+@config_app.command("show", cls=Command)
 @guarded()
 def config_show(
     config_file: Path | None = CONFIG_OPTION, profile: str | None = PROFILE_OPTION, debug: DebugOption = False
@@ -74,7 +76,7 @@ def config_show(
         typer.echo(scrub(line + (f"  (unused: {why})" if why else "")))
 
 
-@config_app.command("path")
+@config_app.command("path", cls=Command)
 @guarded()
 def config_path(config_file: Path | None = CONFIG_OPTION) -> None:
     """Print the path of the config file talk reads (and config init writes)."""
@@ -84,7 +86,7 @@ def config_path(config_file: Path | None = CONFIG_OPTION) -> None:
         typer.echo("voicechat: no file there yet; voicechat config init writes a starter one", err=True)
 
 
-@config_app.command("init")
+@config_app.command("init", cls=Command)
 @guarded()
 def config_init(
     config_file: Path | None = CONFIG_OPTION,

@@ -12,6 +12,7 @@ command receives the flags as keyword arguments; :func:`flags_of` turns them int
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import typer
 
 from voicechat.config.spec import Spec
-from voicechat.config.table import SPECS, kind
+from voicechat.config.table import SPECS, flag_name, kind
 
 _FLAG_TYPES: dict[str | None, Any] = {
     "int": int | None, "float": float | None, "str": str | None, "path": Path | None, "tokens": str | None,
@@ -40,13 +41,61 @@ def option(name: str, spec: Spec) -> inspect.Parameter:
     info = typer.Option(
         False if _switch(name, spec) else None,
         *decls,
-        help=spec.text(spec.help),
-        metavar=spec.metavar,
+        help=flag_help(name, spec),
+        metavar=metavar(name, spec),
         autocompletion=_completer(name, spec),
         rich_help_panel=spec.group.panel if spec.panel else None,
     )
     annotation = (bool if _switch(name, spec) else bool | None) if kind(name) == "bool" else _FLAG_TYPES[kind(name)]
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+_LOOKS_LIKE_A_TAG = re.compile(r"\[(?=[a-z#/@][^\[]*?\])")
+
+
+def plain(text: str) -> str:
+    """Help text as it is: typer reads help as Rich markup, where ``[profile.NAME]`` or
+    ``[default: marin]`` would be taken for a style and vanish. A backslash before such a
+    bracket (only there: elsewhere it would show) makes it literal."""
+    return _LOOKS_LIKE_A_TAG.sub(r"\\[", text)
+
+
+def metavar(name: str, spec: Spec) -> str:
+    """What a flag's value is called in help, in one style (upper case, or the choices):
+    nothing for a switch, which takes no value."""
+    if spec.metavar is not None:
+        return spec.metavar
+    what = kind(name)
+    if what == "bool":
+        return ""
+    if spec.choices:  # the help text names them
+        return {"backend": "BACKEND", "eagerness": "LEVEL"}.get(name, "MODE")
+    if what == "path":
+        return "FILE"
+    if what == "int":
+        return "MS" if name.endswith("_ms") else "N"
+    if what == "float":
+        return "NUMBER"
+    return name.rsplit("_", 1)[-1].upper()  # model: MODEL, base_url: URL, input_device: DEVICE
+
+
+def flag_help(name: str, spec: Spec) -> str:
+    """The row's help, then what the flag stands in for when not given: its environment variable
+    where that is not ``VOICECHAT_<NAME>`` (the epilog says so once) and its default."""
+    from voicechat.config.settings import Settings
+    from voicechat.config.table import ENV_KEYS, PROFILE_ENV
+
+    said = []
+    env = PROFILE_ENV if name == "profile" else next((v for v, k in ENV_KEYS.items() if k == name), None)
+    if env is not None and env != f"VOICECHAT_{name.upper()}":
+        said.append(f"env {env}")
+    default = Settings.__dataclass_fields__[name].default
+    if spec.negatable:
+        said.append(f"default: {flag_name(name, default)}")
+    elif default is not None and default is not False and default != ():
+        said.append(f"default: {default}")
+    text = spec.text(spec.help) or ""
+    return plain(text + (f" [{'; '.join(said)}]" if said else ""))
 
 
 def table_command(

@@ -21,9 +21,7 @@ def dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
     A file that cannot be read, or is not UTF-8, is a config error naming the file and the
     problem, never its content (it holds the key).
     """
-    import io
-
-    from dotenv import dotenv_values, find_dotenv
+    from dotenv import find_dotenv
 
     from voicechat.errors import ConfigError
     from voicechat.files import MAX_CONFIG_BYTES, read_limited
@@ -40,11 +38,32 @@ def dotenv_file() -> tuple[Path | None, dict[str, str | None]]:
                           hint="save it as UTF-8 text (it holds settings such as OPENAI_API_KEY=…)") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
-    values = dict(dotenv_values(stream=io.StringIO(text)))
+    values = _parse_dotenv(path, text)
     remember_sources(values)
     if any(values.get(k) for k in CREDENTIAL_ENV):
         warn_open(path, 0o077, "holds an API key and other users can read it")
     return path, values
+
+
+def _parse_dotenv(path: Path, text: str) -> dict[str, str | None]:
+    """The values of a ``.env`` text; a line python-dotenv cannot parse is one voicechat warning
+    naming the file and the line number (never the line: it may hold the key), not its logger's."""
+    import io
+    import logging
+
+    from dotenv import dotenv_values
+    from dotenv.parser import parse_stream
+
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error:
+            typer.echo(f"voicechat: warning: {path} line {binding.original.line}: not KEY=VALUE, ignored", err=True)
+    quiet = logging.getLogger("dotenv.main")
+    was = quiet.disabled
+    quiet.disabled = True  # its own "could not parse statement" warnings were said above
+    try:
+        return dict(dotenv_values(stream=io.StringIO(text)))
+    finally:
+        quiet.disabled = was
 
 
 def config_location(explicit: Path | None) -> Path:
@@ -114,7 +133,24 @@ def resolve_sources(flags: dict[str, Any], config_file: Path | None) -> tuple[An
     env_path, dotenv = dotenv_file()
     settings = config.resolve(flags=flags, environ=os.environ, dotenv=dotenv, config_file=found)
     remember_settings(settings)
+    _azure_without_flag(settings, dotenv)
     return settings, env_path, found
+
+
+def _azure_without_flag(settings: Any, dotenv: dict[str, str | None]) -> None:
+    """No OpenAI key but an Azure one (environment or ``.env``) and no ``--azure``: the user most
+    likely meant Azure, so say that instead of "set OPENAI_API_KEY"."""
+    from voicechat.endpoint import needs_key
+    from voicechat.errors import AuthError
+    from voicechat.redact import AZURE_KEY_ENV, AZURE_URL_ENV
+
+    if settings.api_key or settings.azure or not needs_key(settings):
+        return
+    if os.environ.get(AZURE_KEY_ENV) or dotenv.get(AZURE_KEY_ENV):
+        endpoint = os.environ.get(AZURE_URL_ENV) or dotenv.get(AZURE_URL_ENV)
+        raise AuthError(f"no API key: OPENAI_API_KEY is not set, but {AZURE_KEY_ENV} is",
+                        hint="add --azure to use Azure OpenAI" + ("" if endpoint else
+                             f" (with {AZURE_URL_ENV} or --base-url https://RESOURCE.openai.azure.com)"))
 
 
 def load_settings(flags: dict[str, Any], config_file: Path | None) -> Any:

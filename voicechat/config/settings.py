@@ -91,11 +91,11 @@ class Settings:
         note="openai (the Realtime API) or local (built-in echo server)")
     model: str = setting(
         DEFAULT_MODEL, group=CONNECTION, doctor=True,
-        help="Realtime model id; with Azure, the deployment name. [env VOICECHAT_MODEL]",
+        help="Realtime model id; with Azure, the deployment name.",
         note="with Azure: the deployment name")
     base_url: str = setting(
         DEFAULT_BASE_URL, group=CONNECTION, env=OPENAI_URL_ENV, doctor=True,
-        help="API base URL. [env OPENAI_BASE_URL; default https://api.openai.com/v1]",
+        help="API base URL (http:// only to loopback, e.g. voicechat serve: no key needed).",
         note="any GA-compatible server")
     azure: bool = setting(
         False, group=CONNECTION, negatable=True,
@@ -113,7 +113,7 @@ class Settings:
         wire="audio.output.speed", example=1.0,
         help="Speaking speed, {range} (1.0 is normal).", note="speaking speed, {range}")
     instructions: str | None = setting(
-        None, group=ASSISTANT, wire="instructions", example="Be brief.",
+        None, group=ASSISTANT, wire="instructions", example="Be brief.", metavar="TEXT",
         help="System instructions for the assistant.",
         note="system instructions; unset: the model's default\n"
         "(or instructions_file, relative to this file; not both at one level)")
@@ -170,8 +170,8 @@ class Settings:
         note="near (headset or close mic) | far (laptop or room mic) | off")
     echo: str = setting(
         "auto", group=AUDIO, choices=ECHO_MODES,
-        help="Keep the assistant's voice out of the mic: auto (gate; off for --input-file), aec, gate, "
-        "half-duplex, or off (headphones).",
+        help="Keep the assistant's voice out of the mic: auto (aec, or gate where the canceller cannot load; "
+        "off for --input-file), aec, gate, half-duplex, or off (headphones).",
         note="auto | aec | gate | half-duplex | off (headphones)")
     transcribe: bool = setting(
         True, group=AUDIO, negatable=True, wire="audio.input.transcription",
@@ -179,7 +179,7 @@ class Settings:
     transcribe_model: str | None = setting(
         DEFAULT_TRANSCRIBE_MODEL, group=AUDIO, suggest=TRANSCRIBE_MODELS, metavar="NAME", applies="transcription",
         hint="add --transcribe", wire="audio.input.transcription.model",
-        help="Model that transcribes what you say (default gpt-4o-mini-transcribe; with Azure, a deployment).",
+        help="Model that transcribes what you say (with Azure, a deployment).",
         note="with Azure: a transcription deployment")
     language: str | None = setting(
         None, group=AUDIO, metavar="CODE", applies="transcription", hint="add --transcribe",
@@ -238,7 +238,7 @@ class Settings:
         help="Read FILE instead of ~/.config/voicechat/config.toml ($VOICECHAT_CONFIG_DIR/config.toml).")
     profile: str | None = setting(
         None, group=CONFIG, file=False, metavar="NAME", doctor=True,
-        help="Layer the config file's [profile.NAME] over its top level. [env VOICECHAT_PROFILE]")
+        help="Layer the config file's [profile.NAME] over its top level.")
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @property
