@@ -41,3 +41,19 @@ async def test_talk_with_no_audio_device_at_all_is_one_line_with_a_hint(tmp_path
     assert lines[-2] == "voicechat: error: no output audio device found", run.stderr
     assert lines[-1].startswith("  hint: ") and "--input-file" in lines[-1] and "pactl info" in lines[-1]
     assert "connecting" not in run.stderr, "the devices are checked before connecting"
+
+
+async def test_devices_with_no_audio_device_at_all_says_so(tmp_path: Path) -> None:
+    """``voicechat devices`` on such a machine: one line with the hint and status 4, not an empty
+    list and status 0 (issue 14)."""
+    if ctypes.util.find_library("portaudio") is None:
+        pytest.skip("needs libportaudio2")
+    env = no_devices_env(tmp_path)
+    if device_count(env) != 0:
+        pytest.skip("this machine has audio devices without a sound server (a sound card)")
+    run = await run_voicechat(tmp_path, "devices", env=env)
+    assert run.status == ExitStatus.AUDIO, run.stderr
+    assert run.stdout == ""
+    lines = run.stderr.rstrip().splitlines()
+    assert lines[0] == "voicechat: error: no audio devices found", run.stderr
+    assert lines[1].startswith("  hint: ") and "pactl info" in lines[1] and len(lines) == 2, run.stderr

@@ -142,10 +142,13 @@ def _audio_for(settings: Settings, out: Output, audio: AudioIO | None) -> tuple[
     if audio is not None:
         return audio, None
     if settings.input_file is None:
-        from voicechat.audio.device import DeviceAudio
+        from voicechat.audio.device import DeviceAudio, describe_device
 
-        return DeviceAudio(input_device=settings.input_device, output_device=settings.output_device,
-                           sample_rate=settings.sample_rate), None
+        device = DeviceAudio(input_device=settings.input_device, output_device=settings.output_device,
+                             sample_rate=settings.sample_rate)
+        out.notice("info", f"microphone {describe_device(device.input_device, 'input')}, "
+                           f"speaker {describe_device(device.output_device, 'output')}, {device.rate} Hz")
+        return device, None
     files = FileAudio(load_wav_at(settings.input_file, WIRE_RATE), None, speed=10.0 if settings.fast else 1.0)
     if settings.output_file is None:
         return files, None

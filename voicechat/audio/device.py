@@ -87,24 +87,52 @@ def list_devices() -> list[DeviceInfo]:
 
 
 def find_device(spec: str | int | None, kind: str) -> int | None:
-    """A device index from an index or a case-insensitive name substring (None = default)."""
+    """A device index from an index, a name, or a case-insensitive name substring (None = default).
+
+    A name may carry the host API as ``voicechat devices`` shows it (``USB Mic (ALSA)``). A
+    substring that several devices share is refused, naming them, unless it is one device's
+    whole name: picking one of them silently could open the wrong microphone.
+    """
     if spec is None or spec == "":
         return None
     devices = list_devices()
     usable = [d for d in devices if (d.inputs if kind == "input" else d.outputs) > 0]
-    if isinstance(spec, int) or str(spec).isdigit():
+    if isinstance(spec, int) or str(spec).strip().isdigit():
         index = int(spec)
         if any(d.index == index for d in usable):
             return index
         raise AudioError(
             f"no {kind} device with index {index}", hint="list them with: voicechat devices"
         )
-    matches = [d for d in usable if str(spec).lower() in d.name.lower()]
+    wanted = str(spec).strip().casefold()
+    matches = [d for d in usable if wanted in d.name.casefold() or wanted in shown_name(d).casefold()]
+    exact = [d for d in matches if wanted in (d.name.casefold(), shown_name(d).casefold())]
+    if len(exact) == 1 or len(matches) == 1:
+        return (exact or matches)[0].index
     if not matches:
         raise AudioError(
             f"no {kind} device matches {spec!r}", hint="list them with: voicechat devices"
         )
-    return matches[0].index
+    named = "; ".join(f"{d.index}: {shown_name(d)}" for d in matches[:8]) + ("; …" if len(matches) > 8 else "")
+    raise AudioError(f"{len(matches)} {kind} devices match {spec!r} ({named})",
+                     hint="give the index, or more of the name")
+
+
+def shown_name(d: DeviceInfo) -> str:
+    """A device as ``voicechat devices`` names it: its name and host API (``USB Mic (ALSA)``)."""
+    return f"{d.name} ({d.hostapi})"
+
+
+def describe_device(index: int | None, kind: str) -> str:
+    """The device ``index`` (None: the default of ``kind``) as ``shown_name`` says it, for the
+    status line saying what was opened; ``(default)`` when PortAudio cannot say."""
+    try:
+        for d in list_devices():
+            if d.index == index or (index is None and (d.default_input if kind == "input" else d.default_output)):
+                return shown_name(d)
+    except AudioError:
+        pass
+    return "(default)"
 
 
 NO_DEVICE_HINT = ("connect one, or check that the sound server runs (`pactl info` for PulseAudio/PipeWire); "
