@@ -13,10 +13,18 @@ PYTEST_ARGS ?=
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# (Re)install the package and its test extra only when pyproject.toml changed since last time.
-$(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --disable-pip-version-check -e '.[test,asr,aec]'
+# (Re)install only when pyproject.toml changed since last time. The demo needs the package and its
+# asr extra (the local server's transcripts); the tests add the test extra (pytest, the openai SDK,
+# ruff). A test install serves the demo too.
+RUN_STAMP = $(VENV)/.installed-run
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -e '.[asr]'
 	touch $@
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --disable-pip-version-check -e '.[test,asr]'
+	touch $@ $(RUN_STAMP)
 
 install: $(STAMP)
 
@@ -28,7 +36,7 @@ test: sysdeps install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # No sysdeps: file-based talk against the in-process local server needs no PortAudio.
-demo: install
+demo: $(RUN_STAMP)
 	mkdir -p out
 	$(VENV)/bin/voicechat talk --backend local --input-file voicechat/data/question.wav --output-file out/reply.wav --fast
 
