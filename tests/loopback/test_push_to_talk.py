@@ -108,3 +108,19 @@ async def test_a_too_short_turn_is_dropped_with_a_warning(tmp_path: Path) -> Non
     assert "input_audio_buffer.commit" not in types and "response.create" not in types
     assert types.count("input_audio_buffer.clear") == 2
     assert "too short" in err
+
+
+async def test_two_quick_presses_over_silence_send_no_turn(tmp_path: Path) -> None:
+    """0.4 s between the presses, long enough to commit, but only a quiet room and the key's own
+    click in it: no commit, no paid reply, a warning saying why (issue 14)."""
+    rng = np.random.default_rng(7)
+    room = (rng.standard_normal(int(3.0 * RATE)) * 30).astype(np.int16)  # about -60 dBFS
+    for at in (0.35, 0.75):  # a key click: a 5 ms burst
+        start = int(at * RATE)
+        room[start:start + 120] = (rng.standard_normal(120) * 8000).astype(np.int16)
+    srv, out, err = await run(tmp_path, room, presses(0.3, 0.8))
+    types = sent(srv)
+    assert "input_audio_buffer.append" in types  # the turn's audio did go out while the key was down
+    assert "input_audio_buffer.commit" not in types and "response.create" not in types, types
+    assert "nothing said between the presses" in err, err
+    assert "assistant" not in out

@@ -19,6 +19,9 @@ from voicechat.protocol.constants import APPEND_MS, BYTES_PER_MS, MIN_COMMIT_MS
 
 APPEND_BYTES = APPEND_MS * BYTES_PER_MS
 MIN_COMMIT_BYTES = MIN_COMMIT_MS * BYTES_PER_MS
+VOICE_WINDOW_MS = 10
+VOICE_RMS = 328  # -40 dBFS: a 10 ms window this loud (RMS) may be voice; a quiet room stays well below
+MIN_VOICED_MS = 100  # a push-to-talk turn with less than this of it holds no words (a key's click: 1-3 windows)
 
 BargeIn = Callable[[str], list[fx.Effect]]
 
@@ -41,6 +44,7 @@ class Mic:
         self.committed_waiting = False  # a commit of the server's VAD waits for its reply
         self._turn_ended_at: float | None = None
         self.last_latency_ms: float | None = None  # end of the user's turn -> first reply audio
+        self._voiced_ms = 0  # of the push-to-talk turn being spoken: windows loud enough for voice
 
     def reset(self) -> None:
         """A new server session: what was captured or said for the old one is stale."""
@@ -58,6 +62,8 @@ class Mic:
         """Wire audio from the microphone (the caller checked the session is ready)."""
         if self.muted or not pcm or (self.push_to_talk_mode and not self.talking):
             return []
+        if self.talking:
+            self._voiced_ms += voiced_ms(pcm)
         self._pending += pcm
         if len(self._pending) < APPEND_BYTES:
             return []
@@ -92,19 +98,23 @@ class Mic:
             self.talking = True
             out = barge_in("push-to-talk")
             self._appended = 0
+            self._voiced_ms = 0
             self._pending.clear()  # said before the key: not part of this turn
             out.append(fx.Send(cmd.input_audio_clear(self._next_id())))
             return out
         self.talking = False
         self._turn_ended_at = now
         if self._appended + len(self._pending) < MIN_COMMIT_BYTES:
-            self._pending.clear()
-            self._appended = 0
-            return [
-                fx.Send(cmd.input_audio_clear(self._next_id())),
-                fx.Notice("warning", "too short to send (100 ms minimum): press the key, speak, press it again"),
-            ]
+            return self._drop("too short to send (100 ms minimum): press the key, speak, press it again")
+        if self._voiced_ms < MIN_VOICED_MS:  # two quick taps: a reply to silence would still be paid for
+            return self._drop("nothing said between the presses: not sent (press the key, speak, press it again)")
         return self.commit()
+
+    def _drop(self, why: str) -> list[fx.Effect]:
+        """A push-to-talk turn not worth a reply: the server's buffer is cleared, nothing committed."""
+        self._pending.clear()
+        self._appended = 0
+        return [fx.Send(cmd.input_audio_clear(self._next_id())), fx.Notice("warning", why)]
 
     # ---- the user's speech as the server saw it ---------------------------------------------
 
@@ -136,3 +146,16 @@ class Mic:
         if self._turn_ended_at is not None:
             self.last_latency_ms = (now - self._turn_ended_at) * 1000
             self._turn_ended_at = None
+
+
+def voiced_ms(pcm: bytes) -> int:
+    """How many ms of ``pcm`` (24 kHz PCM16) lie in 10 ms windows loud enough to be voice."""
+    samples = memoryview(pcm[: len(pcm) // 2 * 2]).cast("h")
+    window = VOICE_WINDOW_MS * BYTES_PER_MS // 2
+    limit = VOICE_RMS * VOICE_RMS * window
+    loud = 0
+    for start in range(0, len(samples) - window + 1, window):
+        part = samples[start : start + window]
+        if sum(x * x for x in part) >= limit:
+            loud += 1
+    return loud * VOICE_WINDOW_MS
