@@ -40,6 +40,7 @@ from voicechat.ui.view import View
 
 PUSH_TO_TALK_HELP = "space: talk/send · type + Enter: message · /help · ctrl-c: quit"
 TYPING_HELP = "type + Enter: message · /help · ctrl-c: quit"
+REPLY_HELP = "Enter: the reply · type + Enter: message · /help · ctrl-c: quit"
 BACKGROUND_HELP = "in the background of the terminal: fg to type here"
 
 
@@ -107,9 +108,13 @@ async def _talk(
             out.publish(view.snapshot_idle())
         conn, connector = await _connect(stack, settings, out)
         push_to_talk = settings.vad == "none" and (actions is not None or settings.input_file is None)
-        actions, editor = _keyboard(stack, out, view, actions, push_to_talk)
+        manual = not settings.auto_response and settings.vad != "none"
+        actions, editor = _keyboard(stack, out, view, actions, push_to_talk, manual)
         if push_to_talk:
             out.notice("info", "push-to-talk: press space to talk, again to send")
+        elif manual:
+            out.notice("info", "--no-auto-response: the assistant answers when asked: Enter on an empty line, "
+                               "or /reply")
         conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
                                     editor=editor, view=view, budget=budget,
                                     connector=connector, reliability=reliability,
@@ -161,20 +166,21 @@ def _audio_for(settings: Settings, out: Output, audio: AudioIO | None) -> tuple[
 
 def _keyboard(
     stack: contextlib.AsyncExitStack, out: Output, view: View, actions: AsyncIterator[keys.Action] | None,
-    push_to_talk: bool,
+    push_to_talk: bool, manual: bool = False,
 ) -> tuple[AsyncIterator[keys.Action] | None, keys.LineEditor | None]:
     """The actions to read, and the line editor when they come from the terminal.
 
     The keyboard is taken over only where typing can be seen (the panel) or is needed (the
-    push-to-talk key); otherwise the terminal keeps echoing as usual. Started in the background
+    push-to-talk key, Enter for the reply with ``--no-auto-response``); otherwise the terminal
+    keeps echoing as usual. Started in the background
     of its terminal (``voicechat talk &``), voicechat leaves the tty alone until it is brought to
     the foreground, and takes the keyboard then.
     """
-    wants_keys = actions is None and (out.panel_live or push_to_talk)
+    wants_keys = actions is None and (out.panel_live or push_to_talk or manual)
     terminal = stack.enter_context(keys.Terminal(0)) if wants_keys else None
     if actions is not None or terminal is None:
         return actions, None
-    help_line = PUSH_TO_TALK_HELP if push_to_talk else TYPING_HELP
+    help_line = PUSH_TO_TALK_HELP if push_to_talk else REPLY_HELP if manual else TYPING_HELP
     if not terminal.active:
         if not keys.in_background(0):  # not a tty, or a tty that refused the mode
             return None, None
@@ -184,8 +190,8 @@ def _keyboard(
             if terminal.take():
                 view.status = help_line
 
-        editor = keys.LineEditor(push_to_talk=push_to_talk)
+        editor = keys.LineEditor(push_to_talk=push_to_talk, reply_on_enter=manual)
         return keyboard_actions(editor, on_foreground=on_foreground), editor
-    editor = keys.LineEditor(push_to_talk=push_to_talk)
+    editor = keys.LineEditor(push_to_talk=push_to_talk, reply_on_enter=manual)
     view.status = help_line
     return keyboard_actions(editor), editor

@@ -91,6 +91,8 @@ class Keyboard:
                 w.out.notice("info", "microphone muted" if w.session.muted else "microphone on")
             case "interrupt":
                 w.dispatch(w.session.interrupt(now))
+            case "reply":
+                w.dispatch(w.session.reply(now))
             case "image":
                 self._send_image(arg)
             case "save":

@@ -7,7 +7,8 @@ the end of the line; there is no cursor):
 
 =======================  ==========================================================
 printable keys, paste    insert (a paste's newlines and tabs become spaces)
-Enter                    submit the line (a ``/name`` line is a command)
+Enter                    submit the line (a ``/name`` line is a command); on an empty
+                         line, ``/reply`` when ``reply_on_enter`` (``--no-auto-response``)
 Backspace, Ctrl-H        delete the last character
 Ctrl-W                   delete the last word (and the spaces after it)
 Ctrl-U, Esc              clear the line
@@ -72,6 +73,7 @@ COMMANDS: MappingProxyType[str, tuple[str, str]] = MappingProxyType({
     "mute": ("/mute", "stop sending the microphone"),
     "unmute": ("/unmute", "send the microphone again"),
     "interrupt": ("/interrupt", "stop the assistant's answer"),
+    "reply": ("/reply", "ask for the answer now (with --no-auto-response; or Enter on an empty line)"),
     "image": ("/image FILE", "send an image file"),
     "save": ("/save [FILE]", "write the transcript so far"),
     "cost": ("/cost", "show token use and cost"),
@@ -91,16 +93,19 @@ class LineEditor:
         push_to_talk: whether the PTT key toggles talking (``--vad none``).
         ptt_key: one character (toggles only on an empty line, so typed text can contain it)
             or a :class:`Key` name such as ``"tab"`` or ``"ctrl-t"`` (toggles on any line).
+        reply_on_enter: Enter on an empty line asks for the assistant's reply (``/reply``): with
+            ``--no-auto-response`` a spoken turn waits for it.
 
     Raises:
         ValueError: for an empty ``ptt_key`` or one of the editing keys.
     """
 
-    def __init__(self, *, push_to_talk: bool = False, ptt_key: str = " ") -> None:
+    def __init__(self, *, push_to_talk: bool = False, ptt_key: str = " ", reply_on_enter: bool = False) -> None:
         if not ptt_key or ptt_key in _EDITING_KEYS or ptt_key in ("char", "paste"):
             raise ValueError(f"{ptt_key!r} cannot be the push-to-talk key")
         self.push_to_talk = push_to_talk
         self.ptt_key = ptt_key
+        self.reply_on_enter = reply_on_enter
         self._line = ""
         self._last_ptt: float | None = None
 
@@ -131,7 +136,9 @@ class LineEditor:
                 self._line = ""
             case "enter":
                 text, self._line = self._line.strip(), ""
-                return _parse(text) if text else None
+                if not text:
+                    return Command("reply") if self.reply_on_enter else None
+                return _parse(text)
             case "ctrl-d" if not self._line:
                 return Quit()
         return None

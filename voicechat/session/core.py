@@ -239,6 +239,14 @@ class Session:
             return []
         return self._user_item("text", cmd.user_text(text, event_id=self._ids()))
 
+    def reply(self, now: float) -> list[fx.Effect]:
+        """``/reply``: ask for the assistant's answer now (``--no-auto-response`` waits for it)."""
+        if not self.ready:
+            return [fx.Notice("warning", "not connected: no reply can be asked for")]
+        if self._responses.active or self._responses.create_pending:
+            return [fx.Notice("info", "the assistant is answering already")]
+        return self._responses.request()
+
     def send_image(self, data_url: str, now: float) -> list[fx.Effect]:
         """A picture from the user; the assistant answers it like a typed turn."""
         if not self.ready:
