@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Protocol
 
+from voicechat.config.validate import transcript_format_problem
 from voicechat.effects import Turn
 from voicechat.errors import UsageError
 from voicechat.escape import escape_control
@@ -66,7 +67,7 @@ def turn_text(turn: Turn) -> str:
             secs = f"{turn.audio_ms / 1000:.1f} s " if turn.audio_ms else ""
             text = f"[{secs}speech, {turn.note or 'no transcript'}]"
         elif turn.interrupted:
-            text = "[interrupted before any words]"
+            return "[interrupted before any words]"  # already says it was interrupted
         else:
             text = "[no text]"
     if turn.interrupted and turn.role == "assistant":
@@ -142,12 +143,15 @@ class FileSink:
     FIFO or a device); writing never raises (see the module docstring).
     """
 
-    FORMATS = (".txt", ".md", ".jsonl")
-
-    def __init__(self, path: Path, report: Report | None = None, *, label: str = "--transcript") -> None:
+    def __init__(self, path: Path, report: Report | None = None, *, label: str = "--transcript",
+                 heading: str | None = None) -> None:
+        if (problem := transcript_format_problem(path)) is not None:
+            raise UsageError(problem, hint="name it chat.txt, chat.md or chat.jsonl")
         self.path = path
-        self.format = path.suffix.lower() if path.suffix.lower() in self.FORMATS else ".txt"
+        self.format = path.suffix.lower() or ".txt"
         self.report = report
+        # A Markdown file holds one section per conversation: the heading goes before its first turn.
+        self._heading = f"## {heading}\n\n" if heading and self.format == ".md" else None
         try:
             self._out = RecordFile(path, label=label, report=self._report, mode=0o666)
         except OSError as exc:
@@ -165,7 +169,8 @@ class FileSink:
         return self._out.problem
 
     def write(self, turn: Turn) -> None:
-        self._out.append(self.render(scrubbed(turn)))
+        heading, self._heading = self._heading or "", None
+        self._out.append(heading + self.render(scrubbed(turn)))
 
     def render(self, turn: Turn) -> str:
         if self.format == ".jsonl":
@@ -177,6 +182,14 @@ class FileSink:
 
     def close(self) -> None:
         self._out.close()
+
+
+def session_heading(model: str, when: float | None = None) -> str:
+    """What a conversation's section of a Markdown transcript is headed with: its start (local
+    time) and model, so conversations appended to one file stay apart."""
+    import time
+
+    return f"{time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(when))} · {model}"
 
 
 def jsonl_record(turn: Turn) -> dict[str, object]:

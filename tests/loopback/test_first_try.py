@@ -132,3 +132,31 @@ def test_config_show_into_head_in_a_shell(tmp_path: Path) -> None:
                           capture_output=True, cwd=tmp_path, env=env, timeout=60)
     assert done.returncode == 0 and done.stdout.decode().startswith("config file:")
     assert done.stderr == b""
+
+
+# ---- item 11: files --------------------------------------------------------------------------------
+
+
+async def test_two_sessions_in_one_md_transcript_are_two_sections(tmp_path: Path) -> None:
+    chat = tmp_path / "chat.md"
+    question = question_wav(tmp_path)
+    for _ in range(2):
+        run = await run_voicechat(tmp_path, "talk", "--backend", "local", "--input-file", str(question), "--fast",
+                                  "--transcript", str(chat), env=clean_env(tmp_path))
+        assert run.status == 0, run.stderr
+    text = chat.read_text()
+    headings = [line for line in text.splitlines() if line.startswith("## ")]
+    assert len(headings) == 2 and all("gpt-realtime" in h and "(local server)" in h for h in headings), text
+    assert text.index(headings[1]) > text.index("**Assistant**")  # the second heading after the first reply
+
+
+@pytest.mark.parametrize(("flags", "words"), [
+    (("--transcript", "chat.html"), "a transcript is written as .txt, .md or .jsonl, not .html"),
+    (("--text-only", "--output-file", "reply.wav"), "--output-file has no effect: the assistant answers in text only"),
+])
+async def test_files_that_would_be_wrong_are_refused(tmp_path: Path, flags: tuple[str, ...], words: str) -> None:
+    run = await run_voicechat(tmp_path, "talk", "--backend", "local", "--input-file", str(question_wav(tmp_path)),
+                              *flags, env=clean_env(tmp_path))
+    assert run.status == ExitStatus.USAGE, run.stderr
+    assert words in run.stderr, run.stderr
+    assert not (tmp_path / flags[1]).exists()

@@ -196,7 +196,7 @@ async def test_lone_surrogates_anywhere_reach_every_writer_as_replacement_charac
     assert "\ufffd" in (run.stdout + run.stderr + events.read_text(encoding="utf-8")) or where == "session"
     for line in events.read_text(encoding="utf-8").splitlines():
         json.loads(line)  # every line whole and valid
-    assert notes.read_text(encoding="utf-8").startswith("# Conversation\n\n**You**: ")
+    assert re.match(r"# Conversation\n\n## .+ · gpt-realtime-[^\n]+\n\n\*\*You\*\*: ", notes.read_text(encoding="utf-8"))
 
 
 async def test_an_emoji_split_across_deltas_then_a_drop_keeps_the_turn(tmp_path: Path) -> None:
@@ -215,7 +215,8 @@ async def test_an_emoji_split_across_deltas_then_a_drop_keeps_the_turn(tmp_path:
     assert [(t["role"], t["interrupted"]) for t in turns] == [("user", False), ("assistant", True)]
     # The words ahead of the audio heard (all of them, once any audio was), each half a U+FFFD.
     assert turns[1]["text"] in ("look: \ufffd\ufffd", ""), turns[1]
-    assert run.stdout.splitlines()[1] == f"assistant: {turns[1]['text'] or '[interrupted before any words]'} [interrupted]"
+    said = f"{turns[1]['text']} [interrupted]" if turns[1]["text"] else "[interrupted before any words]"
+    assert run.stdout.splitlines()[1] == f"assistant: {said}"
 
 
 # ==== crashes: frames that are not UTF-8 ======================================================

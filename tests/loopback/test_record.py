@@ -65,3 +65,27 @@ def stereo(path: Path) -> tuple[np.ndarray, int]:
 def test_record_must_be_a_wav_file(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="WAV"):
         resolve(flags={"record": tmp_path / "chat.mp3"}, environ={})
+
+
+async def test_record_under_fast_leaves_out_the_wall_clock_waits(tmp_path: Path) -> None:
+    """``talk --fast --record`` (the CLI): the waits for the server ran on the wall clock while the
+    file's clock ran 10x, so each 0.1 s of latency became 1 s of silence in the recording (a 5.7 s
+    question and 5.6 s reply made 46 s). Now the reply follows the question's end at once."""
+    from tests.helpers.cli import assert_no_noise, clean_env, question_wav, run_voicechat
+
+    question = question_wav(tmp_path, seconds=1.5, tail_s=0.3)
+    record = tmp_path / "both.wav"
+    async with LocalServer(ServerOptions(speed=8.0, seed=6), host="127.0.0.1", port=0) as srv:
+        run = await run_voicechat(tmp_path, "talk", "--base-url", srv.http_base_url, "--input-file", str(question),
+                                  "--fast", "--record", str(record), env=clean_env(tmp_path))
+    assert run.status == 0, run.stderr
+    assert_no_noise(run.stderr)
+    with wave.open(str(record)) as w:
+        rate = w.getframerate()
+        both = np.frombuffer(w.readframes(w.getnframes()), np.int16).reshape(-1, 2)
+    assert rate == RATE
+    _, mic_end = active_span(both[:, 0])
+    reply_start, reply_end = active_span(both[:, 1])
+    assert mic_end <= reply_start, (mic_end, reply_start)
+    assert reply_start - mic_end < 1.0, (mic_end, reply_start)  # no magnified latency
+    assert both.shape[0] / RATE < reply_end + 0.5, (both.shape[0] / RATE, reply_end)  # nor a long quiet tail

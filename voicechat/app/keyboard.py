@@ -27,7 +27,7 @@ from voicechat.pricing import Spend
 from voicechat.protocol.events import Usage
 from voicechat.session import Session
 from voicechat.tools import ToolSpec, describe_call
-from voicechat.transcript import FileSink
+from voicechat.transcript import FileSink, session_heading
 from voicechat.ui.view import View
 
 CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
@@ -117,7 +117,7 @@ class Keyboard:
         out = self._w.out
         path = Path(arg).expanduser() if arg else Path(time.strftime("voicechat-%Y%m%d-%H%M%S.md"))
         try:
-            sink = FileSink(path, out.file_problem, label="/save")
+            sink = FileSink(path, out.file_problem, label="/save", heading=session_heading(self._w.model))
         except VoicechatError as exc:
             out.notice("warning", f"could not save the transcript to {path}: {exc}")
             return

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 from voicechat.config import Settings
 from voicechat.redact import scrub
-from voicechat.transcript import FileSink, Sink, StreamSink, escape_control
+from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, session_heading
 from voicechat.ui.view import View
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bo
     stream: Any = _CurrentStdout() if live and _isatty(stdout) else stdout
     sinks: list[Sink] = [StreamSink(stream)]
     if settings.transcript is not None:
-        sinks.append(FileSink(settings.transcript))
+        model = settings.model if settings.backend == "openai" else f"{settings.model} (local server)"
+        sinks.append(FileSink(settings.transcript, heading=session_heading(model)))
     return Output(sinks=sinks, status=stderr, quiet=settings.quiet, front=front)
 
 

@@ -199,7 +199,8 @@ class Settings:
         None, group=FILES, file=False,
         help="Speak from a WAV file (any rate/channels) instead of a microphone.")
     output_file: Path | None = setting(
-        None, group=FILES, file=False, help="Write the assistant's audio, as played, to a 24 kHz WAV file.")
+        None, group=FILES, file=False, applies="audio output", hint="drop --text-only, or use --transcript",
+        help="Write the assistant's audio, as played, to a 24 kHz WAV file.")
     transcript: Path | None = setting(
         None, group=FILES, example="chat.md", help="Append the transcript to FILE (.txt, .md or .jsonl).",
         note="append the transcript (.txt, .md or .jsonl), relative to where talk runs")

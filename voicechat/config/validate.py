@@ -118,11 +118,25 @@ def _columns(s: Any, key: str) -> None:
             raise error(s, key, f"must be between {lo:g} and {hi:g}{also}, not {value!r}")
 
 
+TRANSCRIPT_FORMATS = (".txt", ".md", ".jsonl")
+"""The transcript formats, by file suffix (a name without one is plain text, as .txt)."""
+
+
+def transcript_format_problem(path: Any) -> str | None:
+    """Why ``path`` cannot name a transcript (an unknown suffix such as .html), or None."""
+    suffix = path.suffix.lower()
+    if suffix and suffix not in TRANSCRIPT_FORMATS:
+        return f"{path}: a transcript is written as .txt, .md or .jsonl, not {suffix}"
+    return None
+
+
 def _files(s: Any) -> None:
     """Files read whole are regular files of a bounded size; files written are regular files (or
     /dev/null): a FIFO would block the open, /dev/zero would never end (see voicechat.files)."""
     if s.record is not None and s.record.suffix.lower() != ".wav":
         raise error(s, "record", f"{s.record}: the recording is a WAV file; name it FILE.wav")
+    if s.transcript is not None and (problem := transcript_format_problem(s.transcript)):
+        raise error(s, "transcript", problem, hint="name it chat.txt, chat.md or chat.jsonl")
     for key, limit in (("input_file", MAX_WAV_BYTES), ("resume", MAX_TRANSCRIPT_BYTES)):
         path = getattr(s, key)
         if path is not None and (problem := regular_problem(path, limit)):
