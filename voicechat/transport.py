@@ -391,7 +391,23 @@ async def _connect_ws(endpoint: Endpoint, open_timeout: float) -> _ClientConnect
     except InvalidHandshake as exc:
         raise ConnectError(f"the WebSocket handshake with {host} failed: {exc}") from None
     except OSError as exc:
-        raise ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {exc.strerror or exc}") from None
+        raise _os_error(exc, endpoint) from None
+
+
+def _os_error(exc: OSError, endpoint: Endpoint) -> ConnectError:
+    """A socket error as one line that always has a reason: a reset during the TLS handshake has
+    no text at all (a plain server answering wss://, the usual mistake with `voicechat serve`)."""
+    why = exc.strerror or str(exc)
+    hint = None
+    if urlsplit(endpoint.url).scheme == "wss" and (not why or isinstance(exc, ssl.SSLError)):
+        reason = getattr(exc, "reason", None) if isinstance(exc, ssl.SSLError) else None
+        why = f"the TLS handshake failed ({reason or why})" if why else \
+            "the server closed the connection during the TLS handshake"
+        hint = ("a plain server (such as voicechat serve) takes http://, not https:// or wss://"
+                if is_loopback(endpoint.host) else "is it a TLS (https) server? check --base-url")
+    elif not why:
+        why = "the server closed the connection" if isinstance(exc, ConnectionError) else type(exc).__name__
+    return ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {why}", hint=hint)
 
 
 def status_error(status: int, endpoint: Endpoint) -> ConnectError:

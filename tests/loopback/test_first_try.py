@@ -147,7 +147,8 @@ async def test_two_sessions_in_one_md_transcript_are_two_sections(tmp_path: Path
     text = chat.read_text()
     headings = [line for line in text.splitlines() if line.startswith("## ")]
     assert len(headings) == 2 and all("gpt-realtime" in h and "(local server)" in h for h in headings), text
-    assert text.index(headings[1]) > text.index("**Assistant**")  # the second heading after the first reply
+    kinds = [line[:3] for line in text.splitlines() if line.startswith(("## ", "**A"))]
+    assert kinds == ["## ", "**A", "## ", "**A"], text  # each conversation under its own heading
 
 
 @pytest.mark.parametrize(("flags", "words"), [
@@ -160,3 +161,15 @@ async def test_files_that_would_be_wrong_are_refused(tmp_path: Path, flags: tupl
     assert run.status == ExitStatus.USAGE, run.stderr
     assert words in run.stderr, run.stderr
     assert not (tmp_path / flags[1]).exists()
+
+
+async def test_wss_to_a_plain_loopback_server_gives_a_reason_and_the_fix(tmp_path: Path) -> None:
+    async with LocalServer(ServerOptions(), host="127.0.0.1", port=0) as srv:
+        url = srv.http_base_url.replace("http://", "https://")
+        run = await run_voicechat(tmp_path, "talk", "--base-url", url, "--input-file", str(question_wav(tmp_path)),
+                                  env=clean_env(tmp_path, OPENAI_API_KEY="sk-loopback-test"))
+    assert run.status == ExitStatus.CONNECT, run.stderr
+    lines = run.stderr.strip().splitlines()[-2:]
+    assert lines[0].startswith("voicechat: error: cannot connect to 127.0.0.1:"), run.stderr
+    assert not lines[0].endswith(": "), run.stderr  # it used to stop at the colon
+    assert "TLS handshake" in lines[0] and "http://" in lines[1], run.stderr
