@@ -220,7 +220,7 @@ async def test_every_known_error_code_mid_reply(tmp_path: Path, code, etype, mes
         return
     assert roles(out) == ["user", "assistant"] and not out.records[1]["interrupted"], out.records
     if shown == "debug":
-        assert out.stderr.count("\n") == 1 and "connecting to" in out.stderr, out.stderr  # nothing else said
+        assert out.stderr.count("\n") == 1 and "voicechat: server ws://" in out.stderr, out.stderr  # nothing else said
     elif shown == "warning":
         assert "voicechat: warning: nothing was said" in out.stderr, out.stderr
     else:

@@ -65,7 +65,7 @@ async def test_sighup_before_the_session_is_set_up(tmp_path: Path) -> None:
     async with HostileServer(silent) as srv:
         talk_ = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
                                  "--transcript", str(tmp_path / "chat.jsonl"))
-        await talk_.wait_line("voicechat: connecting to ")
+        await talk_.wait_line("voicechat: server ")
         await asyncio.sleep(0.2)
         talk_.kill(signal.SIGHUP)
         status, out, err = await talk_.finish()

@@ -155,7 +155,8 @@ def test_piped_stdout_gets_plain_lines_flushed_one_by_one(tmp_path: Path, two_qu
     assert log and all(line.startswith("voicechat: ") for line in log), log
     said = [line.removeprefix("voicechat: ") for line in log]
     assert said[0] == "connecting"
-    assert any(s.startswith("connecting to ws://127.0.0.1:") for s in said), said
+    assert said[1].startswith("server ws://127.0.0.1:") and said[1].endswith(", model gpt-realtime-2.1"), said
+    assert sum("connecting" in s for s in said) == 1, said  # it said "connecting" twice
     assert "connected" in said and "assistant speaking" in said, said
     assert said[-1] == "closed", said
     assert_quiet(err.decode())

@@ -121,7 +121,7 @@ async def test_before_the_session_is_set_up(tmp_path: Path, signum: int, expecte
     async with HostileServer(silent) as srv:
         talk = await Talk.start(tmp_path, "--base-url", srv.http_base_url, "--input-file", str(mic(tmp_path)),
                                 "--transcript", str(tmp_path / "chat.jsonl"))
-        await talk.wait_line("voicechat: connecting to ")
+        await talk.wait_line("voicechat: server ")
         await asyncio.sleep(0.2)  # connected, or about to be: either way, not set up
         talk.kill(signum)
         status, out, err = await talk.finish()
@@ -143,7 +143,7 @@ async def test_while_connecting(tmp_path: Path, signum: int, expected: int) -> N
         started = time.monotonic()
         talk = await Talk.start(tmp_path, "--base-url", f"http://127.0.0.1:{port}/v1", "--input-file",
                                 str(mic(tmp_path)), "--transcript", str(tmp_path / "chat.jsonl"))
-        await talk.wait_line("voicechat: connecting to ws://127.0.0.1")
+        await talk.wait_line("voicechat: server ws://127.0.0.1")
         await asyncio.sleep(0.3)
         talk.kill(signum)
         status, out, err = await talk.finish()

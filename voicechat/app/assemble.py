@@ -136,7 +136,8 @@ async def _connect(
     if settings.log_events is not None:
         events = EventLog(settings.log_events, secrets=(settings.api_key,))  # not the local placeholder
         stack.callback(events.close)
-    out.notice("info", f"connecting to {endpoint.url.split('?')[0]} (model {settings.model})")
+    # Where and with which model (the state line already says "connecting": not twice).
+    out.notice("info", f"server {endpoint.url.split('?')[0]}, model {settings.model}")
     conn = await connect(endpoint, log=events)
     stack.push_async_callback(close_quietly, conn)
     return conn, functools.partial(connect, endpoint, log=events)
