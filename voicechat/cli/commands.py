@@ -110,7 +110,8 @@ def doctor(**given: Any) -> None:
 
 _DOCTOR_ONLY = (
     extra_option("no_audio", bool, False, "--no-audio", help="Skip the audible checks (microphone level, tone, echo)."),
-    extra_option("seconds", float, 2.0, min=0.5, max=30.0, help="How long to measure the microphone level."),
+    extra_option("seconds", float, 2.0, min=0.5, max=30.0, metavar="SECONDS",
+                 help="How long to measure the microphone level."),
 )
 doctor_command = guarded(on_interrupt="status")(table_command(doctor, lambda spec: spec.doctor, _DOCTOR_ONLY))
 """``doctor`` as typer registers it: the rows marked ``doctor`` and its own two flags."""

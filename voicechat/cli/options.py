@@ -73,7 +73,7 @@ def metavar(name: str, spec: Spec) -> str:
     if what == "path":
         return "FILE"
     if what == "int":
-        return "MS" if name.endswith("_ms") else "N"
+        return "MS" if name.endswith("_ms") else "HZ" if name.endswith("_rate") else "N"
     if what == "float":
         return "NUMBER"
     return name.rsplit("_", 1)[-1].upper()  # model: MODEL, base_url: URL, input_device: DEVICE
