@@ -174,3 +174,14 @@ async def test_wss_to_a_plain_loopback_server_gives_a_reason_and_the_fix(tmp_pat
     assert lines[0].startswith("voicechat: error: cannot connect to 127.0.0.1:"), run.stderr
     assert not lines[0].endswith(": "), run.stderr  # it used to stop at the colon
     assert "TLS handshake" in lines[0] and "http://" in lines[1], run.stderr
+
+
+async def test_doctor_against_a_loopback_server_needs_no_key(tmp_path: Path) -> None:
+    """The doctor example of ``voicechat doctor --help``: no key, and the connection is tried."""
+    async with LocalServer(ServerOptions(recognizer="none"), host="127.0.0.1", port=0) as srv:
+        run = await run_voicechat(tmp_path, "doctor", "--no-audio", "--base-url", srv.http_base_url,
+                                  env=clean_env(tmp_path))
+    key = next(line for line in run.stdout.splitlines() if "API key" in line)
+    connect = next(line for line in run.stdout.splitlines() if re.match(r"\w+ +connect ", line))
+    assert key.startswith("ok ") and "not needed" in key, run.stdout
+    assert connect.startswith("ok ") and "ws://127.0.0.1:" in connect, run.stdout

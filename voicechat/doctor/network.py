@@ -27,9 +27,13 @@ if TYPE_CHECKING:
 
 def check_key(settings: Settings) -> Check:
     """Whether the key is there; never shows more of it than its last four characters."""
+    from voicechat.endpoint import needs_key
+
     if settings.backend == "local":
         return Check(KEY, OK, "not needed for --backend local")
     key = settings.api_key
+    if not key and not needs_key(settings):
+        return Check(KEY, OK, "not needed for a plain http:// server on loopback")
     if not key:
         var = _key_var(settings)
         return Check(
@@ -62,14 +66,14 @@ async def check_connect(
     settings: Settings, *, connector: Connector | None = None, timeout: float = 10.0
 ) -> Check:
     """Open the WebSocket, wait for ``session.created``, send ``session.update``, wait for the answer."""
-    from voicechat.endpoint import close_quietly, open_endpoint
+    from voicechat.endpoint import close_quietly, needs_key, open_endpoint
     from voicechat.protocol import client as cmd
     from voicechat.protocol import events as ev
     from voicechat.server import ServerOptions
     from voicechat.session import SESSION_UPDATE_ID
     from voicechat.transport import connect
 
-    if settings.backend == "openai" and not settings.api_key:
+    if needs_key(settings) and not settings.api_key:
         return Check(
             CONNECT, FAIL, "not tried: no API key",
             fix=f"export {_key_var(settings)}=… (or put it in .env), or try --backend local",
