@@ -275,4 +275,4 @@ def test_barge_in_cuts_the_speaker_and_truncates_at_what_was_played(
     # heard): the streamed-ahead case must really be that case.
     assert run.done_before_barge_in or opts.speed < 4.0, "the answer had not finished streaming"
     assert records[1]["interrupted"], records
-    assert run.stdout.splitlines()[1].endswith("[interrupted]"), run.stdout
+    assert run.stdout.splitlines()[1].endswith(("[interrupted]", "[interrupted before any words]")), run.stdout

@@ -311,4 +311,4 @@ async def test_echo_handling_stops_self_interruption_but_not_a_real_barge_in(tmp
     srv, out = await converse_in_room(tmp_path, barge, mode)
     truncates = [e for e in srv.received if e["type"] == "conversation.item.truncate"]
     assert len(truncates) == 1, out
-    assert "[interrupted]" in out
+    assert "[interrupted" in out  # "[interrupted]", or "[interrupted before any words]"

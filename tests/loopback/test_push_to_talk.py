@@ -98,7 +98,7 @@ async def test_pressing_the_key_over_the_assistant_interrupts_it(tmp_path: Path)
     assert not [e for e in srv.emitted if e["type"] == "error"]
     truncate = next(e for e in srv.received if e["type"] == "conversation.item.truncate")
     assert 500 <= truncate["audio_end_ms"] <= 1500, truncate  # about 0.8 s in, never the whole reply
-    assert "[interrupted]" in out
+    assert "[interrupted" in out  # "[interrupted]", or "[interrupted before any words]"
 
 
 async def test_a_too_short_turn_is_dropped_with_a_warning(tmp_path: Path) -> None:

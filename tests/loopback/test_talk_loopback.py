@@ -97,7 +97,7 @@ async def test_barge_in_truncates_at_what_was_played(tmp_path: Path) -> None:
     heard_ms_of_reply1 = (played - reply2) / 24
     assert 0 < cut_ms < 2000
     assert abs(heard_ms_of_reply1 - cut_ms) <= 20, (heard_ms_of_reply1, cut_ms)  # one block
-    assert "[interrupted]" in out
+    assert "[interrupted" in out  # "[interrupted]", or "[interrupted before any words]"
     truncated = [e for e in srv.emitted if e["type"] == "conversation.item.truncated"]
     assert truncated and truncated[0]["audio_end_ms"] == cut_ms
 
