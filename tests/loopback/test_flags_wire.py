@@ -99,6 +99,8 @@ CASES: list[tuple[list[str], str, Any, Any]] = [
     (["--noise-reduction", "off"], "audio.input.noise_reduction", None, None),
     (["--no-transcribe"], "audio.input.transcription", None, None),
     (["--instructions", "Be brief."], "instructions", "Be brief.", "Be brief."),
+    (["--reasoning", "xhigh"], "reasoning.effort", "xhigh", "xhigh"),
+    (["--reasoning", "minimal", "--model", "gpt-realtime-2"], "reasoning.effort", "minimal", "minimal"),
 ]
 
 

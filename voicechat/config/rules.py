@@ -1,7 +1,8 @@
 """When a setting has an effect: the rules the table's ``applies`` column names.
 
 Several settings only mean something with others: the server VAD tuning with ``--vad server``,
-eagerness with semantic VAD, the language with transcription on, the speed with audio answers.
+eagerness with semantic VAD, the language with transcription on, the speed with audio answers,
+the reasoning effort with a model that reasons.
 A rule is a predicate on the resolved settings and the reason, naming the setting that decides
 and where that one came from. ``session_config`` leaves out what does not apply; ``validate``
 refuses such a value given as a flag; ``config show`` marks it unused.
@@ -14,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from voicechat.protocol.constants import known_not_to_reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +39,8 @@ RULES: dict[str, Rule] = {
                            lambda s: f"there is no turn detection with --vad none (from {s.source('vad')})"),
     "transcription": Rule(lambda s: s.transcribing,
                           lambda s: f"input transcription is off (from {s.source('transcribe')})"),
+    "reasoning model": Rule(lambda s: not known_not_to_reason(s.model.strip()),
+                            lambda s: f"{s.model} does not reason (model from {s.source('model')})"),
     "audio output": Rule(lambda s: not s.text_only,
                          lambda s: f"the assistant answers in text only (from {s.source('text_only')})"),
 }

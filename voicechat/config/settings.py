@@ -30,6 +30,8 @@ from voicechat.protocol.constants import (
     DEFAULT_TRANSCRIBE_MODEL,
     DEFAULT_VOICE,
     EAGERNESS,
+    REASONING_EFFORTS,
+    REASONING_MODELS,
     TRANSCRIBE_MODELS,
     VOICES,
 )
@@ -124,6 +126,13 @@ class Settings:
         None, group=ASSISTANT, range=(1, MAX_OUTPUT_TOKENS), suggest=("inf",), metavar="N|inf",
         wire="max_output_tokens", example="inf",
         help="Limit each reply to N tokens ({range}), or inf.", note='a limit per reply, {range} tokens, or "inf"')
+    reasoning: str | None = setting(
+        None, group=ASSISTANT, choices=REASONING_EFFORTS, wire="reasoning.effort", example="low",
+        applies="reasoning model", hint=f"use a model that reasons ({', '.join(REASONING_MODELS)}), or drop it",
+        help="How hard a reasoning model thinks before it answers: minimal, low, medium, high or xhigh "
+        "(lower effort answers sooner; gpt-realtime-2 and 2.1 only).",
+        note="minimal | low | medium | high | xhigh; lower answers sooner\n"
+        "(reasoning models only: gpt-realtime-2, -2.1, -2.1-mini); unset: the model's default")
     text_only: bool = setting(
         False, group=ASSISTANT, wire="output_modalities",
         help="The assistant answers in text only.", note="answer in text only, no audio")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 WIRE_RATE = 24_000
 """PCM16 mono sample rate on the wire (``audio/pcm``)."""
 
@@ -34,6 +36,22 @@ TRANSCRIBE_MODELS = (
     "gpt-live-transcribe",
 )
 EAGERNESS = ("low", "medium", "high", "auto")
+REASONING_EFFORTS = ("minimal", "low", "medium", "high", "xhigh")
+REASONING_MODELS = ("gpt-realtime-2", "gpt-realtime-2.1", "gpt-realtime-2.1-mini")
+"""The models that take ``reasoning.effort`` (their dated snapshots too)."""
+NON_REASONING_MODELS = ("gpt-realtime", "gpt-realtime-1.5", "gpt-realtime-mini")
+"""Models known not to reason (their dated snapshots too): ``reasoning`` is refused with them."""
+
+
+def known_not_to_reason(model: str) -> bool:
+    """True for a model (or a dated snapshot of one) known to take no ``reasoning.effort``; an
+    unknown name (an Azure deployment, a newer model) is given the benefit of the doubt."""
+    if model.startswith("gpt-realtime-2") and not model.startswith("gpt-realtime-2025"):
+        return False
+    if model in RETIRED_MODELS:
+        return True
+    return any(model == name or re.fullmatch(re.escape(name) + r"-\d{4}-\d{2}-\d{2}", model)
+               for name in NON_REASONING_MODELS)
 NOISE_REDUCTION = ("near_field", "far_field")
 
 # Models retired from the Realtime API; connecting with one of them is a user error worth naming.

@@ -219,6 +219,7 @@ def _header_line(header: Header) -> Text:
     for value, prefix in (
         (header.model, ""),
         (header.voice, "voice "),
+        (header.reasoning, "reasoning "),
         (header.turn_mode, ""),
         (header.echo, "echo "),
     ):

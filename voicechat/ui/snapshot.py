@@ -31,6 +31,7 @@ class Header:
     echo: str = ""  # "aec" | "gate" | "half-duplex" | "off"
     connection: str = "connecting"  # one of CONNECTION_STATES
     seconds_left: float | None = None  # of the server session, when known
+    reasoning: str = ""  # the reasoning effort asked for, when one is
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from voicechat.effects import Turn
 from voicechat.pricing import Spend
+from voicechat.protocol.constants import known_not_to_reason
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
@@ -113,6 +114,7 @@ class View:
             voice=settings.voice,
             turn_mode=TURN_MODES.get(settings.vad, settings.vad),
             echo=echo_mode,
+            reasoning=_reasoning(settings),
         )
         self.connection = "connecting"
         self._written: list[TurnView] = []
@@ -187,3 +189,9 @@ class View:
 def _level(db: float) -> float | None:
     """Levels in 2 dB steps (about one meter cell): a steady level does not force a redraw."""
     return None if db <= -100 or math.isnan(db) else 2.0 * round(db / 2.0)
+
+
+def _reasoning(settings: Any) -> str:
+    """The effort the session asks for, or "" when none is (unset, or a model that does not reason)."""
+    effort = getattr(settings, "reasoning", None)
+    return effort if effort and not known_not_to_reason(settings.model.strip()) else ""
