@@ -95,13 +95,13 @@ async def _talk(
         out.notice(notice.level, notice.message)
     audio, reply_audio = _audio_for(settings, out, audio)
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(out.after_panel)  # last: once the panel is gone
         stack.callback(audio.close)
         if reply_audio is not None:
             stack.callback(reply_audio.close)
         for sink in out.sinks:
             stack.callback(sink.close)  # a transcript that could not be written says so, and where it went
         view = View(settings, echo_mode(settings))
+        view.log_above = out.logs_above
         out.view = view
         if out.front is not None:
             stack.enter_context(out.front)
@@ -154,6 +154,7 @@ def _audio_for(settings: Settings, out: Output, audio: AudioIO | None) -> tuple[
                              sample_rate=settings.sample_rate)
         out.notice("info", f"microphone {describe_device(device.input_device, 'input')}, "
                            f"speaker {describe_device(device.output_device, 'output')}, {device.rate} Hz")
+        device.report = out.notice  # "device lost" / "device back" on the panel and the status log
         return device, None
     files = FileAudio(load_wav_at(settings.input_file, WIRE_RATE), None, speed=10.0 if settings.fast else 1.0)
     if settings.output_file is None:

@@ -27,6 +27,8 @@ from voicechat.errors import AudioError, PortAudioMissing
 log = logging.getLogger(__name__)
 
 IDLE_TICK_S = 0.1  # the conversation's housekeeping while nothing plays (each block while it does)
+LOST_LIMIT_S = 60.0  # how long a lost device may stay away before talk ends (exit 4)
+RETRY_S = 0.5  # how often PortAudio's device list is read again while one is away
 
 INSTALL_HINT = (
     "install PortAudio: Debian/Ubuntu `sudo apt-get install libportaudio2`, "
@@ -185,7 +187,13 @@ class DeviceAudio:
         self.underflows = 0
         self.input_done = False  # a microphone never runs out
         self.tail_ms = 0
-        self._lost: str | None = None
+        self._lost: str | None = None  # which stream stopped by itself (set from PortAudio's thread)
+        self._closing = False  # the streams' finished callbacks also run when we close them
+        self._generation = 0  # a late callback of closed streams says nothing about the new ones
+        self.lost: str | None = None  # while paused: the kind of device that went away
+        self.report: Callable[[str, str], None] | None = None  # (level, text) for the panel's notices
+        # a device the user named is looked for again by name (indices change); else the default
+        self._names = {"input": self._name_of(self.input_device), "output": self._name_of(self.output_device)}
         self.echo: EchoPath | None = None  # set by the conversation before run()
         self.tap = RefTap(self.rate * 2)  # what the speaker was handed, for the echo path
         self.capture: Capture | None = None  # the microphone pipeline of the current run()
@@ -193,10 +201,12 @@ class DeviceAudio:
     async def run(
         self, buffer: PlaybackBuffer, on_mic: Callable[[bytes], None], on_block: Callable[[], bool]
     ) -> None:
-        self.tap = RefTap(self.rate * 2)  # a run before this one left what its speaker played
+        """Play and capture until ``on_block`` says stop. A device that goes away pauses both
+        streams (nothing is sent, the ring is held: what was played is what was heard) and is
+        reopened when it, or the system default, is back; `AudioError` after `LOST_LIMIT_S`."""
         capture = self.capture = Capture(self.rate, on_mic, echo=self.echo, active=lambda: buffer.active,
                                          quiet_chunk_ms=QUIET_CHUNK_MS,
-                                         reference=self.tap.take)
+                                         reference=lambda n: self.tap.take(n))
         capture.bind(asyncio.get_running_loop())
 
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:
@@ -210,40 +220,127 @@ class DeviceAudio:
             buffer.read_into(outdata[:, 0])
             self.tap.write(outdata[:, 0])
 
-        closing = False  # the streams' finished callbacks also run when run() closes them
+        callbacks = {"input": capture_callback, "output": playback_callback}
+        streams = self._start(callbacks)
+        while True:
+            try:
+                going = await self._converse(buffer, on_block)
+            finally:
+                self._close(streams)
+            if not going:
+                return
+            capture.drop()  # half a block from before the loss is not the start of a turn
+            reopened = await self._wait_for_devices(callbacks, on_block)
+            if reopened is None:
+                return
+            streams = reopened
+
+    async def _converse(self, buffer: PlaybackBuffer, on_block: Callable[[], bool]) -> bool:
+        """Tick the conversation while the streams run: False when it ends, True on a lost device."""
+        while True:
+            # each block while the speaker has something; a tenth of a second when idle
+            await asyncio.sleep(self.block / self.rate if buffer.active else IDLE_TICK_S)
+            if self._lost is not None:
+                return True
+            if not on_block():
+                return False
+
+    def _start(self, callbacks: dict[str, Callable[..., None]]) -> list[Any]:
+        """Open and start both streams of a new generation (a fresh echo reference tap)."""
+        self._generation += 1
+        self._lost = None
+        self.tap = RefTap(self.rate * 2)  # an earlier run's or device's speaker is not this one's
+        generation = self._generation
 
         def lost(kind: str) -> Callable[[], None]:
-            def finished_callback() -> None:
-                if self._lost is None and not closing:
+            def finished_callback() -> None:  # also runs when _close closes the stream
+                if self._lost is None and generation == self._generation and not self._closing:
                     self._lost = kind
 
             return finished_callback
 
-        streams = []
+        streams: list[Any] = []
         try:
-            inp = self._open("input", capture_callback, lost("input"))
-            streams.append(inp)
-            out = self._open("output", playback_callback, lost("output"))
-            streams.append(out)
+            for kind in ("input", "output"):
+                streams.append(self._open(kind, callbacks[kind], lost(kind)))
             canceller = getattr(self.echo, "canceller", None)
             if canceller is not None:  # speaker-to-mic delay hint: both streams' latencies
-                canceller.set_delay_ms(min(500, int((inp.latency + out.latency) * 1000)))
-            inp.start()
-            out.start()
-            while True:
-                # each block while the speaker has something; a tenth of a second when idle
-                await asyncio.sleep(self.block / self.rate if buffer.active else IDLE_TICK_S)
-                if self._lost is not None:
-                    raise AudioError(
-                        f"the {self._lost} audio device stopped (unplugged?)",
-                        hint="the transcript so far is kept",
-                    )
-                if not on_block():
-                    return
-        finally:
-            closing = True
+                canceller.set_delay_ms(min(500, int((streams[0].latency + streams[1].latency) * 1000)))
+            for stream in streams:
+                stream.start()
+        except BaseException:
+            self._close(streams)
+            raise
+        return streams
+
+    def _close(self, streams: list[Any]) -> None:
+        self._closing = True
+        try:
             for stream in streams:
                 stream.close(ignore_errors=True)
+        finally:
+            self._closing = False
+
+    async def _wait_for_devices(
+        self, callbacks: dict[str, Callable[..., None]], on_block: Callable[[], bool]
+    ) -> list[Any] | None:
+        """Keep the conversation ticking while no device plays; the reopened streams, or None
+        when the conversation ended meanwhile. `AudioError` once `LOST_LIMIT_S` have passed."""
+        kind = self._lost or "output"
+        self._say("warning", f"device lost: the {kind} audio device stopped; paused, waiting up to "
+                             f"{LOST_LIMIT_S:g} s for it or the default device")
+        self.lost = kind
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LOST_LIMIT_S
+        next_try = loop.time() + RETRY_S
+        try:
+            while True:
+                await asyncio.sleep(IDLE_TICK_S)
+                if not on_block():
+                    return None
+                if loop.time() >= next_try:
+                    streams = await self._reopen(callbacks)
+                    if streams is not None:
+                        self._say("info", f"device back: microphone {describe_device(self.input_device, 'input')}, "
+                                          f"speaker {describe_device(self.output_device, 'output')}")
+                        return streams
+                    next_try = loop.time() + RETRY_S
+                if loop.time() >= deadline:
+                    raise AudioError(f"the {kind} audio device stopped (unplugged?)",
+                                     hint=f"none came back within {LOST_LIMIT_S:g} s; the transcript so far is kept")
+        finally:
+            self.lost = None
+
+    async def _reopen(self, callbacks: dict[str, Callable[..., None]]) -> list[Any] | None:
+        """Re-read PortAudio's device list (it is cached at initialisation; no stream is open
+        now) and open the devices by name, or the defaults; None while that fails."""
+        await asyncio.to_thread(self._reenumerate)
+        try:
+            return self._start(callbacks)
+        except AudioError as exc:
+            log.debug("devices not back yet: %s", exc)
+            return None
+
+    def _reenumerate(self) -> None:
+        self.sd._terminate()
+        self.sd._initialize()
+        self.input_device = self._by_name(self._names["input"], "input")
+        self.output_device = self._by_name(self._names["output"], "output")
+
+    def _by_name(self, name: str | None, kind: str) -> int | None:
+        """The index of the named device now, else None (the system default, which follows a change)."""
+        if name is None:
+            return None
+        try:
+            return next((d.index for d in list_devices()
+                         if d.name == name and (d.inputs if kind == "input" else d.outputs) > 0), None)
+        except AudioError:
+            return None
+
+    def _say(self, level: str, text: str) -> None:
+        log.info("%s", text)
+        if self.report is not None:
+            self.report(level, text)
 
     def _open(self, kind: str, callback: Callable[..., None], finished: Callable[[], None]) -> Any:
         device = self.input_device if kind == "input" else self.output_device
@@ -255,6 +352,11 @@ class DeviceAudio:
             )
         except self.sd.PortAudioError as exc:
             raise _stream_error(exc, kind, device, self.rate) from None
+
+    def _name_of(self, index: int | None) -> str | None:
+        if index is None:
+            return None
+        return str(self.sd.query_devices(index)["name"])
 
     def check_open(self, kind: str) -> None:
         """Open the ``input`` or ``output`` stream as `run` would, then close it (`AudioError` if it fails)."""
