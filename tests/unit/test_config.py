@@ -351,7 +351,7 @@ EXAMPLE_VALUES = {
     "echo": '"gate"', "transcribe": "true", "transcribe_model": '"whisper-1"', "language": '"en"',
     "input_device": '"1"', "output_device": '"2"', "sample_rate": "48000", "transcript": '"c.md"',
     "record": '"c.wav"', "quiet": "false", "builtin_tools": "false", "max_cost": "0.5", "max_minutes": "30",
-    "reasoning": '"low"',
+    "reasoning": '"low"', "audio_format": '"pcmu"',
     "tools": '[{ name = "t", description = "x", command = ["/bin/true"] }]',
 }
 

@@ -24,7 +24,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "voicechat.protocol"),
     "core": ("voicechat.effects", "voicechat.backoff", "voicechat.pricing", "voicechat.budget",
              "voicechat.session", "voicechat.config", "voicechat.tools.spec", "voicechat.keys.decoder",
-             "voicechat.keys.editor", "voicechat.audio.format", "voicechat.audio.resample",
+             "voicechat.keys.editor", "voicechat.audio.format", "voicechat.audio.resample", "voicechat.audio.g711",
              "voicechat.audio.jitter", "voicechat.audio.aec", "voicechat.audio.judges",
              "voicechat.audio.linear", "voicechat.ui.snapshot",
              "voicechat.doctor.measure", "voicechat.doctor.report"),

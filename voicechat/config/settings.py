@@ -39,6 +39,7 @@ from voicechat.protocol.session_config import (
     IDLE_TIMEOUT_RANGE_MS,
     MAX_OUTPUT_TOKENS,
     SPEED_RANGE,
+    WIRE_FORMATS,
     SessionConfig,
     TurnDetection,
 )
@@ -79,7 +80,7 @@ _NOISE_WIRE = {"near": "near_field", "far": "far_field"}
 _SHAPED = frozenset({
     "voice", "speed", "instructions", "max_output_tokens", "text_only", "vad", "vad_threshold", "prefix_padding_ms",
     "silence_duration_ms", "idle_timeout_ms", "eagerness", "interrupt", "auto_response", "noise_reduction",
-    "transcribe", "transcribe_model", "language", "tools", "builtin_tools",
+    "transcribe", "transcribe_model", "language", "tools", "builtin_tools", "audio_format",
 })  # fmt: skip
 """The wire rows ``session_config`` shapes itself (typed fields of ``SessionConfig``); every
 other row with a ``wire`` path reaches the session as it is, through ``SessionConfig.extra``."""
@@ -177,6 +178,11 @@ class Settings:
         "off", group=AUDIO, choices=NOISE_REDUCTION_MODES, wire="audio.input.noise_reduction.type",
         help="Input noise reduction: near (headset), far (laptop or room mic) or off.",
         note="near (headset or close mic) | far (laptop or room mic) | off")
+    audio_format: str = setting(
+        "pcm", group=AUDIO, choices=tuple(WIRE_FORMATS), wire="audio.input.format",
+        help="Audio on the wire: pcm (16-bit 24 kHz), or G.711 pcmu (μ-law) / pcma (A-law) at 8 kHz, a sixth "
+        "of the bytes for slow or metered links.",
+        note="pcm (16-bit 24 kHz) | pcmu | pcma (G.711 at 8 kHz: a sixth of the bytes)")
     echo: str = setting(
         "auto", group=AUDIO, choices=ECHO_MODES,
         help="Keep the assistant's voice out of the mic: auto (aec, or gate where the canceller cannot load; "
@@ -287,6 +293,7 @@ class Settings:
             noise_reduction=_NOISE_WIRE.get(self.noise_reduction),
             speed=self.speed,
             max_output_tokens=self.max_output_tokens,
+            audio_format=self.audio_format,
             tools=tuple(t.definition() for t in available_tools(self.tools, self.builtin_tools)),
             extra=tuple((spec.wire, value) for name, spec, value in self._wire_rows() if name not in _SHAPED),
         )

@@ -8,6 +8,11 @@ from typing import Any, Literal
 from voicechat.protocol.constants import DEFAULT_VOICE, WIRE_RATE
 
 PCM_FORMAT: dict[str, Any] = {"type": "audio/pcm", "rate": WIRE_RATE}
+WIRE_FORMATS: dict[str, dict[str, Any]] = {
+    "pcm": PCM_FORMAT, "pcmu": {"type": "audio/pcmu"}, "pcma": {"type": "audio/pcma"},
+}
+"""``--audio-format`` → the session's ``audio.input.format`` and ``audio.output.format``
+(G.711 μ-law and A-law are 8 kHz; the client converts, see ``voicechat.audio.g711``)."""
 
 # Client-side limits of the session fields voicechat exposes (reference §2.1).
 SPEED_RANGE = (0.25, 1.5)
@@ -58,6 +63,8 @@ class SessionConfig:
     max_output_tokens: int | str | None = None
     """A token count, or ``"inf"`` for the model's own limit."""
     tools: tuple[dict[str, Any], ...] = ()
+    audio_format: str = "pcm"
+    """One of ``WIRE_FORMATS``, for both directions."""
     extra: tuple[tuple[str, Any], ...] = ()
     """Further session fields as (dotted path, value), set last: a setting the table declares
     with a wire path and no typed field here reaches the session without another edit."""
@@ -75,7 +82,7 @@ class SessionConfig:
     def to_wire(self) -> dict[str, Any]:
         """The ``session`` object of a GA ``session.update``."""
         audio_in: dict[str, Any] = {
-            "format": PCM_FORMAT,
+            "format": dict(WIRE_FORMATS[self.audio_format]),
             "turn_detection": self.turn_detection.to_wire() if self.turn_detection else None,
         }
         if self.transcribe_model:
@@ -89,7 +96,7 @@ class SessionConfig:
             {"type": self.noise_reduction} if self.noise_reduction else None
         )
         voice: Any = {"id": self.voice} if self.voice.startswith("voice_") else self.voice
-        audio_out: dict[str, Any] = {"format": PCM_FORMAT, "voice": voice}
+        audio_out: dict[str, Any] = {"format": dict(WIRE_FORMATS[self.audio_format]), "voice": voice}
         if self.speed is not None:
             audio_out["speed"] = self.speed
         session: dict[str, Any] = {

@@ -52,7 +52,7 @@ class Session:
         self._speaker = Speaker(ids, cut=lambda item_id, samples: entries.cut(self._transcript.get(item_id), samples))
         self._transcript = Transcript(held=lambda item_id: self.phase is not Phase.CLOSED
                                       and self._speaker.is_audible(item_id))
-        self._mic = Mic(ids, self._responses.request, push_to_talk=push_to_talk)
+        self._mic = Mic(ids, self._responses.request, push_to_talk=push_to_talk, audio_format=config.audio_format)
         self._calls = Calls(ids, self._transcript.show_call, self._transcript.answer, self._responses.request,
                             ready=lambda: self.ready, closed=lambda: self.phase is Phase.CLOSED)
         self._lifetime = Lifetime(expiry_warning_s=expiry_warning_s, recycle_margin_s=recycle_margin_s)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicechat import effects as fx
+from voicechat.audio.g711 import WireAudio
 from voicechat.protocol import events as ev
 from voicechat.protocol.session_config import SessionConfig
 from voicechat.session import entries
@@ -47,6 +48,8 @@ class Inbound:
     def __init__(self, config: SessionConfig, parts: Parts,
                  ready: Callable[[dict[str, Any], float], list[fx.Effect]], *, transcript_wait_s: float) -> None:
         self._config = config
+        self._wire = WireAudio(config.audio_format)  # reply audio -> PCM16 24 kHz
+        self._wire_item: str | None = None  # the item whose audio the converter is in
         self._parts = parts
         self._ready = ready  # the handshake is complete: seed the earlier turns, then Ready
         self.transcript_wait_s = transcript_wait_s  # a spoken turn waits this long for its transcript
@@ -137,7 +140,11 @@ class Inbound:
             return []  # late audio of a response the user already talked over
         entry = self._parts.transcript.assistant_entry(e.item_id, e.response_id, now)
         self._parts.mic.reply_audio(now)
-        pcm = e.audio[: len(e.audio) - len(e.audio) % 2]  # whole 16-bit samples: a stray byte is unplayable
+        if e.item_id != self._wire_item:
+            self._wire.new_reply()
+            self._wire_item = e.item_id
+        pcm = self._wire.incoming(e.audio)
+        pcm = pcm[: len(pcm) - len(pcm) % 2]  # whole 16-bit samples: a stray byte is unplayable
         entry.audio_samples += len(pcm) // 2
         self._parts.speaker.playing(e.item_id)
         return [fx.Play(e.response_id, e.item_id, pcm)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from voicechat import effects as fx
+from voicechat.audio.g711 import WireAudio
 from voicechat.protocol import client as cmd
 from voicechat.protocol import events as ev
 from voicechat.protocol.constants import APPEND_MS, BYTES_PER_MS, MIN_COMMIT_MS
@@ -30,8 +31,9 @@ class Mic:
     """Appends sent and held, the push-to-talk key, and the user's speech as the server saw it."""
 
     def __init__(self, next_id: Callable[[], str], request_response: Callable[[], list[fx.Effect]], *,
-                 push_to_talk: bool = False) -> None:
+                 push_to_talk: bool = False, audio_format: str = "pcm") -> None:
         self._next_id = next_id
+        self._wire = WireAudio(audio_format)  # PCM16 24 kHz -> the session's audio format
         self._request_response = request_response
         self.push_to_talk_mode = push_to_talk  # live --vad none: the mic is sent only while talking
         self.muted = False
@@ -76,7 +78,7 @@ class Mic:
         pcm = bytes(self._pending)
         self._pending.clear()
         self._appended += len(pcm)
-        return [fx.SendAudio(cmd.input_audio_append(pcm), len(pcm))]
+        return [fx.SendAudio(cmd.input_audio_append(self._wire.outgoing(pcm)), len(pcm))]
 
     def commit(self) -> list[fx.Effect]:
         """End a manual turn: commit the buffer (at least 100 ms) and ask for a reply."""

@@ -220,6 +220,7 @@ def _header_line(header: Header) -> Text:
         (header.model, ""),
         (header.voice, "voice "),
         (header.reasoning, "reasoning "),
+        (header.audio_format, ""),
         (header.turn_mode, ""),
         (header.echo, "echo "),
     ):

@@ -115,6 +115,7 @@ class View:
             turn_mode=TURN_MODES.get(settings.vad, settings.vad),
             echo=echo_mode,
             reasoning=_reasoning(settings),
+            audio_format=_FORMAT_NAMES.get(getattr(settings, "audio_format", "pcm"), ""),
         )
         self.connection = "connecting"
         self._written: list[TurnView] = []
@@ -189,6 +190,9 @@ class View:
 def _level(db: float) -> float | None:
     """Levels in 2 dB steps (about one meter cell): a steady level does not force a redraw."""
     return None if db <= -100 or math.isnan(db) else 2.0 * round(db / 2.0)
+
+
+_FORMAT_NAMES = {"pcmu": "G.711 μ-law 8 kHz", "pcma": "G.711 A-law 8 kHz"}  # pcm, the usual: not named
 
 
 def _reasoning(settings: Any) -> str:
