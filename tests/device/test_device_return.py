@@ -4,7 +4,8 @@ Each test runs ``voicechat talk`` on its own private headless PulseAudio (the da
 or its sinks unloaded, which would disturb the session's shared one), speaks a question, takes
 the device away, checks that talk pauses and says ``device lost`` instead of ending, brings a
 device back, and speaks again: the second question gets a reply, the transcript has all four
-turns, and Ctrl-C ends talk as usual (130). Everything waits for conditions, never for time.
+turns, and Ctrl-C ends talk as usual (130); with none back in 60 s, talk ends with status 4.
+Everything waits for conditions, never for time.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ def kill_daemon(env: dict[str, str]) -> None:
     subprocess.run(["bash", str(SCRIPT), "stop"], env=env, check=True, capture_output=True, timeout=60)
 
 
-def lost_then_back(talk: Talk) -> None:
+def wait_lost(talk: Talk) -> None:
     wait_for(lambda: talk.alive() and "device lost" in talk.stderr(), 60, "'device lost' on the status log")
 
 
@@ -92,7 +93,7 @@ def test_sound_server_killed_and_restarted_keeps_the_conversation(own_pulse: dic
         wait_for(lambda: talk.alive() and "speaker" in talk.stderr(), 60, "the devices to open")
         talk.ask(0)
         kill_daemon(own_pulse)
-        lost_then_back(talk)
+        wait_lost(talk)
         assert "waiting up to 60 s" in talk.stderr()
         start_daemon(own_pulse)
         wait_for(lambda: talk.alive() and "device back" in talk.stderr(), 60, "'device back' on the status log")
@@ -115,7 +116,7 @@ def test_speaker_sink_unloaded_then_a_new_one_at_another_rate(own_pulse: dict[st
         for line in pactl(own_pulse, "list", "short", "modules").splitlines():
             if "module-null-sink" in line:
                 pactl(own_pulse, "unload-module", line.split()[0])
-        lost_then_back(talk)
+        wait_lost(talk)
         pactl(own_pulse, "load-module", "module-null-sink", "sink_name=mic", "rate=48000")
         pactl(own_pulse, "load-module", "module-null-sink", "sink_name=spk2", "rate=44100")
         pactl(own_pulse, "set-default-sink", "spk2")
@@ -127,3 +128,28 @@ def test_speaker_sink_unloaded_then_a_new_one_at_another_rate(own_pulse: dict[st
     text = talk.chat.read_text()
     assert status == ExitStatus.SIGINT, talk.stderr()
     assert text.count("you:") >= 2 and text.count("assistant:") >= 2, text
+
+
+def test_no_device_back_within_the_bound_ends_with_the_audio_error(own_pulse: dict[str, str],
+                                                                   tmp_path: Path) -> None:
+    """The sound server never comes back: after the 60 s the panel announced, talk ends with the
+    one-line error and status 4, and the turns before the loss are in the transcript."""
+    talk = Talk(own_pulse, tmp_path)
+    try:
+        wait_for(lambda: talk.alive() and "speaker" in talk.stderr(), 60, "the devices to open")
+        talk.ask(0)
+        kill_daemon(own_pulse)
+        wait_lost(talk)
+        status = talk.proc.wait(timeout=180)
+    finally:
+        talk.stop()
+        start_daemon(own_pulse)  # the fixture stops what it started
+    lines = talk.stderr().rstrip().splitlines()
+    assert status == ExitStatus.AUDIO, talk.stderr()
+    assert "device back" not in talk.stderr()
+    error = next(i for i, line in enumerate(lines) if line.startswith("voicechat: error: "))
+    assert lines[error] in ("voicechat: error: the output audio device stopped (unplugged?)",
+                            "voicechat: error: the input audio device stopped (unplugged?)"), lines
+    assert "within 60 s" in lines[error + 1] and "Traceback" not in talk.stderr()
+    text = talk.chat.read_text()
+    assert "you:" in text and "assistant:" in text, text
