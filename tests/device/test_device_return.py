@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.devices import ROOT, SCRIPT, headless_pulse, wait_for
+from tests.helpers.devices import ROOT, SCRIPT, headless_pulse, sink_inputs_of, wait_for
 from voicechat.errors import ExitStatus
 
 QUESTION = ROOT / "voicechat" / "data" / "question.wav"
@@ -153,3 +153,33 @@ def test_no_device_back_within_the_bound_ends_with_the_audio_error(own_pulse: di
     assert "within 60 s" in lines[error + 1] and "Traceback" not in talk.stderr()
     text = talk.chat.read_text()
     assert "you:" in text and "assistant:" in text, text
+
+
+def sink_of_talk(env: dict[str, str], pid: int) -> str | None:
+    """The sink name the talk process's playback stream is on now (None while it has none)."""
+    sinks = {line.split()[0]: line.split()[1] for line in pactl(env, "list", "short", "sinks").splitlines()}
+    for line in pactl(env, "list", "short", "sink-inputs").splitlines():
+        index, sink = line.split()[:2]
+        if int(index) in sink_inputs_of(pid, env):
+            return sinks.get(sink)
+    return None
+
+
+def test_a_new_default_speaker_is_followed(own_pulse: dict[str, str], tmp_path: Path) -> None:
+    """No --output-device: a new default sink takes the speaker over (the sound server moves
+    the stream), and the conversation goes on through it."""
+    talk = Talk(own_pulse, tmp_path)
+    try:
+        wait_for(lambda: talk.alive() and sink_of_talk(own_pulse, talk.proc.pid) == "spk", 60,
+                 "the speaker stream on spk")
+        talk.ask(0)
+        pactl(own_pulse, "load-module", "module-null-sink", "sink_name=spk2", "rate=44100")
+        pactl(own_pulse, "set-default-sink", "spk2")
+        wait_for(lambda: talk.alive() and sink_of_talk(own_pulse, talk.proc.pid) == "spk2", 60,
+                 "the speaker stream to follow the default to spk2")
+        talk.ask(1)
+    finally:
+        status = talk.stop()
+    assert status == ExitStatus.SIGINT, talk.stderr()
+    text = talk.chat.read_text()
+    assert text.count("you:") >= 2 and text.count("assistant:") >= 2, text
