@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from voicechat import keys
 from voicechat.app.conversation import AudioIO, Conversation
 from voicechat.app.echo import echo_mode
-from voicechat.app.keyboard import keyboard_actions
+from voicechat.app.keyboard import Profiles, keyboard_actions
 from voicechat.app.link import Reliability
 from voicechat.app.observer import QUIET, Observer
 from voicechat.app.output import Output
@@ -52,6 +52,7 @@ async def talk(
     actions: AsyncIterator[keys.Action] | None = None,
     reliability: Reliability | None = None,
     observer: Observer = QUIET,
+    profiles: Profiles | None = None,
 ) -> None:
     """Run one ``voicechat talk`` from resolved settings to the end of the conversation.
 
@@ -66,7 +67,8 @@ async def talk(
     try:
         with guard.installed():
             try:
-                await _talk(settings, out, audio=audio, actions=actions, reliability=reliability, observer=observer)
+                await _talk(settings, out, audio=audio, actions=actions, reliability=reliability, observer=observer,
+                            profiles=profiles)
             except asyncio.CancelledError:
                 if guard.error is None:
                     raise
@@ -85,6 +87,7 @@ async def _talk(
     actions: AsyncIterator[keys.Action] | None,
     reliability: Reliability | None,
     observer: Observer,
+    profiles: Profiles | None = None,
 ) -> None:  # a little over 40 lines: one exit stack in setup order, whose undo order is the point
     remember_settings(settings)  # the CLI has already; a caller in-process may not have
     earlier = None
@@ -118,7 +121,7 @@ async def _talk(
         conversation = Conversation(settings, conn, audio, out, actions=actions, push_to_talk=push_to_talk,
                                     editor=editor, view=view, budget=budget,
                                     connector=connector, reliability=reliability,
-                                    reply_audio=reply_audio, observer=observer)
+                                    reply_audio=reply_audio, observer=observer, profiles=profiles)
         if earlier is not None and settings.resume is not None:
             conversation.resume(earlier, settings.resume)
         with signals_end(conversation):

@@ -24,7 +24,7 @@ from voicechat import effects as fx
 from voicechat import keys
 from voicechat.app.echo import aec_runs_at, make_echo_path
 from voicechat.app.ending import Ending
-from voicechat.app.keyboard import Keyboard, KeyboardWiring
+from voicechat.app.keyboard import Keyboard, KeyboardWiring, Profiles
 from voicechat.app.link import Connections, Events, Link, Reliability, Wiring
 from voicechat.app.malformed import MalformedFrames
 from voicechat.app.observer import QUIET, Observer
@@ -42,7 +42,7 @@ from voicechat.pricing import Spend
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.session import Session
-from voicechat.tools import ToolRunner, available_tools, error_result
+from voicechat.tools import ToolRunner, ToolSpec, available_tools, error_result
 from voicechat.transcript import FileSink
 from voicechat.transport import Connection
 from voicechat.ui.view import View
@@ -87,6 +87,7 @@ class Conversation:
         reliability: Reliability | None = None,
         reply_audio: AudioOutput | None = None,
         observer: Observer = QUIET,
+        profiles: Profiles | None = None,
     ) -> None:
         self.settings = settings
         self.actions = actions
@@ -114,7 +115,7 @@ class Conversation:
         self.spend = Spend.of(settings.model, self.session.usage)  # priced once per change of usage
         self.keyboard = Keyboard(KeyboardWiring(
             self.session, out, view, self.dispatch, lambda: self.clock(), self.finished.set, self._end_turn,
-            lambda: self.spend, settings.model), has_keys=actions is not None)
+            lambda: self.spend, settings.model, profiles, self._set_tools), has_keys=actions is not None)
         self.tools = ToolRunner(available_tools(settings.tools, settings.builtin_tools), confirm=self.keyboard.confirm)
         self._tool_tasks: set[asyncio.Task[None]] = set()
         self.malformed = MalformedFrames(lambda text: out.notice("warning", text), lambda: self.monotonic())
@@ -163,6 +164,9 @@ class Conversation:
         return self.link.conn
 
     # ---- effects ----------------------------------------------------------------------------
+
+    def _set_tools(self, specs: tuple[ToolSpec, ...]) -> None:
+        self.tools.tools = {t.name: t for t in specs}  # /profile: what the model may call from now on
 
     def dispatch(self, effects: list[fx.Effect]) -> None:
         for effect in effects:

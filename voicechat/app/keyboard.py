@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from voicechat.files import read_limited
 from voicechat.pricing import Spend
 from voicechat.protocol.events import Usage
 from voicechat.session import Session
-from voicechat.tools import ToolSpec, describe_call
+from voicechat.tools import ToolSpec, available_tools, describe_call
 from voicechat.transcript import FileSink, session_heading
 from voicechat.ui.view import View
 
@@ -48,6 +49,18 @@ class KeyboardWiring:
     end_turn: Callable[[], None]  # hand on the microphone audio held back (a push-to-talk turn ends)
     spend: Callable[[], Spend]
     model: str
+    profiles: Profiles | None = None  # the config file's profiles (None: /profile has none to offer)
+    set_tools: Callable[[tuple[ToolSpec, ...]], None] | None = None  # what a new profile's calls may run
+
+
+@dataclass(frozen=True)
+class Profiles:
+    """The config file's profiles, for ``/profile``: their names, and the settings talk would
+    resolve with ``--profile NAME`` (flags and the environment still win; raises VoicechatError)."""
+
+    names: Callable[[], tuple[str, ...]]
+    load: Callable[[str], Any]
+    active: str | None = None
 
 
 class Keyboard:
@@ -58,6 +71,7 @@ class Keyboard:
         self._has_keys = has_keys  # a question can be answered only where there is a keyboard
         self._asking = asyncio.Lock()  # one confirmation question at a time
         self._answer: asyncio.Future[bool] | None = None
+        self._active = wiring.profiles.active if wiring.profiles is not None else None  # /profile's last
 
     def on_action(self, action: keys.Action) -> None:
         """A typed line, a slash command or the push-to-talk key."""
@@ -97,10 +111,35 @@ class Keyboard:
                 self._send_image(arg)
             case "save":
                 self._save(arg)
+            case "profile":
+                self._profile(arg, now)
             case "cost":
                 w.out.notice("info", cost_line(w.model, w.spend()))
             case "help":
                 w.out.notice("info", "commands: " + "; ".join(f"{u} {d}" for u, d in keys.COMMANDS.values()))
+
+    def _profile(self, name: str, now: float) -> None:
+        """``/profile``: list the profiles; ``/profile NAME``: go on with that profile's settings."""
+        w, profiles = self._w, self._w.profiles
+        try:
+            names = profiles.names() if profiles is not None else ()
+            if not name:
+                active = self._active or "none"
+                w.out.notice("info", f"profiles: {', '.join(names) or 'none in the config file'} (active: {active})")
+                return
+            if profiles is None:
+                raise VoicechatError("there is no config file to take profiles from")
+            settings = profiles.load(name)
+        except VoicechatError as exc:
+            w.out.notice("warning", f"/profile: {exc.message}")
+            return
+        if w.set_tools is not None:
+            w.set_tools(available_tools(settings.tools, settings.builtin_tools))
+        w.dispatch(w.session.reconfigure(settings.session_config(), now))
+        self._active = name
+        w.view.header = dataclasses.replace(w.view.header, voice=settings.voice, profile=name,
+                                            reasoning=settings.reasoning or "")
+        w.out.notice("info", f"profile {name}: instructions, voice, tools and turn detection updated")
 
     def _send_image(self, arg: str) -> None:
         if not arg:

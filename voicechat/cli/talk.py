@@ -60,10 +60,23 @@ def talk(**given: Any) -> None:
         try:
             with foreign if foreign is not None else contextlib.nullcontext():
                 out = make_output(settings, sys.stdout, sys.stderr)
-                asyncio.run(run_talk(settings, out, reliability=reliability))
+                asyncio.run(run_talk(settings, out, reliability=reliability,
+                                     profiles=_profiles(flags_of(given), config_file, settings.profile)))
         finally:  # fd 2 is the terminal again; the reason the conversation ended comes after this
             if foreign is not None and (line := foreign.summary()) is not None and not settings.quiet:
                 print(line, file=sys.stderr)
+
+
+def _profiles(flags: dict[str, Any], config_file: Any, active: str | None) -> Any:
+    """``/profile``: the config file's profile names, read afresh, and the settings ``talk`` would
+    resolve with ``--profile NAME`` and the same flags and environment."""
+    from voicechat.app.keyboard import Profiles
+
+    def names() -> tuple[str, ...]:
+        found = sources.read_config_file(config_file, warn=False)
+        return tuple(found.profiles) if found is not None else ()
+
+    return Profiles(names, lambda name: sources.load_settings({**flags, "profile": name}, config_file), active)
 
 
 command = guarded()(table_command(talk, keep=lambda spec: True))

@@ -76,6 +76,7 @@ COMMANDS: MappingProxyType[str, tuple[str, str]] = MappingProxyType({
     "reply": ("/reply", "ask for the answer now (with --no-auto-response; or Enter on an empty line)"),
     "image": ("/image FILE", "send an image file"),
     "save": ("/save [FILE]", "write the transcript so far"),
+    "profile": ("/profile [NAME]", "go on with the config file's [profile.NAME]; alone: list the profiles"),
     "cost": ("/cost", "show token use and cost"),
     "help": ("/help", "list the commands"),
     "quit": ("/quit", "end the conversation"),

@@ -14,6 +14,7 @@ environment, and imports no I/O library.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -342,6 +343,22 @@ class Session:
     def update_event(self) -> dict[str, Any]:
         """The ``session.update`` that configures a new connection."""
         return self._handshake.update_event()
+
+    def reconfigure(self, config: SessionConfig, now: float) -> list[fx.Effect]:
+        """``/profile``: go on with new settings. One ``session.update`` changes them in place;
+        a new voice once the assistant has spoken cannot be, so the conversation moves to a new
+        server session (re-seeded with the turns so far) at the next quiet moment. The wire audio
+        format stays as it is (the converters are the connection's)."""
+        config = dataclasses.replace(config, audio_format=self.config.audio_format)
+        new_voice = config.voice != self.config.voice
+        self.config = self._handshake.config = self._inbound.config = config
+        if not self.ready:
+            return []  # the next connection is configured with it
+        if new_voice and any(t.role == "assistant" for t in self.transcript()):
+            self._lifetime.want()
+            return [fx.Notice("info", "the voice cannot change once the assistant has spoken: the conversation "
+                                      "moves to a new server session at the next quiet moment")]
+        return [fx.Send(cmd.session_update(config, event_id=self._ids()))]
 
     def restore(self, turns: Sequence[fx.Turn]) -> None:
         """Earlier turns of this conversation (from a saved transcript), before the first connection.

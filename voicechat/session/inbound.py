@@ -47,7 +47,7 @@ class Inbound:
 
     def __init__(self, config: SessionConfig, parts: Parts,
                  ready: Callable[[dict[str, Any], float], list[fx.Effect]], *, transcript_wait_s: float) -> None:
-        self._config = config
+        self.config = config
         self._wire = WireAudio(config.audio_format)  # reply audio -> PCM16 24 kHz
         self._wire_item: str | None = None  # the item whose audio the converter is in
         self._parts = parts
@@ -81,7 +81,7 @@ class Inbound:
 
     def _on_speech_started(self, e: ev.SpeechStarted, now: float) -> list[fx.Effect]:
         self._parts.mic.speech_started(e)
-        if self._config.server_interrupts:
+        if self.config.server_interrupts:
             # The server cancels the active response itself; the speaker is ours to silence.
             return self._parts.speaker.barge_in("speech", self._parts.responses.active, cancel=False)
         return []
@@ -94,7 +94,7 @@ class Inbound:
         return []
 
     def _on_committed(self, e: ev.BufferCommitted, now: float) -> list[fx.Effect]:
-        self._parts.mic.committed(self._config.server_responds)
+        self._parts.mic.committed(self.config.server_responds)
         return []
 
     def _on_item(self, e: ev.ItemAdded | ev.ItemDone, now: float) -> list[fx.Effect]:
@@ -102,7 +102,7 @@ class Inbound:
             self._parts.calls.user_turn()
         entry = self._parts.transcript.entry_for(e.item, e.previous_item_id, now, added=isinstance(e, ev.ItemAdded))
         if entry is not None:
-            wait = self.transcript_wait_s if self._config.transcribe_model else None
+            wait = self.transcript_wait_s if self.config.transcribe_model else None
             entries.apply_item(entry, e.item, now, done=isinstance(e, ev.ItemDone),
                                user_ms=self._parts.mic.pending_user_ms, transcript_wait_s=wait)
         return []

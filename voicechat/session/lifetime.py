@@ -39,12 +39,19 @@ class Lifetime:
         self._recycle_asked = False
         self._recycle_not_before = 0.0
         self._fresh_left: float | None = None  # time left as the session started
+        self._wanted = False  # a new session is wanted whatever the time left (/profile, a new voice)
 
     def reset(self) -> None:
         """The server session is gone; nothing is known of the next one yet."""
         self._warned = False
         self._recycle_asked = False
         self._recycle_not_before = 0.0
+        self._wanted = False
+
+    def want(self) -> None:
+        """Move to a new session at the next quiet moment, however long this one has left."""
+        self._wanted = True
+        self._recycle_asked = False
 
     def started(self, left: float | None) -> None:
         """A server session is configured with ``left`` seconds to go (None: not said)."""
@@ -52,19 +59,19 @@ class Lifetime:
 
     def check(self, left: float | None, now: float, idle: bool) -> list[fx.Effect]:
         """Warn once near the limit; ask for a new session once inside the margin and ``idle``."""
-        if left is None:
+        if left is None and not self._wanted:
             return []
         out: list[fx.Effect] = []
-        if left <= self.expiry_warning_s and not self._warned:
+        if left is not None and left <= self.expiry_warning_s and not self._warned:
             self._warned = True
             minutes, seconds = divmod(max(0, round(left)), 60)
             out.append(fx.Notice("warning", f"the server ends this session in {minutes}:{seconds:02d}; "
                                             "voicechat moves the conversation to a new one between turns"))
-        worth_it = self._fresh_left is None or self._fresh_left > self.recycle_margin_s
-        due = left <= self.recycle_margin_s and now >= self._recycle_not_before
+        worth_it = self._wanted or self._fresh_left is None or self._fresh_left > self.recycle_margin_s
+        due = (self._wanted or (left is not None and left <= self.recycle_margin_s)) and now >= self._recycle_not_before
         if worth_it and due and not self._recycle_asked and idle:
             self._recycle_asked = True
-            out.append(fx.Recycle(left))
+            out.append(fx.Recycle(left if left is not None else 0.0))
         return out
 
     def recycle_later(self, not_before: float) -> None:

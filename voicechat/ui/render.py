@@ -217,6 +217,7 @@ def _tool_body(view: TurnView) -> Text:
 def _header_line(header: Header) -> Text:
     parts: list[Text] = []
     for value, prefix in (
+        (header.profile, "profile "),
         (header.model, ""),
         (header.voice, "voice "),
         (header.reasoning, "reasoning "),

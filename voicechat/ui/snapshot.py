@@ -32,6 +32,7 @@ class Header:
     connection: str = "connecting"  # one of CONNECTION_STATES
     seconds_left: float | None = None  # of the server session, when known
     reasoning: str = ""  # the reasoning effort asked for, when one is
+    profile: str = ""  # the config file's profile in use, when one is
     audio_format: str = ""  # the wire audio when it is not PCM16 24 kHz ("G.711 μ-law 8 kHz")
 
 

@@ -115,6 +115,7 @@ class View:
             turn_mode=TURN_MODES.get(settings.vad, settings.vad),
             echo=echo_mode,
             reasoning=_reasoning(settings),
+            profile=getattr(settings, "profile", None) or "",
             audio_format=_FORMAT_NAMES.get(getattr(settings, "audio_format", "pcm"), ""),
         )
         self.connection = "connecting"
