@@ -26,6 +26,9 @@ Phases (about 3 min in full on 2 cores, ~40 s with ``--quick``):
 7. loop stalls — ``bench.stall``: the real client with the live panel on a pseudo-terminal fills
    it with 500 typed turns, then talks at real time; a 5 ms watchdog task on its loop records how
    late it wakes (the longest hold of the loop by any callback, redraws included).
+8. through real devices — ``bench.device_cpu``: ``voicechat talk`` (panel in a pty, and ``--quiet``)
+   and the floor client (``bench.floor``) alternating on headless PulseAudio at 44.1 and 48 kHz:
+   CPU talking/idle, wake-ups, terminal bytes per idle minute, stop latency, underruns (sigma 30 ms).
 
 Results: a table on stdout and JSON in ``bench/results/latest.json`` (or ``--out``).
 """
@@ -786,6 +789,12 @@ def main(argv: list[str] | None = None) -> int:
     log("event-loop stalls with a 500-turn transcript in the live panel")
     stall = stall_run(60 if quick else 500)
 
+    from bench.device_cpu import measure as measure_devices
+    from bench.device_cpu import print_table as print_device_table
+
+    log("client CPU through real devices beside the floor client (44.1 and 48 kHz)")
+    devices = measure_devices(quick)
+
     echo_rows: list[dict[str, Any]] = []
     if not quick and args.echo_replies > 0:
         from bench.echo_table import echo_table
@@ -804,6 +813,7 @@ def main(argv: list[str] | None = None) -> int:
                     "calibration_note": "median ms of a fixed pure-Python loop; compare runs by it"},
         "metrics": metrics,
         "echo_rooms": echo_rows,
+        "device_cpu": devices,
         "harness": {
             "realtime_run": {"wall_s": rt["wall_s"], "input_s": rt["input_s"], "responses": rt["responses"],
                              "tick_lateness_ms": summary(rt["tick_lateness_ms"], 2), "events": rt["events"]},
@@ -827,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print_table(metrics)
+    print_device_table(devices["rows"])
     if echo_rows:
         from bench.echo_table import print_table as print_echo_table
 

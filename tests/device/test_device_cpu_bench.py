@@ -1,0 +1,36 @@
+"""Device tier: the device-CPU bench (``python -m bench.device_cpu --quick``) runs to its end and
+writes a row with numbers for voicechat, --quiet and the floor client at both device rates.
+
+Only the shape of the result is checked: its figures depend on the machine and its load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.device_cpu import KINDS, RATES
+
+pytestmark = [pytest.mark.device, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[2]
+NUMBERS = ("talking_cpu_s_per_min", "idle_cpu_s_per_min", "talking_wakeups_per_s", "idle_wakeups_per_s")
+
+
+def test_the_quick_device_cpu_bench_reports_every_row(pulse: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "device_cpu.json"
+    run = subprocess.run([sys.executable, "-m", "bench.device_cpu", "--quick", "--out", str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    for rate in RATES:
+        for kind in KINDS:
+            row = rows[f"{kind}@{rate}"]
+            for key in NUMBERS:
+                assert isinstance(row[key], (int, float)), (kind, rate, key, row)
+            assert isinstance(row["stop_ms"], (int, float)), (kind, rate, row)
+            if kind != "floor":
+                assert isinstance(row["idle_term_bytes_per_min"], (int, float)), (kind, rate, row)
+    assert isinstance(rows[f"voicechat@{RATES[0]}"]["underruns_per_min"], (int, float)), rows
