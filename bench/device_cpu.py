@@ -257,7 +257,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         for kind in ("voicechat", "quiet"):
             row = rows[f"{kind}@{rate}"]
             row["ratio_to_floor"] = {k: round(row[k] / floor[k], 2) for k in
-                                     ("talking_cpu_s_per_min", "idle_cpu_s_per_min", "idle_wakeups_per_s")
+                                     ("talking_cpu_s_per_min", "idle_cpu_s_per_min", "talking_wakeups_per_s", "idle_wakeups_per_s")
                                      if row[k] is not None and floor[k]}
     return rows
 
@@ -272,8 +272,13 @@ def print_table(rows: dict[str, Any]) -> None:
     for name, row in rows.items():
         cells = "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>17}" for k, _ in cols)
         print(f"  {name:18}{cells}")
+        ratio = row.get("ratio_to_floor")
+        if ratio:
+            print(f"  {'  x floor':18}" + "".join(f"{ratio[k]:>17.2f}" if k in ratio else f"{'':>17}" for k, _ in cols))
     print("  goals: talking <= 1.5 CPU-s/min (panel), idle <= 0.5, --quiet (talking) <= 1.0, stop <= 40 ms, "
           "0 underruns/min (sigma 30 ms), loop stall <= 5 ms (main bench)")
+    print("  underruns: the panel's count at the end of the reply (device xruns included); stop ms < 0: the "
+          "client fell silent before the server's speech_started (local onset)")
 
 
 def measure(quick: bool) -> dict[str, Any]:
