@@ -230,7 +230,7 @@ def test_panel_shows_a_conversation_and_quit_restores_the_terminal(
               "--vad", "server", "--transcript", "chat.jsonl", read_after=True)
 
     # The frame: the connection and time left in the title, the session's settings under it.
-    screen = pane.wait_text(r"╭─ voicechat · connected · \d+:\d\d left ─", "the panel, connected")
+    screen = pane.wait_text(r"╭─ voicechat · connected · (\d+ min|\d+:\d\d) left ─", "the panel, connected")
     assert re.search(rf"^│ {re.escape(MODEL)} · voice cedar · server VAD · echo off +│$", screen, re.M), screen
     assert pane.flag("cursor_flag") == "0", "the panel should hide the cursor while it is up"
 
@@ -242,11 +242,11 @@ def test_panel_shows_a_conversation_and_quit_restores_the_terminal(
             seen.add("user speaking")
         if re.search(r"^│ mic █+░* +-?\d+\.\d dBFS", s, re.M):
             seen.add("mic level")
-        return bool(re.search(r"^│ assistant \S", s, re.M) and re.search(r"^│ listening +you ○ +assistant ○", s, re.M))
+        return bool(re.search(r"^assistant: \S", s, re.M) and re.search(r"^│ listening +you ○ +assistant ○", s, re.M))
 
     screen = pane.wait_for(voice_turn_done, "the spoken turn and its reply")
     assert seen == {"user speaking", "mic level"}, (seen, screen)
-    assert re.search(r"^│ you {7}\S", screen, re.M), screen
+    assert re.search(r"^you: \S", screen, re.M), screen  # finished turns are above the panel, not in it
     assert re.search(r"^│ latency \d+ ms · underruns \d+ · tokens [1-9][\d,]* in / [1-9][\d,]* out · \$\d+\.\d{4}",
                      screen, re.M), screen
     assert re.search(r"^│ mic [█░]{24} +(—|-∞|-?\d+\.\d) dBFS", screen, re.M), screen
@@ -274,12 +274,12 @@ def test_panel_shows_a_conversation_and_quit_restores_the_terminal(
             speaking.add("assistant speaking")
         if re.search(r"^│ out █+░* +-?\d+\.\d dBFS", s, re.M):
             speaking.add("out level")
-        return (f"│ assistant You said: {said}" in s
+        return (f"\nassistant: You said: {said}" in s
                 and bool(re.search(r"^│ listening +you ○ +assistant ○", s, re.M)))
 
     screen = pane.wait_for(reply_done, "the reply to the typed turn")
     assert speaking == {"assistant speaking", "out level"}, (speaking, screen)
-    assert f"│ you       {said}" in screen
+    assert f"│ you       {said}" not in screen and f"│ assistant You said: {said}" not in screen, screen
     assert re.search(r"^│ > ▌ +│$", screen, re.M), "the input line is empty after Enter"
     # The transcript lines are printed on the terminal above the panel, as turns finish.
     above = screen.split("╭─ voicechat")[0]
@@ -382,12 +382,13 @@ def test_stdout_to_a_file_gets_plain_lines_while_the_panel_draws(
     said = "into the file please"
     pane.type(said)
     pane.keys("Enter")
-    screen = pane.wait_text(rf"^│ assistant You said: {re.escape(said)}", "the reply in the panel")
+    screen = pane.wait_text(rf"^assistant: You said: {re.escape(said)}", "the reply above the panel")
     # Each line is in the file as soon as its turn is done, while the conversation goes on.
     expected = f"you: {said}\nassistant: You said: {said}\n"
     pane.wait_for(lambda _: out.read_text() == expected, "both lines in the file")
     assert "╭─ voicechat" in pane.screen(), "the conversation should still be going"
-    assert f"you: {said}" not in screen, "transcript lines belong in the file, not on the terminal"
+    # The terminal shows the conversation too, above the panel, once (the file is not the screen).
+    assert screen.count(f"you: {said}") == 1, screen
 
     pane.run("/quit")
     screen = run.wait_done()
@@ -414,12 +415,12 @@ def test_no_color_and_server_control_characters_on_the_panel(
                   env={"NO_COLOR": "1", "OPENAI_API_KEY": "sk-loopback"})
         pane.wait_text(r"^│ listening +you ○ +assistant ○", "the panel, listening")
         pane.run("tell me something nasty")
-        screen = pane.wait_text(r"^│ assistant evil ", "the reply in the panel")
+        screen = pane.wait_text(r"^assistant: evil ", "the reply above the panel")
         screen = pane.wait_text(r"^│ listening +you ○ +assistant ○", "the reply to end")
 
-        # The controls are shown as text, on the panel and in the lines above it.
+        # The controls are shown as text, in the finished line above the panel (once).
         for shown in (r"\x1b[31mred\x1b[0m", r"title\x1b]0;pwned\x07", r"wipe\x1b[2J", r"c1\x9b31m"):
-            assert screen.count(shown) == 2, (shown, screen)
+            assert screen.count(shown) == 1, (shown, screen)
         assert pane.flag("pane_title") == title, "the server's text changed the terminal title"
         with_escapes = pane.screen(escapes=True)
         assert SGR.search(with_escapes), "capture-pane -e should show the panel's bold and dim"

@@ -102,7 +102,7 @@ def test_talk_in_the_background_connects_and_takes_the_keyboard_after_fg(
     pane.wait_text(r"^│ type \+ Enter: message", "the keyboard taken after fg")
     pane.type("hello from the front")
     pane.keys("Enter")
-    pane.wait_text(r"^│ assistant You said: hello from the front", "the reply to the typed turn")
+    pane.wait_text(r"^assistant: You said: hello from the front", "the reply to the typed turn")
     pane.type("/quit")
     pane.keys("Enter")
     screen = pane.wait_text(r"^VC-STATUS \d+$", "voicechat to exit")

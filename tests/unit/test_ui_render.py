@@ -52,9 +52,9 @@ def line_with(text: str, needle: str) -> str:
 
 
 def test_header_shows_model_voice_modes_connection_and_time_left() -> None:
-    header = Header("gpt-realtime", "marin", "semantic VAD", "gate", "reconnecting", 873.9)
+    header = Header("gpt-realtime", "marin", "semantic VAD", "gate", "reconnecting", 573.9)
     text = draw(Snapshot(header=header))
-    assert text.startswith("╭─ voicechat · reconnecting · 14:33 left ─")
+    assert text.startswith("╭─ voicechat · reconnecting · 9:33 left ─")
     line = line_with(text, "gpt-realtime")
     assert "gpt-realtime · voice marin · semantic VAD · echo gate" in line
 

@@ -98,13 +98,13 @@ async def _talk(
         out.notice(notice.level, notice.message)
     audio, reply_audio = _audio_for(settings, out, audio)
     async with contextlib.AsyncExitStack() as stack:
-        stack.callback(out.after_panel)  # last: once the panel is gone
         stack.callback(audio.close)
         if reply_audio is not None:
             stack.callback(reply_audio.close)
         for sink in out.sinks:
             stack.callback(sink.close)  # a transcript that could not be written says so, and where it went
         view = View(settings, echo_mode(settings))
+        view.log_above = out.logs_above
         out.view = view
         if out.front is not None:
             stack.enter_context(out.front)

@@ -2,7 +2,10 @@
 
 `make_output` looks at the streams once — whether the panel can draw (stderr a terminal, not
 ``--quiet``) and whether stdout is a terminal under it — and builds an `Output` from what it
-saw; nothing after it probes a stream again. `Output` is where every line for the user goes:
+saw; nothing after it probes a stream again. While the live panel draws, each finished turn is
+printed once above it (`PanelLog`; stdout too only when it is not that terminal, in plain
+lines), and so are errors and warnings, where they stay; information is a passing notice on
+the panel. `Output` is where every line for the user goes:
 notices (on the live panel while it draws, else on stderr; ``--quiet`` keeps only errors), lines
 that must be said even with ``--quiet`` (`always`), and problems writing output files, which are
 said again on stderr once the panel is erased. Server text is scrubbed of secrets and escaped
@@ -20,8 +23,17 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from voicechat.config import Settings
+from voicechat.effects import Turn
 from voicechat.redact import scrub
-from voicechat.transcript import FileSink, Sink, StreamSink, escape_control, session_heading
+from voicechat.transcript import (
+    FileSink,
+    Sink,
+    StreamSink,
+    escape_control,
+    plain_line,
+    scrubbed,
+    session_heading,
+)
 from voicechat.ui.view import View
 
 log = logging.getLogger(__name__)
@@ -36,7 +48,6 @@ class Output:
     quiet: bool = False
     front: Any = None  # the live panel (LivePanel) or the plain status log (PlainStatus), if any
     view: View | None = None  # what the front end draws; notices go there while the panel is live
-    _file_problems: list[str] = field(default_factory=list, repr=False)  # said on the panel: again after it
 
     def __post_init__(self) -> None:
         for sink in self.sinks:
@@ -46,21 +57,16 @@ class Output:
     def file_problem(self, message: str) -> None:
         """An output file could not be written (and what was done instead), or can be again.
 
-        Shown even with --quiet: it is about what the user keeps. On the live panel it is a
-        notice, and said again on stderr once the panel is gone (the panel is erased at exit).
+        Shown even with --quiet: it is about what the user keeps. With the live panel it is
+        printed above the panel, where it stays after the panel is erased.
         """
         line = "warning: " + message
-        if self.view is not None and self.panel_live:
+        if self.view is not None and self.panel_live and self.logs_above:
+            self._above(line)
+        elif self.view is not None and self.panel_live:
             self.view.notice(line)
-            self._file_problems.append(line)
         else:
             self.always(line)
-
-    def after_panel(self) -> None:
-        """The panel is gone: what it said about output files, on stderr where it stays."""
-        for line in self._file_problems:
-            self.always(line)
-        self._file_problems.clear()
 
     def notice(self, level: str, message: str) -> None:
         message = scrub(message)  # server text (an error event) may echo the key
@@ -69,10 +75,18 @@ class Output:
             return
         prefix = {"error": "error: ", "warning": "warning: "}.get(level, "")
         if self.view is not None and self.panel_live:
-            self.view.notice(prefix + message)
+            if prefix and self.logs_above:  # kept: above the panel, in the scrollback after it
+                self._above(prefix + message)
+            else:  # passing: on the panel until it is stale
+                self.view.notice(prefix + message)
             return
         if not self.quiet or level == "error":
             self.always(prefix + message)
+
+    def _above(self, line: str) -> None:
+        from voicechat.ui.render import log_line
+
+        self.front.log(log_line(f"voicechat: {escape_control(scrub(line))}", "notice"))
 
     def always(self, message: str) -> None:
         """A line on stderr even with --quiet: why the conversation ended, a question to answer."""
@@ -83,6 +97,11 @@ class Output:
             self.status.flush()
 
     @property
+    def logs_above(self) -> bool:
+        """Whether the front end prints finished lines above itself (the live panel)."""
+        return self.front is not None and hasattr(self.front, "log")
+
+    @property
     def panel_live(self) -> bool:
         return self.front is not None and getattr(self.front, "is_started", False)
 
@@ -91,26 +110,43 @@ class Output:
             self.front.update(snapshot)
 
 
-class _CurrentStdout:
-    """Writes to whatever ``sys.stdout`` is now (the live panel redirects it above itself)."""
+class PanelLog:
+    """Finished turns printed above the live panel, once each, labels in their role's colour.
 
-    def write(self, text: str) -> int:
-        return sys.stdout.write(text)
+    The panel itself shows only what is still in progress (``View.log_above``), so a turn is on
+    the terminal once while the conversation goes on, and stays in the scrollback after it.
+    """
 
-    def flush(self) -> None:
-        sys.stdout.flush()
+    def __init__(self, front: Any) -> None:
+        self.front = front
+        self.report: Any = None
+
+    def write(self, turn: Turn) -> None:
+        from voicechat.ui.render import log_line
+
+        if getattr(self.front, "is_started", False):
+            self.front.log(log_line(plain_line(scrubbed(turn)), turn.role))
+
+    def close(self) -> None:
+        pass
 
 
 def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bool = True) -> Output:
-    """Transcript lines to stdout (and the transcript file); the panel or a status log on stderr."""
+    """Transcript lines to stdout (and the transcript file); the panel or a status log on stderr.
+
+    With the live panel, finished turns are printed above it on the terminal (`PanelLog`);
+    stdout gets its plain lines too only when it is not the terminal (a file, a pipe).
+    """
     from voicechat.ui.live import LivePanel
 
     front = None
     if panel and not settings.quiet:
         front = LivePanel.for_stream(stderr, stdout=stdout, auto_refresh=False)
-    live = isinstance(front, LivePanel)
-    stream: Any = _CurrentStdout() if live and _isatty(stdout) else stdout
-    sinks: list[Sink] = [StreamSink(stream)]
+    sinks: list[Sink] = []
+    if isinstance(front, LivePanel):
+        sinks.append(PanelLog(front))
+    if not (isinstance(front, LivePanel) and _isatty(stdout)):
+        sinks.append(StreamSink(stdout))
     if settings.transcript is not None:
         model = settings.model if settings.backend == "openai" else f"{settings.model} (local server)"
         sinks.append(FileSink(settings.transcript, heading=session_heading(model)))

@@ -18,7 +18,6 @@ return an already-built immutable snapshot, never build one from live objects.
 from __future__ import annotations
 
 import sys
-import time
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
@@ -38,8 +37,8 @@ class LivePanel:
     """A live panel redrawn from the latest published snapshot, on a terminal's stderr.
 
     ``transient`` defaults to true: on stop the panel is erased rather than left behind, because
-    the conversation itself is already on stdout (or in the transcript file) and a frozen copy
-    of the panel would only repeat it above the shell prompt.
+    each finished turn was printed above it (`log`) as it finished, and a frozen copy of the
+    panel would only repeat the end of it above the shell prompt.
 
     ``redirect_stdout`` should be true only when stdout is the same terminal: Rich then prints
     stray stdout lines above the panel instead of through it. When stdout is a pipe or a file it
@@ -62,7 +61,7 @@ class LivePanel:
         self.console = console if console is not None else Console(file=sys.stderr)
         self._latest = Snapshot()
         self._drawn: Snapshot | None = None
-        self._drawn_at = 0.0
+        self._drawn_size: tuple[int, int] | None = None
         self.redraws = 0
         self._snapshot_fn = snapshot_fn if snapshot_fn is not None else self._published
         self._live = Live(
@@ -105,18 +104,24 @@ class LivePanel:
 
         Without auto refresh (the app's choice: it publishes at most 10 times a second), the
         panel is redrawn here, on the caller's thread, only when the snapshot differs from the
-        one last drawn (or a second has passed, for a resized terminal): a quiet conversation
-        costs no drawing at all.
+        one last drawn or the terminal's size has changed: a quiet conversation writes nothing
+        to the terminal at all.
         """
         self._latest = snapshot
         if self._live.auto_refresh or not self._live.is_started:
             return
-        now = time.monotonic()
-        if snapshot == self._drawn and now - self._drawn_at < 1.0:
+        size = self.console.size
+        if snapshot == self._drawn and size == self._drawn_size:
             return
-        self._drawn, self._drawn_at = snapshot, now
+        self._drawn, self._drawn_size = snapshot, size
         self.redraws += 1
         self._live.refresh()
+
+    def log(self, line: Text) -> None:
+        """Print ``line`` above the panel, where it stays (in the scrollback once the panel is
+        gone): a finished turn, an error. Not through markup or the highlighter: ``line`` is
+        styled already. On the loop's thread, as `update` is."""
+        self.console.print(line, highlight=False, markup=False, emoji=False)
 
     def start(self) -> None:
         """Show the panel (hides the cursor). Starting a started panel does nothing."""

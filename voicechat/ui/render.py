@@ -22,7 +22,7 @@ from rich.segment import Segment
 from rich.text import Text
 
 from voicechat.escape import escape_control
-from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
+from voicechat.ui.snapshot import CLOCK_MINUTES_FROM_S, Header, Snapshot, Stats, TurnView
 
 DEFAULT_MAX_TURNS = 100  # more than any terminal shows; the layout stops earlier anyway
 METER_CELLS = 24
@@ -36,8 +36,11 @@ _ROLE_STYLE = {
     "user": "bold cyan",
     "assistant": "bold magenta",
     "tool": "bold yellow",
-    "notice": "bold red",
 }
+# A notice of voicechat's own is styled by its level, read from its prefix: errors stand out,
+# warnings less, information (a connection, a command's answer) stays quiet.
+_NOTICE_STYLE = (("error:", "bold red"), ("warning:", "yellow"))
+_INFO_STYLE = "dim"
 _CONNECTION_STYLE = {
     "connecting": "yellow",
     "connected": "green",
@@ -106,7 +109,7 @@ class _Frame:
         corners = "++++" if ascii_only else "╭╮╰╯"
         title = _title(s.header)
         title.truncate(max(0, width - 6), overflow="ellipsis")
-        fill = width - 5 - title.cell_len
+        fill = width - 4 - title.cell_len  # corner, rule, space, title, [space, rule...], corner
         yield from Text.assemble(f"{corners[0]}{h} ", title, f" {h}" if fill >= 2 else " " * max(0, fill),
                                  h * (fill - 2) if fill > 2 else "", corners[1]).render(console)
         newline = Segment.line()
@@ -160,11 +163,30 @@ def _turn_lines(view: TurnView, console: Console, text_width: int, rows: int) ->
     body = _turn_body(view, max_chars=rows * text_width)
     wrapped = body.wrap(console, text_width, overflow="fold")
     label = _LABEL.get(view.role, view.role)[: LABEL_CELLS - 1]
+    style = _label_style(view.role, view.text)
     lines: list[Text] = []
     for i, part in enumerate(wrapped):
-        head = Text(label.ljust(LABEL_CELLS), style=_ROLE_STYLE.get(view.role, "bold"))
-        lines.append((head if i == 0 else Text(" " * LABEL_CELLS)) + part)
+        # The label's style is a span of its own: ``Text + Text`` would make it the whole line's.
+        line = Text.assemble((label.ljust(LABEL_CELLS), style) if i == 0 else " " * LABEL_CELLS)
+        line.append_text(part)
+        lines.append(line)
     return lines[-rows:]
+
+
+def _label_style(role: str, text: str) -> str:
+    if role != "notice":
+        return _ROLE_STYLE.get(role, "bold")
+    return next((style for prefix, style in _NOTICE_STYLE if text.startswith(prefix)), _INFO_STYLE)
+
+
+def log_line(line: str, role: str) -> Text:
+    """A finished line for the log above the live panel: ``line`` as it is written to a plain
+    stdout (``you: …``, ``voicechat: error: …``), with only its label (up to the first colon) in
+    the role's colour, or a notice's by its level. ``line`` must already be safe for a terminal."""
+    label, colon, rest = line.partition(": ")
+    if not colon:
+        return Text(line)
+    return Text.assemble((label, _label_style(role, rest)), colon, rest)
 
 
 def _turn_body(view: TurnView, *, max_chars: int) -> Text:
@@ -174,7 +196,8 @@ def _turn_body(view: TurnView, *, max_chars: int) -> Text:
     text = safe_text(view.text)
     if len(text) > max_chars:
         text = "…" + text[-max_chars:]
-    out = Text(text, style="italic" if view.role == "notice" else "")
+    out = Text(text, style=_INFO_STYLE if view.role == "notice" and _label_style("notice", text) == _INFO_STYLE
+               else "")
     if view.role == "assistant" and view.interrupted:
         out.append("…" if text else "[interrupted before any words]", style="dim")
         out.append(" [interrupted]" if text else "", style="bold red")
@@ -336,6 +359,10 @@ def _tail_cells(text: str, cells: int) -> str:
 
 
 def _clock(seconds: float) -> str:
+    """Time left: whole minutes while there is plenty (a clock ticking every second would redraw
+    an idle panel every second), minutes and seconds for the last ten."""
+    if seconds > CLOCK_MINUTES_FROM_S:
+        return f"{math.ceil(seconds / 60)} min"
     whole = max(0, int(seconds))
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)

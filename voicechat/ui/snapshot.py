@@ -19,6 +19,7 @@ from voicechat.session import Activity
 ACTIVITIES: tuple[str, ...] = tuple(a.value for a in Activity)
 ROLES: tuple[str, ...] = ("user", "assistant", "tool", "notice")
 CONNECTION_STATES: tuple[str, ...] = ("connecting", "connected", "reconnecting", "closed")
+CLOCK_MINUTES_FROM_S = 600  # with more time left than this, the panel's clock counts whole minutes
 
 
 @dataclass(frozen=True, slots=True)

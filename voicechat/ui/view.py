@@ -7,6 +7,11 @@ few attributes read of it (a `Protocol`), not ``Any``. Written turns never chang
 tail (the streaming reply, a user turn waiting for its transcript) is rebuilt per snapshot.
 Notices (errors, warnings, command output) are kept in a short bounded list and shown among the
 turns.
+
+With ``log_above`` (the live panel, whose front end prints each finished turn above itself) the
+panel holds only what is in progress: the unwritten tail, and notices for ``NOTICE_SECONDS``
+after they were said. Every value is kept at the resolution the panel shows (the clock, the
+meters), so a snapshot of a quiet conversation equals the last one and costs no redraw.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ from voicechat.pricing import Spend
 from voicechat.protocol.constants import known_not_to_reason
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
-from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
+from voicechat.ui.snapshot import CLOCK_MINUTES_FROM_S, Header, Snapshot, Stats, TurnView
 
 MAX_NOTICES = 20
+NOTICE_SECONDS = 8.0  # how long a notice stays on a panel that logs finished lines above itself
+METER_STEP_DB = 2.5  # one cell of the panel's level meters (60 dB over 24 cells)
 TURN_MODES = {"server": "server VAD", "semantic": "semantic VAD", "none": "push-to-talk"}
 
 
@@ -120,17 +127,26 @@ class View:
         )
         self.connection = "connecting"
         self._written: list[TurnView] = []
-        self._notices: deque[tuple[int, TurnView]] = deque(maxlen=MAX_NOTICES)
+        self._notices: deque[tuple[int, TurnView, float]] = deque(maxlen=MAX_NOTICES)
+        self.log_above = False  # finished turns are printed above the panel: it shows only the rest
         self.status: str | None = None
         self.expires_at: float | None = None  # wall-clock time the server session ends
 
     def notice(self, text: str) -> None:
         """A line of voicechat's own (an error, a warning, a command's answer) for the panel."""
-        self._notices.append((len(self._written), TurnView(role="notice", text=SECRETS.scrub(text))))
+        self._notices.append((len(self._written), TurnView(role="notice", text=SECRETS.scrub(text)),
+                              time.monotonic()))
 
     def snapshot_idle(self) -> Snapshot:
         """Before there is a conversation: the header and any notices."""
-        return Snapshot(header=self.header, turns=tuple(view for _, view in self._notices), status=self.status)
+        return Snapshot(header=self.header, turns=self._fresh_notices(), status=self.status)
+
+    def _fresh_notices(self) -> tuple[TurnView, ...]:
+        """The notices to show: all of them, or with ``log_above`` those not yet stale."""
+        if not self.log_above:
+            return tuple(view for _, view, _ in self._notices)
+        stale = time.monotonic() - NOTICE_SECONDS
+        return tuple(view for _, view, said in self._notices if said > stale)
 
     def snapshot(self, session: SessionState, player: PlayerState, echo: Levels | None, line: str = "", *,
                  spend: Spend | None = None, device_xruns: int = 0) -> Snapshot:
@@ -153,10 +169,10 @@ class View:
         tail = [TurnView.from_turn(turn, final=final) for turn, final in fresh[newly_written:]]
         seconds_left = None
         if self.expires_at is not None:
-            seconds_left = max(0.0, self.expires_at - time.time())
+            seconds_left = _shown_seconds(max(0.0, self.expires_at - time.time()))
         return Snapshot(
             header=dataclasses.replace(self.header, connection=self.connection, seconds_left=seconds_left),
-            turns=self._merge(tail),
+            turns=(*tail, *self._fresh_notices()) if self.log_above else self._merge(tail),
             activity=status.activity,
             muted=status.muted,
             ptt_talking=status.talking,
@@ -189,8 +205,16 @@ class View:
 
 
 def _level(db: float) -> float | None:
-    """Levels in 2 dB steps (about one meter cell): a steady level does not force a redraw."""
-    return None if db <= -100 or math.isnan(db) else 2.0 * round(db / 2.0)
+    """Levels in steps of one meter cell: a steady level does not force a redraw."""
+    return None if db <= -100 or math.isnan(db) else METER_STEP_DB * round(db / METER_STEP_DB)
+
+
+def _shown_seconds(seconds: float) -> float:
+    """Time left at the clock's resolution (see ``render._clock``): whole minutes above ten, else
+    whole seconds, so the snapshot changes only when the clock does."""
+    if seconds > CLOCK_MINUTES_FROM_S:
+        return 60.0 * math.ceil(seconds / 60)
+    return float(int(seconds))
 
 
 _FORMAT_NAMES = {"pcmu": "G.711 μ-law 8 kHz", "pcma": "G.711 A-law 8 kHz"}  # pcm, the usual: not named
