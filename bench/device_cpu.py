@@ -281,8 +281,9 @@ def print_table(rows: dict[str, Any]) -> None:
           "client fell silent before the server's speech_started (local onset)")
 
 
-def measure(quick: bool) -> dict[str, Any]:
-    reps, reply_s, idle_s = (1, 4.0, 4.0) if quick else (3, 8.0, 15.0)
+def measure(quick: bool, reps: int | None = None) -> dict[str, Any]:
+    default_reps, reply_s, idle_s = (1, 4.0, 4.0) if quick else (3, 8.0, 15.0)
+    reps = reps or default_reps
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="vc-devcpu-") as tmp:
         for rate in RATES:
@@ -292,10 +293,11 @@ def measure(quick: bool) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="client CPU through real devices, beside the floor client")
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="short replies and idle stretches, one repetition")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions per rate (default 3; --quick: 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "device_cpu.json")
     a = ap.parse_args()
-    result = measure(a.quick)
+    result = measure(a.quick, a.reps)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))
     print_table(result["rows"])
