@@ -51,3 +51,18 @@ def test_a_reply_reusing_the_id_of_one_still_playing_is_a_turn_of_its_own(reuse:
         out += assistant_reply(s, f"resp_{n}", aid, f"part {n}", 480, t=3.0 + n)
     written = [(turn.role, turn.text) for turn in turns(out)]
     assert written == [("user", "go")] + [("assistant", f"part {n}") for n in range(len(reuse))]
+
+
+def test_a_late_event_of_a_finished_response_stays_on_its_turn() -> None:
+    """An id used by two responses; the first response ends, then a late done event of its item
+    comes: it belongs to the first response's turn, not to a third turn (found by the fuzzer)."""
+    s = ready_session()
+    out = user_audio_turn(s, "item_u") + s.handle(ev.InputTranscriptCompleted("e", "item_u", 0, "go"), 2.0)
+    out += assistant_reply(s, "resp_1", "item_a", "first", 480, t=3.0)
+    out += assistant_reply(s, "resp_2", "item_a", "second", 480, t=4.0)
+    out += s.handle(ev.AudioTranscriptDone("e", "resp_1", "item_a", 0, 0, "first"), 5.0)
+    out += s.handle(ev.AudioTranscriptDone("e", "resp_2", "item_a", 0, 0, "second"), 5.0)
+    out += s.tick(30.0)
+    written = [(turn.role, turn.text) for turn in turns(out)]
+    assert written == [("user", "go"), ("assistant", "first"), ("assistant", "second")]
+    assert [(t.role, t.text) for t in s.transcript()] == written

@@ -35,6 +35,7 @@ class Transcript:
         self._held = held  # an item still being played (its turn waits)
         self._entries: dict[str, Entry] = {}  # by key (the item id, or item_id#n when used again)
         self._current: dict[str, str] = {}  # an item id used more than once -> the key of its newest item
+        self._older: dict[str, list[str]] = {}  # an item id used more than once -> the keys of its older items
         self._reused = 0
         self._order: list[str] = []
         self._by_response: dict[str, list[str]] = {}  # assistant items of unfinished responses
@@ -81,6 +82,7 @@ class Transcript:
         key = entry.item_id
         if key in self._entries:  # the server used this id before: a new item all the same
             self._reused += 1
+            self._older.setdefault(entry.item_id, []).append(self._key(entry.item_id))
             key = f"{entry.item_id}#{self._reused}"
             self._current[entry.item_id] = key
         entry.key = key
@@ -142,6 +144,9 @@ class Transcript:
         """The entry of ``item_id`` placed in ``response_id`` (ids used again: one per response)."""
         for key in self._by_response.get(response_id, ()):
             if self._entries[key].item_id == item_id:
+                return self._entries[key]
+        for key in self._older.get(item_id, ()):  # a late event of a finished response
+            if self._entries[key].response_id == response_id:
                 return self._entries[key]
         return None
 
