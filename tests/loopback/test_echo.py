@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -266,7 +267,22 @@ def test_no_local_pause_when_the_server_would_not_interrupt() -> None:
 # ---- the real client in an echoing room (loopback) -----------------------------------------------
 
 
-async def converse_in_room(tmp_path: Path, audio: np.ndarray, echo: str, speed: float = 1.0) -> tuple[LocalServer, str]:
+class CuedRoom(FileAudio):
+    """A room whose microphone file waits at ``cue`` (samples) until ``after`` samples of the reply
+    have played: a user who talks over the reply a set time into it, however late it came."""
+
+    def __init__(self, audio: np.ndarray, *, cue: int, after: int, **kw: Any) -> None:
+        super().__init__(audio, None, **kw)
+        self.cue, self.after = cue, after
+
+    def _next_mic_block(self) -> np.ndarray:
+        if self.position >= self.cue and self.played_frames < self.after:
+            return np.zeros(self.block, np.int16)  # still waiting, quiet
+        return super()._next_mic_block()
+
+
+async def converse_in_room(tmp_path: Path, audio: np.ndarray, echo: str, speed: float = 1.0,
+                           cue: tuple[int, int] | None = None) -> tuple[LocalServer, str]:
     wav = tmp_path / "in.wav"
     write_wav(wav, audio, RATE)
     async with LocalServer(ServerOptions(speed=8.0, seed=3), host="127.0.0.1", port=0) as srv:
@@ -275,7 +291,8 @@ async def converse_in_room(tmp_path: Path, audio: np.ndarray, echo: str, speed: 
             environ={"OPENAI_API_KEY": "sk-test-loopback"},
         )
         # The speaker leaks into the microphone at full level 60 ms later (a laptop at high volume).
-        room = FileAudio(audio, None, echo_gain=1.0, echo_delay_ms=60, speed=speed)
+        leak = dict(echo_gain=1.0, echo_delay_ms=60, speed=speed)
+        room = FileAudio(audio, None, **leak) if cue is None else CuedRoom(audio, cue=cue[0], after=cue[1], **leak)
         stdout = io.StringIO()
         await talk(settings, Output(sinks=[StreamSink(stdout)], status=io.StringIO()), audio=room)
     return srv, stdout.getvalue()
@@ -300,15 +317,16 @@ async def test_without_echo_handling_the_assistant_interrupts_itself(tmp_path: P
 @pytest.mark.parametrize("mode", ["gate"])
 async def test_echo_handling_stops_self_interruption_but_not_a_real_barge_in(tmp_path: Path, mode: str) -> None:
     # Turn 1; its reply (the echo brain plays turn 1 back) leaks into the mic at full level;
-    # 0.9 s into the reply the user talks over it, louder than the echo.
+    # 0.9 s into the reply (counted in played audio, so a slow reply on a busy machine does not
+    # move the barge-in before it) the user talks over it, louder than the echo.
     z = lambda s: np.zeros(int(s * RATE), np.int16)  # noqa: E731
     quiet_run = np.concatenate([z(0.2), speech_like(2.0), z(3.0)])
     srv, out = await converse_in_room(tmp_path, quiet_run, mode)
     assert speech_starts(srv) == 1, out
     assert not any(e["type"] == "conversation.item.truncate" for e in srv.received)
 
-    barge = np.concatenate([z(0.2), speech_like(2.0), z(1.4), speech_like(1.0, amplitude=15000, f0=210, seed=1), z(3.0)])
-    srv, out = await converse_in_room(tmp_path, barge, mode)
+    barge = np.concatenate([z(0.2), speech_like(2.0), z(0.2), speech_like(1.0, amplitude=15000, f0=210, seed=1), z(3.0)])
+    srv, out = await converse_in_room(tmp_path, barge, mode, cue=(int(2.4 * RATE), int(0.9 * RATE)))
     truncates = [e for e in srv.received if e["type"] == "conversation.item.truncate"]
     assert len(truncates) == 1, out
     assert "[interrupted" in out  # "[interrupted]", or "[interrupted before any words]"
