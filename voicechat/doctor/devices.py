@@ -22,12 +22,12 @@ import numpy.typing as npt
 
 from voicechat.doctor.measure import (
     CHIRP_S,
-    Cancellation,
-    EchoMeasurement,
     FAINT_ECHO_DB,
     TAIL_MS,
     TONE_HZ,
     TONE_S,
+    Cancellation,
+    EchoMeasurement,
     chirp,
     echo_advice,
     isolate,
