@@ -63,12 +63,22 @@ async def run_voicechat(cwd: Path, *args: str, env: dict[str, str]) -> Run:
                time.monotonic() - started, args)
 
 
-async def talk_cli(server: LocalServer | None, tmp_path: Path, *args: str, key: str = "sk-loopback-test",
+async def talk_cli(server: LocalServer | None, tmp_path: Path, *args: str, key: str | None = None,
                    env: dict[str, str] | None = None) -> Run:
-    """``voicechat talk [--base-url SERVER] ARGS`` in ``tmp_path`` (no .env found there)."""
+    """``voicechat talk [--base-url SERVER] ARGS`` in ``tmp_path`` (no .env found there).
+
+    Without ``key`` or ``env`` the key is a fresh canary and the run is a canary sweep: the key
+    must be in neither output stream nor any file under ``tmp_path``, in any encoding."""
+    from tests.helpers.canary import Outputs, assert_no_leak, canary  # it imports this module
+
+    sweep = key is None and env is None
+    key = canary("key") if key is None else key
     base = ["--base-url", server.http_base_url] if server is not None else []
-    return await run_voicechat(tmp_path, "talk", *base, *args,
-                               env=env or clean_env(tmp_path, OPENAI_API_KEY=key))
+    run = await run_voicechat(tmp_path, "talk", *base, *args,
+                              env=env or clean_env(tmp_path, OPENAI_API_KEY=key))
+    if sweep:
+        assert_no_leak({"key": key}, Outputs({"stdout": run.stdout, "stderr": run.stderr}, root=tmp_path))
+    return run
 
 
 def assert_no_noise(stderr: str) -> None:

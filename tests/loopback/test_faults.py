@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers.canary import Outputs, assert_no_leak, canary
 from tests.helpers.cli import assert_no_noise, question_wav, talk_cli, wait_closes
 from voicechat.app import Output, talk
 from voicechat.audio.filedev import FileAudio
@@ -57,7 +58,7 @@ async def converse(tmp_path: Path, opts: ServerOptions, wav: Path | None = None,
         settings = resolve(
             flags={"base_url": srv.http_base_url, "input_file": wav or question_wav(tmp_path), "fast": True,
                    "transcript": chat, "silence_duration_ms": 300, **flags},
-            environ={"OPENAI_API_KEY": "sk-faults"},
+            environ={"OPENAI_API_KEY": (key := canary("key"))},
         )
         stdout, stderr = io.StringIO(), io.StringIO()
         error = None
@@ -66,6 +67,9 @@ async def converse(tmp_path: Path, opts: ServerOptions, wav: Path | None = None,
         except VoicechatError as exc:
             error = exc
         closes = await wait_closes(srv)
+    # Every fault run is a canary sweep: the key is in no output, in no encoding.
+    assert_no_leak({"key": key}, Outputs({"stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
+                                          "error": str(error or "")}, root=tmp_path))
     records = [json.loads(line) for line in chat.read_text().splitlines()] if chat.exists() else []
     return Outcome(stdout.getvalue(), stderr.getvalue(), error, records, srv, closes)
 

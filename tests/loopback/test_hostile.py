@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
+from tests.helpers.canary import Outputs, assert_no_leak, canary
 from tests.helpers.cli import assert_no_noise, question_wav, talk_cli
 from tests.helpers.hostile import HostileServer, Peer, canned_turn, session_event, turn_script
 from voicechat.app import MALFORMED_BURST, SETUP_TIMEOUT_S, Output, Reliability, talk
@@ -59,7 +60,7 @@ async def converse(tmp_path: Path, srv: HostileServer, *, panel: bool = False, r
     settings = resolve(
         flags={"base_url": srv.http_base_url, "input_file": question_wav(tmp_path), "fast": True,
                "silence_duration_ms": 300, **flags},
-        environ={"OPENAI_API_KEY": "sk-hostile"},
+        environ={"OPENAI_API_KEY": (key := canary("key"))},
     )
     stdout, stderr = io.StringIO(), io.StringIO()
     sinks: list[Any] = [StreamSink(stdout)]
@@ -71,6 +72,10 @@ async def converse(tmp_path: Path, srv: HostileServer, *, panel: bool = False, r
         await talk(settings, out, reliability=reliability)
     except VoicechatError as exc:
         error = exc
+    # Every hostile run is a canary sweep: the key is in no output, in no encoding.
+    shown = out.front.console.file.getvalue() if isinstance(out.front, RenderingFront) else ""
+    assert_no_leak({"key": key}, Outputs({"stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
+                                          "panel": shown, "error": str(error or "")}, root=tmp_path))
     return stdout.getvalue(), stderr.getvalue(), error, out
 
 
