@@ -81,6 +81,28 @@ def test_ref_tap_catches_up_when_the_reader_falls_behind_but_not_for_callback_ji
     assert tap.take(100).tolist() == list(range(801, 901))  # and reads in order again
 
 
+def test_ref_tap_does_not_jump_for_a_loop_that_drains_the_microphone_late() -> None:
+    """Each microphone block is marked with where the speaker was when it was captured. A loop
+    that drains five blocks at once, late (a busy machine), reads the reference in order against
+    those marks: the pairing of microphone and reference is what it was when they were captured."""
+    tap = RefTap(10_000, max_lag_frames=300)
+    tap.write(np.arange(1, 101, dtype=np.int16))
+    marks = [tap.written]
+    assert tap.take(100, marks[0]).tolist() == list(range(1, 101))
+    for k in range(5):  # five capture blocks, each beside one output block; the loop is busy
+        tap.write(np.arange(101 + 100 * k, 201 + 100 * k, dtype=np.int16))
+        marks.append(tap.written)
+    for k, mark in enumerate(marks[1:]):
+        assert tap.take(100, mark).tolist() == list(range(101 + 100 * k, 201 + 100 * k))
+    assert tap.resyncs == 0
+    # Unmarked (judged against now), the first late read would have jumped past 400 frames.
+    late = RefTap(10_000, max_lag_frames=300)
+    late.write(np.arange(1, 101, dtype=np.int16))
+    late.take(100)
+    late.write(np.arange(101, 601, dtype=np.int16))
+    assert late.take(100).tolist() == list(range(501, 601)) and late.resyncs == 1
+
+
 # ---- the gate ---------------------------------------------------------------------------------
 
 

@@ -59,7 +59,7 @@ def test_the_echo_path_sees_each_block_with_its_reference() -> None:
 
     taken: list[int] = []
 
-    def reference(n: int) -> np.ndarray:
+    def reference(n: int, mark: int | None) -> np.ndarray:
         taken.append(n)
         return np.full(n, 7, dtype=np.int16)
 

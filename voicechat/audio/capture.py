@@ -45,7 +45,7 @@ QUIET_CHUNK_MS = 200  # the pieces of a quiet room, for adapters that want them 
 QUIET_PEAK = round(32768 * 10 ** (QUIET_PEAK_DBFS / 20))
 
 Block = npt.NDArray[np.int16]
-Reference = Callable[[int], Block]  # the next n frames the speaker was handed (a RefTap's take)
+Reference = Callable[[int, "int | None"], Block]  # the next n frames the speaker was handed (a RefTap's take)
 
 
 class Capture:
@@ -59,6 +59,7 @@ class Capture:
         echo: EchoPath | None = None,
         active: Callable[[], bool] = lambda: False,
         reference: Reference | None = None,
+        mark: Callable[[], int] | None = None,
         chunk_ms: int = APPEND_MS,
         quiet_chunk_ms: int | None = None,
         backlog: int = CAPTURE_BACKLOG,
@@ -68,6 +69,7 @@ class Capture:
         self._on_chunk = on_chunk
         self._active = active  # assistant audio is queued or playing (the echo path's hint)
         self._reference = reference
+        self._mark = mark  # read in the audio callback with each block: where the speaker was then
         self._to_wire = StreamResampler(rate, WIRE_RATE)
         self._chunk = WIRE_RATE * chunk_ms // 1000
         self._quiet_chunk = WIRE_RATE * (quiet_chunk_ms or chunk_ms) // 1000
@@ -75,7 +77,7 @@ class Capture:
         self._quiet_for = 0  # wire samples since the microphone was last loud or the speaker played
         self._quiet_blocks = 1  # device blocks to a quiet piece (known once a block has come)
         self._pending: Block = np.zeros(0, dtype=np.int16)
-        self._queue: deque[tuple[Block, Block | None]] = deque(maxlen=backlog)
+        self._queue: deque[tuple[Block, Block | None, int | None]] = deque(maxlen=backlog)
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.overflows = 0  # blocks dropped because the loop fell behind
@@ -90,7 +92,7 @@ class Capture:
         """From the audio thread: queue a copy of ``block`` and wake the loop (never blocks)."""
         if len(self._queue) == self._queue.maxlen:
             self.overflows += 1  # the deque drops the oldest block as this one goes in
-        self._queue.append((block, None))
+        self._queue.append((block, None, self._mark() if self._mark is not None else None))
         if self._draining or self._loop is None:
             return
         # quiet: wake the loop once a piece's worth has come, or at once for a loud block
@@ -104,18 +106,18 @@ class Capture:
         """On the loop: queue ``block`` with the ``reference`` played over the same time."""
         if len(self._queue) == self._queue.maxlen:
             self.overflows += 1
-        self._queue.append((block, reference))
+        self._queue.append((block, reference, None))
 
     def drain(self) -> None:
         """On the loop: every waiting block through the pipeline, in order."""
         self._draining = False  # first: a block put from now on asks for a drain of its own
         while self._queue:
-            block, reference = self._queue.popleft()
-            self._process(block, reference)
+            block, reference, mark = self._queue.popleft()
+            self._process(block, reference, mark)
 
-    def _process(self, block: Block, reference: Block | None) -> None:
+    def _process(self, block: Block, reference: Block | None, mark: int | None = None) -> None:
         if reference is None and self._reference is not None:
-            reference = self._reference(block.shape[0])  # read in step with the mic, echo or not
+            reference = self._reference(block.shape[0], mark)  # read in step with the mic, echo or not
         active = self._active()
         self._quiet_blocks = max(1, self._quiet_chunk * self.rate // WIRE_RATE // max(1, block.shape[0]))
         if self.echo is not None:

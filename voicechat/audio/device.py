@@ -206,7 +206,8 @@ class DeviceAudio:
         reopened when it, or the system default, is back; `AudioError` after `LOST_LIMIT_S`."""
         capture = self.capture = Capture(self.rate, on_mic, echo=self.echo, active=lambda: buffer.active,
                                          quiet_chunk_ms=QUIET_CHUNK_MS,
-                                         reference=lambda n: self.tap.take(n))
+                                         reference=lambda n, mark: self.tap.take(n, mark),
+                                         mark=lambda: self.tap.written)
         capture.bind(asyncio.get_running_loop())
 
         def capture_callback(indata: np.ndarray, frames: int, time: Any, status: Any) -> None:

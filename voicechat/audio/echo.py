@@ -31,6 +31,7 @@ without waiting for the server's VAD and a network round trip.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import threading
 from collections import deque
@@ -43,6 +44,8 @@ import numpy.typing as npt
 from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
 from voicechat.audio.judges import Gate, Suppressor
 from voicechat.audio.linear import LinearStage
+
+log = logging.getLogger(__name__)
 
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
 LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
@@ -85,21 +88,35 @@ class RefTap:
         with self._lock:
             self._written += n
 
-    def take(self, n: int) -> npt.NDArray[np.int16]:
+    @property
+    def written(self) -> int:
+        """Frames handed to the speaker so far: the capture callback marks its block with it."""
+        return self._written
+
+    def take(self, n: int, mark: int | None = None) -> npt.NDArray[np.int16]:
         """The next ``n`` frames in order; zeros where the speaker has not been handed them yet.
 
         The first call after the speaker starts begins at the newest block handed to it, so the reference leads
         the echo of it in the microphone by the devices' latency (echo handling looks back over
         a window; it cannot look ahead), and the lead stays fixed from then on.
+
+        ``mark``: `written` when the microphone block was captured. How far the reader is behind
+        is judged against it, not against now: a loop that drains the microphone late (a busy
+        machine) has not fallen behind the speaker, and jumping then moved the reference away
+        from the echo it pairs with (the canceller lost the echo for a while, and the assistant
+        interrupted itself).
         """
         with self._lock:
             written = self._written
-        if not self._started and written > 0:
+        at = written if mark is None else min(mark, written)
+        if not self._started and at > 0:
             self._started = True
-            self._read = max(0, written - n)
-        elif self._started and written - self._read > n + self._max_lag:
-            self._read = written - n  # fallen behind: lead the echo again, as at the start
+            self._read = max(0, at - n)
+        elif self._started and at - self._read > n + self._max_lag:
+            self._read = at - n  # fallen behind: lead the echo again, as at the start
             self.resyncs += 1
+            log.debug("echo reference: the microphone fell %d frames behind the speaker; resynchronised",
+                      at - self._read - n)
         # Keep a block of slack from the writer so it never overwrites what is being copied.
         self._read = max(self._read, written - self._capacity + 2 * n)
         avail = max(0, min(n, written - self._read))
