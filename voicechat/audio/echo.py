@@ -113,10 +113,10 @@ class RefTap:
             self._started = True
             self._read = max(0, at - n)
         elif self._started and at - self._read > n + self._max_lag:
-            self._read = at - n  # fallen behind: lead the echo again, as at the start
-            self.resyncs += 1
             log.debug("echo reference: the microphone fell %d frames behind the speaker; resynchronised",
                       at - self._read - n)
+            self._read = at - n  # fallen behind: lead the echo again, as at the start
+            self.resyncs += 1
         # Keep a block of slack from the writer so it never overwrites what is being copied.
         self._read = max(self._read, written - self._capacity + 2 * n)
         avail = max(0, min(n, written - self._read))
