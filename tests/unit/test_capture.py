@@ -143,3 +143,28 @@ def test_a_quiet_room_wakes_the_loop_once_a_piece() -> None:
     assert loop.calls == 4
     capture.put_threadsafe(np.full(480, 3000, dtype=np.int16))
     assert loop.calls == 5  # a loud block wakes it at once
+
+
+def test_blocks_dropped_unread_take_their_reference_with_them() -> None:
+    """A loop that fell a second behind loses the oldest microphone blocks; the speaker audio
+    handed over the same time is skipped too, so every block left keeps its own reference (a
+    reference read on in order would pair each later block with audio two blocks older)."""
+    seen: list[tuple[int, int]] = []
+    position = [0]
+
+    class Spy(EchoPath):
+        def process(self, mic, ref, active):  # type: ignore[no-untyped-def]
+            seen.append((int(mic[0]), int(ref[0])))
+            return mic
+
+    def reference(n: int, mark: int | None) -> np.ndarray:
+        out = np.arange(position[0], position[0] + n) // 480 + 1  # frame i of the speaker: block i // 480 + 1
+        position[0] += n
+        return out.astype(np.int16)
+
+    capture = Capture(WIRE_RATE, lambda _pcm: None, echo=Spy("off", WIRE_RATE), reference=reference, backlog=4)
+    for k in range(6):  # captured while the speaker played block k + 1; the loop never drained
+        capture.put_threadsafe(np.full(480, k + 1, dtype=np.int16))
+    capture.drain()
+    assert capture.overflows == 2
+    assert seen == [(3, 3), (4, 4), (5, 5), (6, 6)]

@@ -81,6 +81,10 @@ class Capture:
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self.overflows = 0  # blocks dropped because the loop fell behind
+        # Frames of those blocks (written by whichever thread drops, read on the loop) and how
+        # many of them the reference has skipped: it skips as many, to stay paired with the mic.
+        self._dropped = 0
+        self._skipped = 0
 
     # ---- in: raw blocks --------------------------------------------------------------------
 
@@ -92,6 +96,7 @@ class Capture:
         """From the audio thread: queue a copy of ``block`` and wake the loop (never blocks)."""
         if len(self._queue) == self._queue.maxlen:
             self.overflows += 1  # the deque drops the oldest block as this one goes in
+            self._dropped += block.shape[0]  # a device's blocks are all one size
         self._queue.append((block, None, self._mark() if self._mark is not None else None))
         if self._draining or self._loop is None:
             return
@@ -106,6 +111,7 @@ class Capture:
         """On the loop: queue ``block`` with the ``reference`` played over the same time."""
         if len(self._queue) == self._queue.maxlen:
             self.overflows += 1
+            self._dropped += block.shape[0]  # a device's blocks are all one size
         self._queue.append((block, reference, None))
 
     def drain(self) -> None:
@@ -117,6 +123,10 @@ class Capture:
 
     def _process(self, block: Block, reference: Block | None, mark: int | None = None) -> None:
         if reference is None and self._reference is not None:
+            if self._dropped != self._skipped:  # microphone blocks dropped unread: so is their speaker audio
+                lost = self._dropped - self._skipped
+                self._skipped += lost
+                self._reference(lost, None)
             reference = self._reference(block.shape[0], mark)  # read in step with the mic, echo or not
         active = self._active()
         self._quiet_blocks = max(1, self._quiet_chunk * self.rate // WIRE_RATE // max(1, block.shape[0]))
