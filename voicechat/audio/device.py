@@ -238,6 +238,7 @@ class DeviceAudio:
 
     async def _converse(self, buffer: PlaybackBuffer, on_block: Callable[[], bool]) -> bool:
         """Tick the conversation while the streams run: False when it ends, True on a lost device."""
+        xruns = self._xruns()
         while True:
             # each block while the speaker has something; a tenth of a second when idle
             await asyncio.sleep(self.block / self.rate if buffer.active else IDLE_TICK_S)
@@ -245,6 +246,13 @@ class DeviceAudio:
                 return True
             if not on_block():
                 return False
+            if self._xruns() != xruns:
+                xruns = self._xruns()
+                log.debug("device: %d speaker underruns, %d microphone overruns, %d blocks dropped by a late loop",
+                          *xruns)
+
+    def _xruns(self) -> tuple[int, int, int]:
+        return self.underflows, self.overflows, self.capture.overflows if self.capture is not None else 0
 
     def _start(self, callbacks: dict[str, Callable[..., None]]) -> list[Any]:
         """Open and start both streams of a new generation (a fresh echo reference tap)."""
