@@ -3,7 +3,7 @@
 `bench.echo_rooms.run_room` drives ``voicechat talk`` (default settings: ``--echo auto``) in a
 room of `bench.rooms` with espeak-ng speech: replies heard out with the user silent, and
 replies talked over at the echo's own level (0 dB speech to echo). ``make bench`` runs the same
-with 30 replies per room and prints the echo table.
+with 50 replies per room and prints the echo table.
 
 Every room is held here: ``worst`` (the speaker is the microphone), ``laptop`` (-6 dB, 40 ms, a
 reverberant room), ``loud-laptop`` (0 dB, a clipping speaker) and ``headset``. What is asserted
