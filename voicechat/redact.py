@@ -22,7 +22,8 @@ occur by chance, is elided wherever it appears. A text still arriving (the panel
 by delta) also hides a tail that could be a secret's start (:meth:`Scrubber.scrub_growing`).
 
 This module also knows which environment variables hold credentials (:data:`CREDENTIAL_ENV`:
-the config reads the key from them, tool commands never see them) and what makes a key unusable
+the config reads the key from them, and :func:`credential_variables` adds those an MCP server's
+headers came from; tool commands never see any of them) and what makes a key unusable
 (:func:`key_problem`), without ever naming any part of it.
 """
 
@@ -273,9 +274,28 @@ def remember_sources(environ: Mapping[str, str | None], *more: Mapping[str, Any]
 
 
 def remember_settings(settings: Any) -> None:
-    """Remember the secrets of resolved settings (the API key, a base URL's userinfo)."""
+    """Remember the secrets of resolved settings (the API key, a base URL's userinfo, the header
+    values of MCP servers and the variables they came from)."""
     remember(getattr(settings, "api_key", None))
     remember_url(getattr(settings, "base_url", None))
+    for server in getattr(settings, "mcp", ()):
+        for _, value in server.headers:
+            remember(value, *value.split())  # "Bearer TOKEN": the token alone too
+        remember_variable(*server.variables)
+
+
+_VARIABLES: dict[str, None] = {}
+
+
+def remember_variable(*names: str) -> None:
+    """Environment variables voicechat read a credential from, beyond `CREDENTIAL_ENV` (an MCP
+    server's header): tool commands never see them either."""
+    _VARIABLES.update(dict.fromkeys(names))
+
+
+def credential_variables() -> tuple[str, ...]:
+    """Every environment variable voicechat reads a credential from in this process."""
+    return (*CREDENTIAL_ENV, *_VARIABLES)
 
 
 def scrub(text: str) -> str:

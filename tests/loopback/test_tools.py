@@ -385,3 +385,20 @@ def test_no_credential_variable_voicechat_reads_reaches_a_command(monkeypatch: p
     assert isinstance(seen, dict) and seen["VOICECHAT_TOOL_TEST"] == "visible"
     assert not [var for var in seen if var in CREDENTIAL_ENV]
     assert not [var for var, value in seen.items() if value.startswith("secret-of-")]
+
+
+def test_the_variables_of_mcp_headers_do_not_reach_a_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from voicechat.config import ConfigFile
+    from voicechat.redact import credential_variables, remember_settings
+    from voicechat.tools.mcp import parse_mcp
+
+    servers = parse_mcp([{"label": "docs", "url": "https://mcp.example.com/mcp",
+                          "headers": {"Authorization": "env:VOICECHAT_TEST_MCP_TOKEN"}}])
+    monkeypatch.setenv("VOICECHAT_TEST_MCP_TOKEN", "secret-of-the-mcp-header")
+    import os
+    settings = resolve(flags={}, environ=dict(os.environ), config_file=ConfigFile(path=None, values={"mcp": servers}))
+    remember_settings(settings)
+    assert "VOICECHAT_TEST_MCP_TOKEN" in credential_variables()
+    seen = run(py("import json, os; print(json.dumps(dict(os.environ)))"))
+    assert isinstance(seen, dict) and "VOICECHAT_TEST_MCP_TOKEN" not in seen
+    assert "secret-of-the-mcp-header" not in json.dumps(seen)

@@ -353,6 +353,7 @@ EXAMPLE_VALUES = {
     "record": '"c.wav"', "quiet": "false", "builtin_tools": "false", "max_cost": "0.5", "max_minutes": "30",
     "reasoning": '"low"', "audio_format": '"pcmu"',
     "tools": '[{ name = "t", description = "x", command = ["/bin/true"] }]',
+    "mcp": '[{ label = "m", url = "https://m.example/mcp" }]',
 }
 
 
@@ -382,10 +383,11 @@ def test_the_example_parses_as_is_and_uncommented() -> None:
     cfg = parse_config_file(EXAMPLE, uncommented(text))
     assert set(cfg.values) | {"instructions_file"} >= set(config.FILE_KEYS)
     assert cfg.default_profile in cfg.profiles and len(cfg.profiles) >= 2
+    environ = {"DOCS_TOKEN": "example-header-value"}  # the [[mcp]] example's header reads it
     for name in cfg.profiles:
-        s = resolve(flags={"profile": name}, environ={}, config_file=cfg)
+        s = resolve(flags={"profile": name}, environ=environ, config_file=cfg)
         assert s.profile == name
-    assert resolve(flags={}, environ={}, config_file=cfg).profile == cfg.default_profile
+    assert resolve(flags={}, environ=environ, config_file=cfg).profile == cfg.default_profile
 
 
 def test_file_keys_exclude_per_run_switches_and_the_secret() -> None:

@@ -1,8 +1,8 @@
 """The config file: where it is, and its settings and ``[profile.NAME]`` tables, parsed.
 
-Parsing checks the shape (TOML, known keys, profiles as tables, ``[[tools]]`` tables, no API
-key) and names the file and the key in every error; value types and ranges are checked by
-``resolve``, which knows which values are used. Pure: the caller reads the file (bounded, a
+Parsing checks the shape (TOML, known keys, profiles as tables, ``[[tools]]`` and ``[[mcp]]``
+tables, no API key, no literal header secret) and names the file and the key in every error;
+value types and ranges are checked by ``resolve``, which knows which values are used. Pure: the caller reads the file (bounded, a
 regular file) and hands over its text; :func:`config_path` is handed the environment.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 
 from voicechat.config.table import FILE_KEYS, kind
 from voicechat.errors import ConfigError
+from voicechat.tools.mcp import REFERENCE_RE, parse_mcp
 from voicechat.tools.spec import parse_tools
 
 
@@ -81,8 +82,9 @@ def _table(path: Path, data: Mapping[str, Any], where: str) -> dict[str, Any]:
             close = difflib.get_close_matches(key, [*FILE_KEYS, "default_profile"], n=1)
             hint = f"did you mean {close[0]}?" if close else "see config.example.toml for the keys"
             raise ConfigError(f"{path}: {where}unknown setting {key!r}", hint=hint)
-        if key == "tools":
-            value = parse_tools(value, f"{path}: {where.strip()}" if where else str(path))
+        if key in ("tools", "mcp"):
+            parse = parse_tools if key == "tools" else parse_mcp
+            value = parse(value, f"{path}: {where.strip()}" if where else str(path))
         if kind(key) == "path" and isinstance(value, str):
             value = Path(value).expanduser()
             if key == "instructions_file" and not value.is_absolute():
@@ -94,7 +96,8 @@ def _table(path: Path, data: Mapping[str, Any], where: str) -> dict[str, Any]:
 def _has_secrets(data: Any) -> bool:
     if isinstance(data, dict):
         return any(
-            (re.search(r"key|token|secret|password", str(k), re.I) and isinstance(v, str) and v)
+            (re.search(r"key|token|secret|password", str(k), re.I) and isinstance(v, str) and v
+             and not REFERENCE_RE.match(v))  # "env:NAME" names where a secret is; it is none
             or _has_secrets(v)
             for k, v in data.items()
         )

@@ -56,6 +56,8 @@ def resolve(
     _one_of(values, sources, ("instructions", "instructions_file"), cfg.path)
     if profile is not None:
         values["profile"], sources["profile"] = profile, profile_origin
+    if values.get("mcp"):
+        values["mcp"] = _bind_headers(values["mcp"], environ, dotenv or {})
     settings = replace(Settings(), **values, config_file=cfg.path, sources=sources)
     validate(settings)
     return settings
@@ -130,6 +132,14 @@ def _one_of(values: dict[str, Any], sources: dict[str, str], keys: tuple[str, st
         raise error_kind(f"{first} and {second} exclude each other", hint="give the text or the file, not both")
     loser = a if rank(sources[a]) < rank(sources[b]) else b
     del values[loser], sources[loser]
+
+
+def _bind_headers(servers: Any, environ: Mapping[str, str], dotenv: Mapping[str, str | None]) -> Any:
+    """The ``[[mcp]]`` servers with their header values, each named ``env:NAME`` in the file and
+    read from the environment, else ``.env`` (like every other value, the environment wins)."""
+    if not isinstance(servers, tuple):
+        return servers  # not from a config file's [[mcp]] tables: validate refuses it
+    return tuple(server.bind(lambda var: environ.get(var) or dotenv.get(var)) for server in servers)
 
 
 _NORMALIZE: dict[str, Callable[[str], str]] = {

@@ -44,6 +44,7 @@ from voicechat.protocol.session_config import (
     TurnDetection,
 )
 from voicechat.redact import OPENAI_KEY_ENV, OPENAI_URL_ENV
+from voicechat.tools.mcp import McpServer
 from voicechat.tools.spec import MAX_TIMEOUT_S, MIN_TIMEOUT_S, ToolSpec, available_tools
 
 BACKENDS = ("openai", "local")
@@ -72,7 +73,16 @@ description = "Today's weather forecast for a city."
 parameters = { type = "object", properties = { city = { type = "string" } }, required = ["city"] }
 command = ["/usr/local/bin/weather", "--json"]
 """ f"timeout = 10                  # seconds, {MIN_TIMEOUT_S:g} to {MAX_TIMEOUT_S:g}\n"
-"confirm = false               # true: ask y/N on the keyboard before each run")
+"confirm = false               # true: ask y/N on the keyboard before each run\n"
+"""
+Each [[mcp]] table is a remote MCP server the model calls by itself (the service talks to
+it). A header value never sits in this file: "env:NAME" reads it from the environment or .env.
+[[mcp]]
+label = "docs"                                  # server_label: calls show as docs.TOOL
+url = "https://mcp.example.com/mcp"             # or connector_id = "connector_googledrive"
+allowed_tools = ["search"]                      # optional: only these tools
+require_approval = "always"                     # "always": ask y/N before each call | "never"
+headers = { Authorization = "env:DOCS_TOKEN" }  # optional""")
 CONFIG = Group("Config", "config")
 
 _TD = "audio.input.turn_detection."
@@ -80,7 +90,7 @@ _NOISE_WIRE = {"near": "near_field", "far": "far_field"}
 _SHAPED = frozenset({
     "voice", "speed", "instructions", "max_output_tokens", "text_only", "vad", "vad_threshold", "prefix_padding_ms",
     "silence_duration_ms", "idle_timeout_ms", "eagerness", "interrupt", "auto_response", "noise_reduction",
-    "transcribe", "transcribe_model", "language", "tools", "builtin_tools", "audio_format",
+    "transcribe", "transcribe_model", "language", "tools", "builtin_tools", "audio_format", "mcp",
 })  # fmt: skip
 """The wire rows ``session_config`` shapes itself (typed fields of ``SessionConfig``); every
 other row with a ``wire`` path reaches the session as it is, through ``SessionConfig.extra``."""
@@ -249,6 +259,7 @@ class Settings:
     tools: tuple[ToolSpec, ...] = setting((), group=TOOLS, in_example=False, wire="tools")  # [[tools]] tables
     builtin_tools: bool = setting(
         True, group=TOOLS, wire="tools", note="offer the model the built-in get_current_time")
+    mcp: tuple[McpServer, ...] = setting((), group=TOOLS, in_example=False, wire="tools")  # [[mcp]] tables
     config_file: Path | None = setting(
         None, compare=False, group=CONFIG, file=False, flag="--config", metavar="FILE", doctor=True,
         help="Read FILE instead of ~/.config/voicechat/config.toml ($VOICECHAT_CONFIG_DIR/config.toml).")
@@ -294,7 +305,8 @@ class Settings:
             speed=self.speed,
             max_output_tokens=self.max_output_tokens,
             audio_format=self.audio_format,
-            tools=tuple(t.definition() for t in available_tools(self.tools, self.builtin_tools)),
+            tools=(*(t.definition() for t in available_tools(self.tools, self.builtin_tools)),
+                   *(server.definition() for server in self.mcp)),
             extra=tuple((spec.wire, value) for name, spec, value in self._wire_rows() if name not in _SHAPED),
         )
 

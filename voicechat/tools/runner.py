@@ -8,7 +8,7 @@ process group is killed when the call ends (done, timed out or cancelled), so no
 started in the background outlives the call. Every failure (unknown tool, arguments that are
 not a JSON object, the user declining, command not found, non-zero exit, timeout) becomes
 ``{"error": "..."}`` for the model, never an exception. The environment a command sees is
-ours minus every variable voicechat reads a key from.
+ours minus every variable voicechat reads a credential from (`credential_variables`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from voicechat.redact import CREDENTIAL_ENV
+from voicechat.redact import CREDENTIAL_ENV, credential_variables
 from voicechat.tools.spec import (
     Clock,
     Confirm,
@@ -35,7 +35,7 @@ from voicechat.tools.spec import (
 MAX_OUTPUT_BYTES = 64 * 1024  # of a command's stdout; the rest is read and dropped
 STDERR_TAIL_BYTES = 2000  # of a failed command's stderr, from the end
 MAX_CONCURRENT = 4  # tool calls running at once; further calls wait for a slot
-HIDDEN_ENV = CREDENTIAL_ENV  # never handed to a tool command: every variable voicechat reads a key from
+HIDDEN_ENV = CREDENTIAL_ENV  # never handed to a tool command, nor any of `credential_variables()`
 
 
 class ToolRunner:
@@ -83,7 +83,8 @@ class ToolRunner:
 
 async def run_command(spec: ToolSpec, stdin_text: str, *, max_output: int = MAX_OUTPUT_BYTES) -> str:
     """Run a command tool: ``stdin_text`` in, stdout out; every failure as an error result."""
-    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+    hidden = set(credential_variables())  # the API keys, and the variables of MCP servers' headers
+    env = {k: v for k, v in os.environ.items() if k not in hidden}
     starting = asyncio.ensure_future(asyncio.create_subprocess_exec(
         *spec.command,
         stdin=asyncio.subprocess.PIPE,
