@@ -75,6 +75,16 @@ def function_call_output(call_id: str, output: str, event_id: str | None = None)
     return item_create({"type": "function_call_output", "call_id": call_id, "output": output}, event_id=event_id)
 
 
+def mcp_approval_response(item_id: str, approval_request_id: str, approve: bool, reason: str | None = None,
+                          event_id: str | None = None) -> ClientEvent:
+    """The user's answer to an ``mcp_approval_request`` (``item_id``: the new item's own id)."""
+    item: dict[str, Any] = {"type": "mcp_approval_response", "id": item_id,
+                            "approval_request_id": approval_request_id, "approve": approve}
+    if reason:
+        item["reason"] = reason
+    return item_create(item, event_id=event_id)
+
+
 def item_truncate(item_id: str, audio_end_ms: int, content_index: int = 0, event_id: str | None = None) -> ClientEvent:
     return _event(
         "conversation.item.truncate",

@@ -1,178 +1,47 @@
-"""JSON text frames to typed events and back. Pure: no sockets, no clock.
+"""JSON objects to typed server events. Pure: no sockets, no clock.
 
 ``decode_server`` turns one server frame into a typed event (``events.UnknownEvent`` for
 types it does not know, ``MalformedEvent`` raised for frames that cannot be events at all or
-lack a field voicechat needs). ``decode_client`` is the server-side counterpart for frames
-the local server receives.
-
-This is the one place where text from the other side becomes Python values, so everything
-past it can trust them (`parse_json`):
-
-* a text frame is UTF-8 or it is a malformed frame (`text_frame`), never a dropped connection;
-* no string holds a lone UTF-16 surrogate (``"\\ud83d"`` alone is valid JSON, yet no UTF-8
-  writer can write it): each becomes U+FFFD, in values and keys alike;
-* no number is beyond ±2**53 (`MAX_NUMBER`) or not finite (``NaN``, ``Infinity``, ``1e999``,
-  300 digits): such a number is read as ``null``, which every reader already takes as absent;
-* nothing is nested deeper than `MAX_DEPTH` objects and arrays: such a frame is malformed.
+lack a field voicechat needs), through one parser per type in ``_PARSERS``. The text of a frame
+becomes safe Python values first, in ``voicechat.protocol.jsontext``, whose names are also
+re-exported here (``codec.parse_json``, ``codec.encode``, ``codec.MalformedEvent``, …).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import math
-import re
 from collections.abc import Callable
 from typing import Any
 
-from voicechat.errors import ProtocolError
 from voicechat.protocol import events as ev
+from voicechat.protocol.jsontext import (
+    MAX_DEPTH,
+    MAX_NUMBER,
+    LimitError,
+    MalformedEvent,
+    b64decode_audio,
+    b64encode_audio,
+    decode_client,
+    decode_message,
+    encode,
+    loads_object,
+    parse_json,
+    safe_text,
+    text_frame,
+)
+
+__all__ = [
+    "KNOWN_SERVER_TYPES", "MAX_DEPTH", "MAX_NUMBER", "LimitError", "MalformedEvent", "b64decode_audio",
+    "b64encode_audio", "decode_client", "decode_message", "decode_server", "encode", "loads_object", "parse_item",
+    "parse_json", "parse_server", "safe_text", "text_frame",
+]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 
-MAX_DEPTH = 64
-"""Objects and arrays nested in one frame, at most (real events nest about 6 deep; a session's
-tool schemas a few more). Deeper frames are malformed: walking them would exhaust the stack."""
-MAX_NUMBER = 2**53
-"""The largest magnitude of a number in a frame (the integers a double holds exactly)."""
-_MAX_DIGITS = len(str(MAX_NUMBER))
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF]")  # how a surrogate gets into JSON text
-
-
-class MalformedEvent(ProtocolError):
-    """A frame that is not a valid event (bad JSON, binary, missing or mistyped field)."""
-
-
-class LimitError(ValueError):
-    """Valid JSON beyond what voicechat accepts (nested too deeply)."""
-
-
-def encode(event: dict[str, Any]) -> str:
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
-
-
-def b64encode_audio(pcm: bytes) -> str:
-    return base64.b64encode(pcm).decode("ascii")
-
-
-def b64decode_audio(data: str, *, what: str = "audio") -> bytes:
-    try:
-        return base64.b64decode(data, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise MalformedEvent(f"{what} is not valid base64") from exc
-
-
-def safe_text(text: str) -> str:
-    """``text`` with every lone UTF-16 surrogate replaced by U+FFFD (writable as UTF-8)."""
-    return _SURROGATE.sub("\ufffd", text)
-
-
-def text_frame(data: bytes | bytearray | memoryview) -> str:
-    """The text of a text frame as it arrived (bytes), or `MalformedEvent` if it is not UTF-8."""
-    try:
-        return bytes(data).decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedEvent(f"text frame is not valid UTF-8 (byte {exc.start} of {len(data)})") from exc
-
-
-def _int_token(token: str) -> int | None:
-    if len(token) - token.startswith("-") > _MAX_DIGITS:
-        return None  # never int() of a long token: quadratic, and past 4300 digits a ValueError
-    value = int(token)
-    return value if -MAX_NUMBER <= value <= MAX_NUMBER else None
-
-
-def _float_token(token: str) -> float | None:
-    value = float(token)
-    return value if math.isfinite(value) and -MAX_NUMBER <= value <= MAX_NUMBER else None
-
-
-def _constant(token: str) -> None:
-    return None  # NaN, Infinity, -Infinity: not JSON numbers
-
-
-def parse_json(text: str) -> Any:
-    """One JSON text as Python values that are safe everywhere (see the module docstring).
-
-    Raises `MalformedEvent` for text that is not JSON or nests deeper than `MAX_DEPTH`.
-    """
-    try:
-        value = json.loads(text, parse_int=_int_token, parse_float=_float_token, parse_constant=_constant)
-    except RecursionError as exc:  # deeper than the parser's own stack allows
-        raise MalformedEvent(f"frame is nested more than {MAX_DEPTH} levels deep") from LimitError(str(exc))
-    except ValueError as exc:
-        raise MalformedEvent(f"frame is not JSON: {_preview(text)}") from exc
-    # Both checks cost a walk over every container; cheap tests decide whether one is needed.
-    deep = text.count("{") + text.count("[") > MAX_DEPTH
-    if deep or _SURROGATE_ESCAPE.search(text):
-        try:
-            value = _sanitised(value)
-        except LimitError as exc:
-            raise MalformedEvent(f"frame is nested more than {MAX_DEPTH} levels deep") from exc
-    return value
-
-
-def _sanitised(root: Any) -> Any:
-    """``root`` with lone surrogates replaced in every string (in place); `LimitError` past `MAX_DEPTH`.
-
-    Iterative, so no depth of nesting can exhaust the stack.
-    """
-    if isinstance(root, str):
-        return safe_text(root)
-    stack: list[tuple[Any, int]] = [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > MAX_DEPTH:
-            raise LimitError(f"nested more than {MAX_DEPTH} levels deep")
-        if isinstance(node, dict):
-            if any(_SURROGATE.search(key) for key in node):
-                fixed = {safe_text(key): value for key, value in node.items()}
-                node.clear()
-                node.update(fixed)
-            pairs: Any = node.items()
-        elif isinstance(node, list):
-            pairs = enumerate(node)
-        else:
-            continue
-        for key, value in list(pairs):
-            if isinstance(value, str):
-                if _SURROGATE.search(value):
-                    node[key] = safe_text(value)
-            elif isinstance(value, dict | list):
-                stack.append((value, depth + 1))
-    return root
-
-
-def loads_object(frame: str | bytes) -> dict[str, Any]:
-    """Parse one text frame into a JSON object with a string ``type`` (bytes: a binary frame)."""
-    if isinstance(frame, bytes | bytearray | memoryview):
-        raise MalformedEvent(f"unexpected binary frame ({len(frame)} bytes); events are JSON text")
-    obj = parse_json(frame)
-    if not isinstance(obj, dict):
-        raise MalformedEvent(f"frame is not a JSON object: {_preview(frame)}")
-    if not isinstance(obj.get("type"), str):
-        raise MalformedEvent("the 'type' field is missing")
-    return obj
-
-
-def decode_client(frame: str | bytes) -> dict[str, Any]:
-    """Server side: one client frame as a dict (validated in depth by the server)."""
-    return loads_object(frame)
-
-
 def decode_server(frame: str | bytes) -> ev.ServerEvent:
     return parse_server(loads_object(frame))
-
-
-def decode_message(data: bytes, *, binary: bool) -> dict[str, Any]:
-    """A WebSocket message as received (undecoded bytes; ``binary``: it came as a binary frame)
-    as a JSON object with a string ``type``; `MalformedEvent` otherwise."""
-    return loads_object(bytes(data) if binary else text_frame(data))
 
 
 def parse_server(obj: dict[str, Any]) -> ev.ServerEvent:
@@ -240,6 +109,7 @@ def parse_part(d: dict[str, Any]) -> ev.ContentPart:
 
 def parse_item(d: dict[str, Any]) -> ev.Item:
     parts = tuple(parse_part(p) for p in _list(d, "content") if isinstance(p, dict))
+    approve = d.get("approve")
     return ev.Item(
         id=_str(d, "id"),
         type=str(d.get("type", "")),
@@ -250,7 +120,24 @@ def parse_item(d: dict[str, Any]) -> ev.Item:
         call_id=_opt_str(d, "call_id"),
         arguments=_opt_str(d, "arguments"),
         output=_opt_str(d, "output"),
+        server_label=_opt_str(d, "server_label"),
+        error=_mcp_error(d.get("error")),
+        approval_request_id=_opt_str(d, "approval_request_id"),
+        approve=approve if isinstance(approve, bool) else None,
+        tools=tuple(str(t["name"]) for t in _list(d, "tools") if isinstance(t, dict) and isinstance(t.get("name"), str)),
     )
+
+
+def _mcp_error(v: Any) -> str | None:
+    """An MCP call's error on one line (``HTTP 401: unauthorized``); None when there is none."""
+    if not isinstance(v, dict):
+        return None
+    message = str(v.get("message") or "failed")
+    code = v.get("code")
+    kind = {"http_error": "HTTP", "protocol_error": "MCP protocol error"}.get(str(v.get("type")))
+    if kind is None:
+        return message
+    return f"{kind} {code}: {message}" if isinstance(code, int) else f"{kind}: {message}"
 
 
 def parse_usage(d: Any) -> ev.Usage | None:
@@ -313,6 +200,15 @@ def _error(eid: str, d: dict[str, Any]) -> ev.ErrorEvent:
 
 
 Parser = Callable[[str, dict[str, Any]], ev.ServerEvent]
+
+
+def _list_tools(status: str) -> Parser:
+    return lambda e, d: ev.McpListTools(e, _str(d, "item_id"), status)
+
+
+def _mcp_call(status: str) -> Parser:
+    return lambda e, d: ev.McpCall(e, _str(d, "item_id"), _int(d, "output_index", 0), status)
+
 
 _PARSERS: dict[str, Parser] = {
     "error": _error,
@@ -388,6 +284,14 @@ _PARSERS: dict[str, Parser] = {
         e, _str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0),
         _str(d, "call_id"), str(d.get("name") or ""), str(d.get("arguments") or ""),
     ),
+    **{f"mcp_list_tools.{status}": _list_tools(status) for status in ("in_progress", "completed", "failed")},
+    "response.mcp_call_arguments.delta": lambda e, d: ev.McpCallArgumentsDelta(
+        e, _str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0), str(d.get("delta") or ""),
+    ),
+    "response.mcp_call_arguments.done": lambda e, d: ev.McpCallArgumentsDone(
+        e, _str(d, "response_id"), _str(d, "item_id"), _int(d, "output_index", 0), str(d.get("arguments") or ""),
+    ),
+    **{f"response.mcp_call.{status}": _mcp_call(status) for status in ("in_progress", "completed", "failed")},
     "rate_limits.updated": lambda e, d: ev.RateLimitsUpdated(
         e, tuple(r for r in _list(d, "rate_limits") if isinstance(r, dict))
     ),
@@ -406,8 +310,3 @@ for _beta, _ga in {
     _PARSERS[_beta] = _PARSERS[_ga]
 
 KNOWN_SERVER_TYPES = frozenset(_PARSERS)
-
-
-def _preview(frame: str, limit: int = 60) -> str:
-    text = frame if len(frame) <= limit else frame[:limit] + "…"
-    return repr(text)

@@ -45,6 +45,11 @@ class Item:
     call_id: str | None = None
     arguments: str | None = None
     output: str | None = None
+    server_label: str | None = None  # MCP items: the server's label
+    error: str | None = None  # an MCP call that failed: why, on one line
+    approval_request_id: str | None = None  # an mcp_approval_response (or the call it allowed)
+    approve: bool | None = None  # an mcp_approval_response: the answer
+    tools: tuple[str, ...] = ()  # an mcp_list_tools item: the names of the server's tools
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,3 +290,36 @@ class FunctionCallArgumentsDone(ServerEvent):
 @dataclass(frozen=True, slots=True)
 class RateLimitsUpdated(ServerEvent):
     rate_limits: tuple[dict[str, Any], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class McpListTools(ServerEvent):
+    """``mcp_list_tools.in_progress`` / ``.completed`` / ``.failed``: a server's tool list."""
+
+    item_id: str
+    status: str  # "in_progress" | "completed" | "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class McpCallArgumentsDelta(ServerEvent):
+    response_id: str
+    item_id: str
+    output_index: int
+    delta: str
+
+
+@dataclass(frozen=True, slots=True)
+class McpCallArgumentsDone(ServerEvent):
+    response_id: str
+    item_id: str
+    output_index: int
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
+class McpCall(ServerEvent):
+    """``response.mcp_call.in_progress`` / ``.completed`` / ``.failed`` (the item says the rest)."""
+
+    item_id: str
+    output_index: int
+    status: str  # "in_progress" | "completed" | "failed"
