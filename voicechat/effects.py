@@ -22,6 +22,7 @@ class ToolCall:
 
     name: str
     arguments: str
+    server: str | None = None  # an MCP call: the label of the server the service called (name: label.tool)
 
     @property
     def text(self) -> str:
@@ -143,6 +144,17 @@ class RunTool:
 
 
 @dataclass(frozen=True, slots=True)
+class AskApproval:
+    """Ask the user whether the service may call an MCP server's tool; answer with
+    ``Session.mcp_approval`` (no keyboard, or no answer in time: declined)."""
+
+    request_id: str
+    server_label: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
+@dataclass(frozen=True, slots=True)
 class Fatal:
     error: VoicechatError
 
@@ -166,6 +178,6 @@ class Recycle:
 
 
 Effect = (
-    Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | RunTool | Fatal | Reconnect
-    | Recycle
+    Send | Play | AudioEnd | Flush | Pause | Resume | TurnFinished | Notice | Ready | RunTool | AskApproval | Fatal
+    | Reconnect | Recycle
 )

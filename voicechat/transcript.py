@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from voicechat.config.validate import transcript_format_problem
-from voicechat.effects import Turn
+from voicechat.effects import ToolCall, Turn
 from voicechat.errors import UsageError
 from voicechat.escape import escape_control
 from voicechat.files import MAX_TRANSCRIPT_BYTES, read_limited
@@ -96,7 +96,18 @@ def _abbreviate(text: str, limit: int) -> str:
 
 
 def plain_line(turn: Turn) -> str:
-    return f"{ROLE_LABEL.get(turn.role, turn.role)}: {turn_text(turn)}"
+    """``you: …``, ``assistant: …``, ``tool: name(args) -> result``; an MCP server's call ``mcp: …``."""
+    label = "mcp" if line_role(turn).startswith("mcp") else ROLE_LABEL.get(turn.role, turn.role)
+    return f"{label}: {turn_text(turn)}"
+
+
+def line_role(turn: Turn) -> str:
+    """What a turn's line is styled as: its role, or ``mcp`` for a call the service made to an MCP
+    server (``mcp_failed`` when it failed: the error style)."""
+    call = turn.tool_call
+    if call is None or not call.server:
+        return turn.role
+    return "mcp_failed" if turn.note == "failed" else "mcp"
 
 
 Report = Callable[[str], None]
@@ -208,6 +219,8 @@ def jsonl_record(turn: Turn) -> dict[str, object]:
         record["note"] = turn.note
     if turn.result is not None:
         record["result"] = turn.result
+    if turn.call is not None and turn.call.server:
+        record["mcp_server"] = turn.call.server
     if turn.usage is not None:
         u = turn.usage
         record["usage"] = {
@@ -289,6 +302,8 @@ def turn_from_record(record: object) -> Turn:
             raise ValueError("'usage' must be an object")
         usage = Usage(**{k: _field(usage, k, int, 0) for k in ("input_tokens", "output_tokens", "total_tokens")})
     start = _field(record, "start", float, 0.0)
+    server = _field(record, "mcp_server", str, None, optional=True)
+    call = ToolCall.parse(_field(record, "text", str, None)) if server else None
     return Turn(
         role=role,
         text=_field(record, "text", str, None),
@@ -301,6 +316,7 @@ def turn_from_record(record: object) -> Turn:
         usage=usage,
         note=_field(record, "note", str, None, optional=True),
         result=_field(record, "result", str, None, optional=True),
+        call=ToolCall(call.name, call.arguments, server=server) if call is not None else None,
     )
 
 

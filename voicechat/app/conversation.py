@@ -194,9 +194,9 @@ class Conversation:
                     self.ready.set()
                     self.view.connection = "connected"
                     self.view.expires_at = expires_at
-                case fx.RunTool(call_id, name, arguments):
-                    task = asyncio.create_task(self._run_tool(call_id, name, arguments), name=f"tool {name}")
-                    self._tool_tasks.add(task)
+                case fx.RunTool() | fx.AskApproval():  # a call, or an MCP server's question (the keyboard asks it)
+                    work = self._run_tool(effect) if isinstance(effect, fx.RunTool) else self.keyboard.approve(effect)
+                    self._tool_tasks.add(task := asyncio.create_task(work, name=f"tool {effect.name}"))
                     task.add_done_callback(self._tool_tasks.discard)
                 case fx.Fatal(error):
                     self.fail(error)
@@ -216,15 +216,15 @@ class Conversation:
             self.error = error
         self.finished.set()
 
-    async def _run_tool(self, call_id: str, name: str, arguments: str) -> None:
+    async def _run_tool(self, call: fx.RunTool) -> None:
         """One function call, as its own task (the runner bounds how many run at once)."""
-        self.out.notice("debug", f"running tool {name} ({call_id})")
+        self.out.notice("debug", f"running tool {call.name} ({call.call_id})")
         try:
-            result = await self.tools.run(name, arguments)
+            result = await self.tools.run(call.name, call.arguments)
         except Exception as exc:  # a broken tool never ends the conversation
-            log.debug("tool %s failed", name, exc_info=True)
+            log.debug("tool %s failed", call.name, exc_info=True)
             result = error_result(f"the tool failed: {exc}")
-        self.dispatch(self.session.tool_result(call_id, result, self.clock()))
+        self.dispatch(self.session.tool_result(call.call_id, result, self.clock()))
 
     # ---- the connection's side ------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from voicechat.files import read_limited
 from voicechat.pricing import Spend
 from voicechat.protocol.events import Usage
 from voicechat.session import Session
-from voicechat.tools import ToolSpec, available_tools, describe_call
+from voicechat.tools import ToolSpec, available_tools, decode_arguments, describe_call
 from voicechat.transcript import FileSink, session_heading
 from voicechat.ui.view import View
 
@@ -169,12 +169,23 @@ class Keyboard:
 
     async def confirm(self, spec: ToolSpec, args: dict[str, Any]) -> bool:
         """Ask on the keyboard whether a ``confirm = true`` tool may run; no keyboard: no."""
+        return await self._ask(f"Run tool {describe_call(spec.name, args)}? [y/N]", f"tool {spec.name}")
+
+    async def approve(self, ask: fx.AskApproval) -> None:
+        """Ask whether the service may call an MCP server's tool, and give the session the answer
+        (no keyboard, or no answer within ``CONFIRM_WAIT_S``: declined)."""
+        name = f"{ask.server_label}.{ask.name}"
+        approved = await self._ask(f"Allow {describe_call(name, _arguments(ask.arguments), joiner=' ')}? [y/N]",
+                                   f"mcp {name}")
+        self._w.dispatch(self._w.session.mcp_approval(ask.request_id, approved, self._w.clock()))
+
+    async def _ask(self, question: str, subject: str) -> bool:
+        """One y/N question on the keyboard, one at a time; no keyboard: no."""
         out, view = self._w.out, self._w.view
         if not self._has_keys:
-            out.notice("warning", f"tool {spec.name} needs a yes from the keyboard, and there is none: declined")
+            out.notice("warning", f"{subject} needs a yes from the keyboard, and there is none: declined")
             return False
         async with self._asking:
-            question = f"Run tool {describe_call(spec.name, args)}? [y/N]"
             self._answer = asyncio.get_running_loop().create_future()
             status, view.status = view.status, f"{question} type y + Enter to allow"
             if out.panel_live:
@@ -188,8 +199,16 @@ class Keyboard:
             finally:
                 self._answer = None
                 view.status = status
-        out.notice("info", f"tool {spec.name} {'allowed' if approved else 'declined'}")
+        out.notice("info", f"{subject} {'allowed' if approved else 'declined'}")
         return approved
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    """An MCP call's arguments to show in its question (text that is no JSON object, as it is)."""
+    try:
+        return decode_arguments(text)
+    except ValueError:
+        return {"arguments": text}
 
 
 def image_data_url(path: Path) -> str:

@@ -30,6 +30,7 @@ from voicechat.transcript import (
     Sink,
     StreamSink,
     escape_control,
+    line_role,
     plain_line,
     scrubbed,
     session_heading,
@@ -125,7 +126,7 @@ class PanelLog:
         from voicechat.ui.render import log_line
 
         if getattr(self.front, "is_started", False):
-            self.front.log(log_line(plain_line(scrubbed(turn)), turn.role))
+            self.front.log(log_line(plain_line(scrubbed(turn)), line_role(turn)))
 
     def close(self) -> None:
         pass

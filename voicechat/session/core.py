@@ -4,7 +4,7 @@ Server events and user intents go in, together with the current time; effects co
 (``voicechat.effects``). Each concern is a part with its own state and its own ``reset()``:
 the handshake (``handshake.py``), the error policy (``errorpolicy.py``), the transcript model
 (``transcript.py``, ``entries.py``), the speaker and barge-in (``speaker.py``), responses
-(``responses.py``), function calls (``calls.py``), the microphone and push-to-talk
+(``responses.py``), function calls (``calls.py``), MCP servers (``mcp.py``), the microphone and push-to-talk
 (``mic.py``) and the session's lifetime (``lifetime.py``). Server events are routed to the parts
 they concern by a table of small handlers (``inbound.py``); user intents arrive here. The facade
 hands the parts what they need of each other as callables; a part never sees the facade, and
@@ -26,7 +26,9 @@ from voicechat.session import entries
 from voicechat.session.calls import Calls
 from voicechat.session.handshake import Handshake
 from voicechat.session.inbound import Inbound, Parts
+from voicechat.session.knobs import Knobs
 from voicechat.session.lifetime import EXPIRY_WARNING_S, RECYCLE_MARGIN_S, Lifetime, expires_at
+from voicechat.session.mcp import Mcp
 from voicechat.session.mic import Mic
 from voicechat.session.responses import Responses
 from voicechat.session.speaker import Speaker
@@ -34,7 +36,7 @@ from voicechat.session.state import Activity, EventIds, Phase
 from voicechat.session.transcript import Transcript
 
 
-class Session:
+class Session(Knobs):
     """One conversation with a realtime server, minus all I/O."""
 
     def __init__(
@@ -56,11 +58,13 @@ class Session:
         self._mic = Mic(ids, self._responses.request, push_to_talk=push_to_talk, audio_format=config.audio_format)
         self._calls = Calls(ids, self._transcript.show_call, self._transcript.answer, self._responses.request,
                             ready=lambda: self.ready, closed=lambda: self.phase is Phase.CLOSED)
+        self._mcp = Mcp(ids, self._transcript, self._responses.request, closed=lambda: self.phase is Phase.CLOSED)
         self._lifetime = Lifetime(expiry_warning_s=expiry_warning_s, recycle_margin_s=recycle_margin_s)
         self._inbound = Inbound(config, Parts(self._handshake, self._responses, self._speaker, self._transcript,
-                                              self._mic, self._calls), self._ready, transcript_wait_s=transcript_wait_s)
+                                              self._mic, self._calls, self._mcp), self._ready,
+                                transcript_wait_s=transcript_wait_s)
         self._parts = (self._handshake, self._responses, self._speaker, self._transcript, self._mic, self._calls,
-                       self._lifetime)
+                       self._mcp, self._lifetime)
 
     # ---- derived state --------------------------------------------------------------------
 
@@ -103,6 +107,7 @@ class Session:
             or self._responses.in_flight
             or self._mic.committed_waiting
             or self._calls.pending
+            or self._mcp.pending
             or self._transcript.unwritten
         )
 
@@ -148,48 +153,6 @@ class Session:
     @property
     def talking(self) -> bool:
         return self._mic.talking
-
-    # Settings a caller (or a test) may change while the conversation runs.
-
-    @property
-    def muted(self) -> bool:
-        return self._mic.muted
-
-    @muted.setter
-    def muted(self, on: bool) -> None:
-        self._mic.muted = on
-
-    @property
-    def push_to_talk_mode(self) -> bool:
-        return self._mic.push_to_talk_mode
-
-    @push_to_talk_mode.setter
-    def push_to_talk_mode(self, on: bool) -> None:
-        self._mic.push_to_talk_mode = on
-
-    @property
-    def expiry_warning_s(self) -> float:
-        return self._lifetime.expiry_warning_s
-
-    @expiry_warning_s.setter
-    def expiry_warning_s(self, seconds: float) -> None:
-        self._lifetime.expiry_warning_s = seconds
-
-    @property
-    def recycle_margin_s(self) -> float:
-        return self._lifetime.recycle_margin_s
-
-    @recycle_margin_s.setter
-    def recycle_margin_s(self, seconds: float) -> None:
-        self._lifetime.recycle_margin_s = seconds
-
-    @property
-    def transcript_wait_s(self) -> float:
-        return self._inbound.transcript_wait_s
-
-    @transcript_wait_s.setter
-    def transcript_wait_s(self, seconds: float) -> None:
-        self._inbound.transcript_wait_s = seconds
 
     def mute(self, on: bool) -> None:
         """``/mute``, ``/unmute`` or a spending limit: the microphone is (not) sent."""
@@ -266,6 +229,11 @@ class Session:
         if not self._calls.knows(call_id) or self.phase is Phase.CLOSED:
             return []
         return self._calls.deliver(call_id, output, now) + self._transcript.emit_ready()
+
+    def mcp_approval(self, request_id: str, approve: bool, now: float) -> list[fx.Effect]:
+        """The user's answer to an ``AskApproval``: an ``mcp_approval_response`` item, then a
+        ``response.create`` so the model goes on (with the call, or knowing it was declined)."""
+        return self._mcp.answer(request_id, approve) + self._transcript.emit_ready()
 
     def local_onset(self, now: float) -> list[fx.Effect]:
         """The microphone heard the user start talking over the assistant (before the server did).

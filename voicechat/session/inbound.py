@@ -21,6 +21,7 @@ from voicechat.session import entries
 from voicechat.session.calls import Calls
 from voicechat.session.errorpolicy import judge
 from voicechat.session.handshake import Handshake
+from voicechat.session.mcp import Mcp
 from voicechat.session.mic import Mic
 from voicechat.session.responses import Responses
 from voicechat.session.speaker import Speaker
@@ -40,6 +41,7 @@ class Parts:
     transcript: Transcript
     mic: Mic
     calls: Calls
+    mcp: Mcp
 
 
 class Inbound:
@@ -98,6 +100,8 @@ class Inbound:
         return []
 
     def _on_item(self, e: ev.ItemAdded | ev.ItemDone, now: float) -> list[fx.Effect]:
+        if e.item.type.startswith("mcp_"):
+            return self._parts.mcp.item(e.item, None, now, done=isinstance(e, ev.ItemDone))
         if e.item.role == "user" and isinstance(e, ev.ItemAdded):
             self._parts.calls.user_turn()
         entry = self._parts.transcript.entry_for(e.item, e.previous_item_id, now, added=isinstance(e, ev.ItemAdded))
@@ -132,8 +136,24 @@ class Inbound:
         return []
 
     def _on_output_item_added(self, e: ev.OutputItemAdded, now: float) -> list[fx.Effect]:
+        if e.item.type.startswith("mcp_"):
+            return self._parts.mcp.item(e.item, e.response_id, now, done=False)
         self._parts.transcript.response_entry(e.item, e.response_id, now)
         return []
+
+    def _on_output_item_done(self, e: ev.OutputItemDone, now: float) -> list[fx.Effect]:
+        if e.item.type.startswith("mcp_"):  # other items: their content events and response.done say it all
+            return self._parts.mcp.item(e.item, e.response_id, now, done=True)
+        return []
+
+    def _on_mcp_list_tools(self, e: ev.McpListTools, now: float) -> list[fx.Effect]:
+        return self._parts.mcp.list_tools(e)
+
+    def _on_mcp_arguments(self, e: ev.McpCallArgumentsDelta | ev.McpCallArgumentsDone, now: float) -> list[fx.Effect]:
+        return self._parts.mcp.arguments(e, now)
+
+    def _on_mcp_call(self, e: ev.McpCall, now: float) -> list[fx.Effect]:
+        return self._parts.mcp.call_failed(e, now)
 
     def _on_audio_delta(self, e: ev.AudioDelta, now: float) -> list[fx.Effect]:
         if e.response_id in self._parts.speaker.interrupted:
@@ -185,7 +205,7 @@ class Inbound:
             entries.finish(last, now)
         if last is not None:
             last.usage = r.usage
-        out = self._parts.responses.done(r)
+        out = self._parts.mcp.response_done(r, now) + self._parts.responses.done(r)
         return out + self._parts.calls.response_done(r, self._parts.speaker.interrupted, now)
 
 
@@ -211,4 +231,9 @@ _HANDLERS: dict[type, Handler] = {
     ev.TextDone: Inbound._on_text_done,
     ev.AudioDone: Inbound._on_audio_done,
     ev.FunctionCallArgumentsDone: Inbound._on_function_call_done,
+    ev.OutputItemDone: Inbound._on_output_item_done,
+    ev.McpListTools: Inbound._on_mcp_list_tools,
+    ev.McpCallArgumentsDelta: Inbound._on_mcp_arguments,
+    ev.McpCallArgumentsDone: Inbound._on_mcp_arguments,
+    ev.McpCall: Inbound._on_mcp_call,
 }

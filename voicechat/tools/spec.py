@@ -216,9 +216,9 @@ def run_builtin(spec: ToolSpec, args: Mapping[str, Any], now: datetime) -> str:
     return error_result(f"no built-in tool named {spec.name!r}")
 
 
-def describe_call(name: str, arguments: Mapping[str, Any], limit: int = 120) -> str:
-    """``name {args}`` on one line, cut to ``limit`` characters (for a confirmation question)."""
+def describe_call(name: str, arguments: Mapping[str, Any], limit: int = 120, joiner: str = " with ") -> str:
+    """``name with {args}`` on one line, cut to ``limit`` characters (for a confirmation question)."""
     text = json.dumps(dict(arguments), ensure_ascii=False)
     if len(text) > limit:
         text = text[: limit - 1] + "…"
-    return f"{name} with {text}"
+    return f"{name}{joiner}{text}"

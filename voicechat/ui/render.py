@@ -31,11 +31,13 @@ LABEL_CELLS = 10  # "assistant" plus a space; wrapped turn text hangs under it
 TOOL_FIELD_CHARS = 160  # tool arguments and results are cut to this many characters
 MIN_CONVERSATION_ROWS = 1
 
-_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool", "notice": "voicechat"}
+_LABEL = {"user": "you", "assistant": "assistant", "tool": "tool", "mcp": "mcp", "notice": "voicechat"}
 _ROLE_STYLE = {
     "user": "bold cyan",
     "assistant": "bold magenta",
     "tool": "bold yellow",
+    "mcp": "bold yellow",
+    "mcp_failed": "bold red",  # a failed MCP call: the error style, its line too
 }
 # A notice of voicechat's own is styled by its level, read from its prefix: errors stand out,
 # warnings less, information (a connection, a command's answer) stays quiet.
@@ -186,12 +188,12 @@ def log_line(line: str, role: str) -> Text:
     label, colon, rest = line.partition(": ")
     if not colon:
         return Text(line)
-    return Text.assemble((label, _label_style(role, rest)), colon, rest)
+    return Text.assemble((label, _label_style(role, rest)), colon, (rest, "red" if role == "mcp_failed" else ""))
 
 
 def _turn_body(view: TurnView, *, max_chars: int) -> Text:
     """The text of one turn, styled; only its last ``max_chars`` characters when longer."""
-    if view.role == "tool" and view.tool_name is not None:
+    if view.role in ("tool", "mcp") and view.tool_name is not None:
         return _tool_body(view)
     text = safe_text(view.text)
     if len(text) > max_chars:
@@ -226,7 +228,7 @@ def _tool_body(view: TurnView) -> Text:
     out.append(")")
     if view.tool_result is not None:
         out.append(" → ")
-        out.append(_cut(safe_text(view.tool_result)))
+        out.append(_cut(safe_text(view.tool_result)), style="red" if view.note == "failed" else "")
     elif view.final and view.note:
         out.append(f" ({safe_text(view.note)})", style="dim")
     else:

@@ -17,7 +17,7 @@ from voicechat.redact import SECRETS
 from voicechat.session import Activity
 
 ACTIVITIES: tuple[str, ...] = tuple(a.value for a in Activity)
-ROLES: tuple[str, ...] = ("user", "assistant", "tool", "notice")
+ROLES: tuple[str, ...] = ("user", "assistant", "tool", "mcp", "notice")
 CONNECTION_STATES: tuple[str, ...] = ("connecting", "connected", "reconnecting", "closed")
 CLOCK_MINUTES_FROM_S = 600  # with more time left than this, the panel's clock counts whole minutes
 
@@ -75,7 +75,7 @@ class TurnView:
         if call is not None:
             name, args, text = SECRETS.scrub(call.name), SECRETS.scrub(call.arguments), ""
         return cls(
-            role=turn.role,
+            role="mcp" if call is not None and call.server else turn.role,  # a call of an MCP server's
             text=text,
             interrupted=turn.interrupted,
             final=final,
