@@ -36,6 +36,8 @@ class Item:
     output: str | None = None
     dropped_ms: dict[int, float] = field(default_factory=dict)
     """Audio dropped to bound memory (still counted in usage, gone from retrieve)."""
+    fields: dict[str, Any] = field(default_factory=dict)
+    """The rest of an MCP item's wire fields (``server_label``, ``tools``, ``error``, ``approve``, …)."""
 
     def audio_ms(self, index: int = 0) -> float:
         return len(self.audio.get(index, b"")) / 2 / WIRE_RATE * 1000 + self.dropped_ms.get(index, 0.0)
@@ -54,6 +56,12 @@ class Item:
             out["content"] = parts
         elif self.type == "function_call":
             out.update(name=self.name, call_id=self.call_id, arguments=self.arguments or "")
+        elif self.type.startswith("mcp_"):  # the SDK's MCP item models: no object, no status
+            out = {"id": self.id, "type": self.type, **self.fields}
+            if self.type in ("mcp_call", "mcp_approval_request"):
+                out.update(name=self.name, arguments=self.arguments or "")
+            if self.output is not None:
+                out["output"] = self.output
         else:
             out.update(call_id=self.call_id, output=self.output or "")
         return out
@@ -129,7 +137,7 @@ _ROLE_CONTENT = {
 _ITEM = S.obj(
     {
         "id": S.string(MAX_CLIENT_ID_LEN),
-        "type": S.enum("message", "function_call", "function_call_output"),
+        "type": S.enum("message", "function_call", "function_call_output", "mcp_approval_response"),
         "object": S.enum("realtime.item"),
         "status": S.enum("completed", "incomplete", "in_progress"),
         "role": S.enum("user", "assistant", "system"),
@@ -138,6 +146,9 @@ _ITEM = S.obj(
         "call_id": S.string(MAX_CLIENT_ID_LEN),
         "arguments": S.string(),
         "output": S.string(),
+        "approval_request_id": S.string(),
+        "approve": S.boolean,
+        "reason": S.nullable(S.string()),
     },
     required=("type",),
 )
@@ -176,8 +187,23 @@ def item_from_create(
                 "item.call_id",
             )
         return Item(item_id, kind, call_id=checked["call_id"], output=checked["output"])
+    if kind == "mcp_approval_response":
+        return _approval(item_id, checked, conversation)
     _required(checked, "role", "content")
     return _message(item_id, checked, decode_audio)
+
+
+def _approval(item_id: str, checked: dict[str, Any], conversation: Conversation) -> Item:
+    """The user's answer to an ``mcp_approval_request`` of this conversation."""
+    _required(checked, "approval_request_id", "approve")
+    request = conversation.get(checked["approval_request_id"])
+    if request is None or request.type != "mcp_approval_request":
+        raise E.ApiError("invalid_value", f"No MCP approval request found with id {checked['approval_request_id']}.",
+                         "item.approval_request_id")
+    fields = {"approval_request_id": request.id, "approve": checked["approve"]}
+    if checked.get("reason"):
+        fields["reason"] = checked["reason"]
+    return Item(item_id, "mcp_approval_response", fields=fields)
 
 
 def _message(item_id: str, checked: dict[str, Any], decode_audio: Callable[[bytes], bytes]) -> Item:

@@ -165,8 +165,10 @@ class ResponsesMixin(SessionBase):
         active = self.active
         assert active is not None
         modality = active.base["output_modalities"][0]
-        reply = self.brain.reply(self._build_turn(active, modality))
-        outputs = self._plan_outputs(reply, modality)
+        turn = self._build_turn(active, modality)
+        outputs = self.plan_mcp(turn, modality)  # a response about an MCP tool (mcp.py), else the brain's
+        if outputs is None:
+            outputs = self._plan_outputs(self.brain.reply(turn), modality)
         incomplete = _limit_tokens(outputs, active.base["max_output_tokens"])
         instructions = active.params.get("instructions", self.config["instructions"])
         context = context_tokens(self.conversation.items(), instructions, self.config["tools"])

@@ -27,6 +27,7 @@ from voicechat.server import schema as S
 from voicechat.server.audioformat import decode_whole
 from voicechat.server.inputbuf import InputAudioMixin
 from voicechat.server.items import item_from_create
+from voicechat.server.mcp import McpMixin
 from voicechat.server.responses import ResponsesMixin
 from voicechat.server.state import Event, Output
 
@@ -51,7 +52,7 @@ _FIELDS: dict[str, tuple[str, ...]] = {
 CLIENT_TYPES = tuple(_FIELDS)
 
 
-class RealtimeSession(InputAudioMixin, ResponsesMixin):
+class RealtimeSession(InputAudioMixin, ResponsesMixin, McpMixin):
     """Client events and time in, server events out. See the module docstring."""
 
     def start(self, now: float) -> Output:
@@ -150,6 +151,7 @@ class RealtimeSession(InputAudioMixin, ResponsesMixin):
         if self.turn_detection != old_td:
             self.refresh_vad()
         self.emit({"type": "session.updated", "session": self.config})
+        self.list_mcp_tools()  # the service lists a newly declared MCP server's tools
 
     def handle_output_clear(self, event: Event, now: float) -> None:
         raise E.ApiError(

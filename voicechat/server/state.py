@@ -1,8 +1,8 @@
 """State shared by the parts of one sans-I/O realtime session, and what a step returns.
 
-``RealtimeSession`` (session.py) is assembled from ``SessionBase`` plus two mixins:
-``InputAudioMixin`` (input buffer, VAD, commits, transcription) and ``ResponsesMixin``
-(response lifecycle). Every step takes ``now`` (monotonic seconds) and returns an ``Output``:
+``RealtimeSession`` (session.py) is assembled from ``SessionBase`` plus three mixins:
+``InputAudioMixin`` (input buffer, VAD, commits, transcription), ``ResponsesMixin``
+(response lifecycle) and ``McpMixin`` (emulated MCP servers). Every step takes ``now`` (monotonic seconds) and returns an ``Output``:
 server events to send, recognition jobs to run off the event loop, and maybe a close.
 """
 
@@ -17,12 +17,12 @@ import numpy as np
 from voicechat.protocol.codec import b64encode_audio as b64
 from voicechat.server import apierrors as E
 from voicechat.server.audioformat import InputDecoder, encode_output
-from voicechat.server.brain import Brain
+from voicechat.server.brain import Brain, Turn
 from voicechat.server.config import default_session
 from voicechat.server.ids import IdFactory
 from voicechat.server.items import Conversation, Item
 from voicechat.server.options import ServerOptions
-from voicechat.server.stream import ResponseStream
+from voicechat.server.stream import PlannedOutput, ResponseStream
 from voicechat.server.usage import RateLimits, Tokens
 from voicechat.server.vad import EnergyVad
 
@@ -114,6 +114,9 @@ class SessionBase:
         self.timed: list[tuple[float, int, list[Event]]] = []
         self.after_response: dict[str, list[Event]] = {}
         self._seq = 0
+        # MCP servers (mcp.py)
+        self.mcp_listed: dict[str, list[str]] = {}  # server label -> its tool names (listed fine)
+        self.mcp_answered: set[str] = set()  # approval responses a response has acted on
 
     # ---- emitting ---------------------------------------------------------------------
 
@@ -155,6 +158,9 @@ class SessionBase:
         raise NotImplementedError
 
     def on_transcript_ready(self, item_id: str, events: list[Event], now: float) -> None:
+        raise NotImplementedError
+
+    def plan_mcp(self, turn: Turn, modality: str) -> list[PlannedOutput] | None:
         raise NotImplementedError
 
     # ---- audio helpers ----------------------------------------------------------------

@@ -35,9 +35,10 @@ class Pacing:
 
 @dataclass
 class PlannedOutput:
-    """``message``: ``text`` (+ ``audio`` PCM bytes for audio); or a ``function_call``."""
+    """``message``: ``text`` (+ ``audio`` PCM bytes for audio); or a ``function_call``; or an
+    ``mcp_call`` (``mcp_result``: its ``output`` or ``error``) or ``mcp_approval_request``."""
 
-    kind: Literal["message", "function_call"]
+    kind: Literal["message", "function_call", "mcp_call", "mcp_approval_request"]
     item: Item
     text: str = ""
     audio: bytes | None = None
@@ -47,6 +48,7 @@ class PlannedOutput:
     started: bool = False
     finished: bool = False
     previous_item_id: str | None = None
+    mcp_result: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(order=True)
@@ -107,9 +109,13 @@ class ResponseStream:
 
         for k, out in enumerate(self.outputs):
             add(clock, "item_added", k)
-            if out.kind == "function_call":
+            if out.kind in ("function_call", "mcp_call"):
                 for piece in _split(out.arguments, 3):
                     add(clock, "args", k, piece)
+                if out.kind == "mcp_call":
+                    add(clock, "mcp_running", k)
+            elif out.kind == "mcp_approval_request":
+                pass  # the item alone: added, then done
             elif out.audio is not None:
                 add(clock, "part_added", k)
                 clock, deltas = self._plan_audio(k, out, clock, deltas, pacing, rng, add)
@@ -190,7 +196,13 @@ class ResponseStream:
             out.sent_audio += size
             out.item.audio.setdefault(0, bytearray()).extend(chunk)
             return [self._part_event("response.output_audio.delta", op.index, None, delta=self.ctx.encode_audio(chunk))]
+        if op.kind == "mcp_running":
+            return [{"type": "response.mcp_call.in_progress", "item_id": out.item.id, "output_index": op.index}]
         out.sent_text += op.payload
+        if op.kind == "args" and out.kind == "mcp_call":
+            out.item.arguments = out.sent_text
+            return [{"type": "response.mcp_call_arguments.delta", "response_id": self.response_id,
+                     "item_id": out.item.id, "output_index": op.index, "delta": op.payload}]
         if op.kind == "args":
             out.item.arguments = out.sent_text
             return [{"type": "response.function_call_arguments.delta", "response_id": self.response_id,
@@ -240,6 +252,10 @@ class ResponseStream:
             events.append({"type": "response.function_call_arguments.done", "response_id": self.response_id,
                            "item_id": out.item.id, "output_index": k, "call_id": out.item.call_id,
                            "name": out.item.name, "arguments": out.sent_text})
+        elif out.kind == "mcp_call":
+            events.extend(self._mcp_call_done(k, status))
+        elif out.kind == "mcp_approval_request":
+            pass
         elif out.audio is not None:
             out.item.content = [{"type": "output_audio", "transcript": out.sent_text}]
             events.append(self._part_event("response.output_audio.done", k, None))
@@ -254,6 +270,21 @@ class ResponseStream:
         events.append({"type": "conversation.item.done", "previous_item_id": out.previous_item_id,
                        "item": out.item.wire()})
         return events
+
+    def _mcp_call_done(self, k: int, status: str) -> list[Event]:
+        """The service has the call's arguments, then its result (output or error)."""
+        out = self.outputs[k]
+        out.item.arguments = out.sent_text
+        events: list[Event] = [{"type": "response.mcp_call_arguments.done", "response_id": self.response_id,
+                                "item_id": out.item.id, "output_index": k, "arguments": out.sent_text}]
+        if status != "completed":
+            return events  # cut short: no result
+        if "error" in out.mcp_result:
+            out.item.fields["error"] = out.mcp_result["error"]
+        else:
+            out.item.output = out.mcp_result.get("output") or ""
+        result = "failed" if "error" in out.mcp_result else "completed"
+        return [*events, {"type": f"response.mcp_call.{result}", "item_id": out.item.id, "output_index": k}]
 
     def _response_done(self, status: str, details: dict[str, Any] | None) -> Event:
         self.done = True
