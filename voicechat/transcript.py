@@ -46,14 +46,19 @@ def json_line(value: object) -> str:
 
 
 def scrubbed(turn: Turn) -> Turn:
-    """``turn`` with every secret voicechat holds elided from its text, result and note."""
+    """``turn`` with every secret voicechat holds elided from its text, result, note and call (a
+    call's line is written from its name and arguments, not from the text)."""
     if not SECRETS:
         return turn
+    call = turn.call
+    if call is not None:
+        call = dataclasses.replace(call, name=SECRETS.scrub(call.name), arguments=SECRETS.scrub(call.arguments))
     return dataclasses.replace(
         turn,
         text=SECRETS.scrub(turn.text),
         note=SECRETS.scrub(turn.note) if turn.note else turn.note,
         result=SECRETS.scrub(turn.result) if turn.result else turn.result,
+        call=call,
     )
 
 

@@ -235,3 +235,33 @@ async def test_the_local_backend_with_a_real_key_held_leaks_nothing_and_elides_n
     assert ELIDED not in log  # the placeholder is no secret
     assert os.stat(tmp_path / "events.jsonl").st_mode & 0o077 == 0
     assert_no_leak({"key": key}, outputs_of(tmp_path, run))
+
+
+# ---- an MCP server's header secret (issue 16) ------------------------------------------------------
+
+
+async def test_an_mcp_header_secret_never_appears_in_any_output(tmp_path: Path) -> None:
+    """The header value reaches the server in session.update and nowhere else: the server echoes
+    it in session.updated (the event log, --debug), in the user's transcript, as the MCP call's
+    arguments and output, and in the answer; config show lists the server without it."""
+    key, token = canary("key"), canary("azure")
+    env = sweep_env(tmp_path, OPENAI_API_KEY=key, DOCS_TOKEN=f"Bearer {token}")
+    config = Path(env["VOICECHAT_CONFIG_DIR"]) / "config.toml"
+    config.write_text('[[mcp]]\nlabel = "docs"\nurl = "https://mcp.example.com/mcp"\nrequire_approval = "never"\n'
+                      'headers = { Authorization = "env:DOCS_TOKEN" }\n')
+    config.chmod(0o600)
+    options = ServerOptions(speed=8.0, seed=12, recognizer=lambda pcm: f"docs.search {token}")
+    async with LocalServer(options) as srv:
+        talk = await voicechat(tmp_path, "talk", "--base-url", srv.http_base_url, "--input-file",
+                               str(question_wav(tmp_path)), *TALK_OUTPUTS, env=env)
+        show = await voicechat(tmp_path, "config", "show", env=env)
+    assert talk.status == 0, talk.stderr[-3000:]
+    # The secret really went round: listed, called with it as the query, answered with it.
+    assert "mcp docs: 3 tools" in talk.stderr
+    assert f'mcp: docs.search({{"query": "{ELIDED}"}}) -> 3 results for' in talk.stdout, talk.stderr[-6000:]
+    assert f"assistant: The docs.search tool returned: 3 results for '{ELIDED}'" in talk.stdout
+    events = (tmp_path / "events.jsonl").read_text()
+    assert '"mcp_list_tools.completed"' in events and '"headers"' in events
+    (line,) = [line for line in show.stdout.splitlines() if line.startswith("mcp ")]
+    assert "docs" in line and show.status == 0
+    assert assert_no_leak({"key": key, "mcp header": token}, outputs_of(tmp_path, talk, show)) >= 8

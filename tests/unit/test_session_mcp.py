@@ -186,3 +186,31 @@ def test_the_panel_labels_a_live_call_mcp() -> None:
     view = TurnView.from_turn(s.transcript()[0], final=False)
     assert view.role == "mcp" and view.tool_name == "docs.search"
     assert _turn_body(view, max_chars=200).plain == "docs.search() …"
+
+
+def test_a_late_item_done_keeps_the_arguments_of_a_call_waiting_behind_a_user_turn() -> None:
+    """The call is answered by its output item; the conversation's item done that follows (while
+    the user's spoken turn ahead of it still waits for its transcript) must not reset it."""
+    s = Session(SessionConfig(transcribe_model="whisper-1"))
+    s.handle(ev.SessionCreated("e", {"id": "sess_1"}), 0.0)
+    s.handle(ev.SessionUpdated("e", {"id": "sess_1"}), 0.1)
+    user = ev.Item("u1", "message", role="user", content=(ev.ContentPart("input_audio"),))
+    s.handle(ev.ItemAdded("e", user, None), 0.5)
+    s.handle(ev.ItemDone("e", user, None), 0.6)
+    out = mcp_call(s, "r1")
+    assert not turns(out)  # held behind the user's turn
+    out = s.handle(ev.InputTranscriptCompleted("e", "u1", 0, "docs search voices"), 3.0)
+    user_turn, call_turn = turns(out)
+    assert user_turn.text == "docs search voices"
+    assert call_turn.text == 'docs.search({"q":"voices"})' and call_turn.result == "3 pages"
+
+
+def test_a_secret_in_a_calls_arguments_is_elided_from_its_line() -> None:
+    from voicechat import redact
+    from voicechat.transcript import plain_line, scrubbed
+
+    secret = "call-arguments-secret-3f9a1c"
+    redact.remember(secret)
+    turn = fx.Turn("tool", f'docs.search({{"q": "{secret}"}})', "mcp_1", 0.0, 1.0, kind="function_call",
+                   result="ok", call=fx.ToolCall("docs.search", f'{{"q": "{secret}"}}', server="docs"))
+    assert secret not in plain_line(scrubbed(turn)) and redact.ELIDED in plain_line(scrubbed(turn))

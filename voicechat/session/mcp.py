@@ -62,6 +62,7 @@ class Mcp:
         self._calls: dict[str, _Call] = {}
         self._waiting: dict[str, ev.Item] = {}  # approval requests asked and not answered yet
         self._seen: deque[str] = deque(maxlen=MAX_REMEMBERED)  # approval requests already asked
+        self._answered: deque[str] = deque(maxlen=MAX_REMEMBERED)  # calls whose result is written
         self._answers = 0
 
     def reset(self) -> None:
@@ -96,8 +97,8 @@ class Mcp:
     def _call_item(self, item: ev.Item, response_id: str | None, now: float, *, done: bool) -> None:
         call = self._calls.get(item.id)
         if call is None:
-            if response_id is None and not done:
-                return  # shown once a response owns it (its output item), or once it is done
+            if item.id in self._answered or (response_id is None and not done):
+                return  # its result is in (a late item done), or shown once a response owns it
             call = self._calls[item.id] = _Call(item.server_label or "mcp", item.name or "tool")
             self._show(item.id, call, response_id, now)
         if item.arguments:
@@ -193,6 +194,7 @@ class Mcp:
     def _answer(self, item_id: str, output: str | None, error: str | None, now: float) -> None:
         if self._calls.pop(item_id, None) is None:
             return
+        self._answered.append(item_id)
         entry = self._transcript.get(item_id)
         if entry is None or entry.final:
             return
