@@ -150,3 +150,29 @@ async def test_an_unanswered_approval_is_declined(tmp_path: Path, monkeypatch: p
     assert answer["approve"] is False
     assert not emitted(timeline, "response.mcp_call.in_progress")
     assert out.splitlines()[-1] == "assistant: All right, I did not call ask.search."
+
+
+async def test_without_a_keyboard_an_approval_is_declined_at_once() -> None:
+    from voicechat import effects as fx
+    from voicechat.app.keyboard import Keyboard, KeyboardWiring
+    from voicechat.pricing import Spend
+    from voicechat.protocol import events as ev
+    from voicechat.session import Session
+    from voicechat.ui.view import View
+
+    settings = resolve(flags={}, environ={})
+    session = Session(settings.session_config())
+    session.handle(ev.SessionCreated("e", {"id": "s"}), 0.0)
+    session.handle(ev.SessionUpdated("e", {"id": "s"}), 0.0)
+    (ask,) = [e for e in session.handle(ev.ItemDone("e", ev.Item(
+        "mcpr_1", "mcp_approval_request", server_label="docs", name="search", arguments='{"q": "x"}'), None), 1.0)
+        if isinstance(e, fx.AskApproval)]
+    dispatched: list[fx.Effect] = []
+    stderr = io.StringIO()
+    wiring = KeyboardWiring(session, Output(status=stderr), View(settings, "off"), dispatched.extend, lambda: 2.0,
+                            lambda: None, lambda: None, lambda: Spend.of(settings.model, session.usage), settings.model)
+    await asyncio.wait_for(Keyboard(wiring, has_keys=False).approve(ask), TIMEOUT)
+    assert "mcp docs.search needs a yes from the keyboard, and there is none: declined" in stderr.getvalue()
+    items = [e.event["item"] for e in dispatched if isinstance(e, fx.Send) and "item" in e.event]
+    assert items == [{"type": "mcp_approval_response", "id": "vc_mcpr_1", "approval_request_id": "mcpr_1",
+                      "approve": False, "reason": "the user declined"}]

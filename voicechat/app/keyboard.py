@@ -139,7 +139,7 @@ class Keyboard:
         self._active = name
         w.view.header = dataclasses.replace(w.view.header, voice=settings.voice, profile=name,
                                             reasoning=settings.reasoning or "")
-        w.out.notice("info", f"profile {name}: instructions, voice, tools and turn detection updated")
+        w.out.notice("info", f"profile {name}: instructions, voice, tools, MCP servers and turn detection updated")
 
     def _send_image(self, arg: str) -> None:
         if not arg:
