@@ -142,3 +142,30 @@ def test_run_server_blocks_and_ctrl_c_ends_it_quietly() -> None:
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_ctrl_c_delivered_to_another_thread_still_ends_the_server() -> None:
+    """The kernel may hand a process's SIGINT to any thread that does not block it (numpy's BLAS
+    threads are there); the server must wake for it, not wait for a timer it never sets."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal, sys, threading, time\n"
+        "from voicechat.server import ServerOptions, run_server\n"
+        "def other_thread():\n"
+        "    time.sleep(0.3)\n"
+        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
+        "def ready(s):\n"
+        "    sys.stdout.write(f'{s.port}\\n'); sys.stdout.flush()\n"
+        "    threading.Thread(target=other_thread, daemon=True).start()\n"
+        "run_server(ServerOptions(recognizer='none'), '127.0.0.1', 0, ready=ready)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert int(proc.stdout.readline()) > 0
+        _, err = proc.communicate(timeout=60)  # before the fix: never
+    finally:
+        proc.kill()
+    assert proc.returncode == 0 and "Traceback" not in err, err

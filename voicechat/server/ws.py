@@ -9,10 +9,12 @@ of ``ServerOptions``. ``run_server`` blocks for ``voicechat serve``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 import logging
 import random
+import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -300,12 +302,24 @@ def run_server(
     """Serve until Ctrl-C (which ends it quietly). ``ready`` is called once listening."""
 
     async def main() -> None:
+        # The loop's own handler, not Python's default: it wakes the loop through its self-pipe
+        # even when the kernel hands the signal to another thread (numpy's BLAS threads); with
+        # the default one such a Ctrl-C was noticed only on the next timer, i.e. never.
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(signum, stop.set)
         async with LocalServer(opts, host, port) as srv:
             if ready is not None:
                 ready(srv)
-            await srv.serve_forever()
+            serving = asyncio.create_task(srv.serve_forever())
+            stopping = asyncio.create_task(stop.wait())
+            await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (serving, stopping):
+                task.cancel()
+            await asyncio.gather(serving, stopping, return_exceptions=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # one before the handlers are in place
         asyncio.run(main())
-    except KeyboardInterrupt:
-        log.info("local realtime server stopped")
+    log.info("local realtime server stopped")
