@@ -356,18 +356,22 @@ def _removed_db(rec: AudioRecording, aec: bool) -> float | None:
 
 
 async def sweep_again(
-    audio: DeviceAudio, rec: AudioRecording, aec: bool, note: Callable[[str], None]
+    audio: DeviceAudio, rec: AudioRecording, aec: bool, note: Callable[[str], None], tries: int = 2
 ) -> AudioRecording:
-    """``rec``, or a second sweep's recording in its place when the canceller removed too little of
-    the first and more of the second: one glitch on a busy machine (an overrun, the sound server
-    moving its latency mid-sweep) spoils a sweep, a room that defeats the canceller spoils both."""
-    first = _removed_db(rec, aec)
-    if first is None:
-        return rec
-    note("the canceller removed too little of the sweep: playing it once more")
-    again = await record(audio, 0.0, note, sweep_only=True)
-    second = _removed_db(again, aec)
-    if again.stalled_in or not again.chirp_played or (second is not None and second <= first):
-        return rec
-    return dataclasses.replace(rec, echo_ref=again.echo_ref, echo_mic=again.echo_mic)
+    """``rec``, or a later sweep's recording in its place when the canceller removed too little of
+    the first and more of a later one: a glitch on a busy machine (an overrun, the sound server
+    moving its latency mid-sweep) spoils a sweep, now and then two in a row; a room that defeats
+    the canceller spoils them all. Up to ``tries`` more sweeps, stopping at the first good one."""
+    best, best_db = rec, _removed_db(rec, aec)
+    for _ in range(tries):
+        if best_db is None:
+            break
+        note("the canceller removed too little of the sweep: playing it once more")
+        again = await record(audio, 0.0, note, sweep_only=True)
+        if again.stalled_in or not again.chirp_played:
+            continue
+        db = _removed_db(again, aec)
+        if db is None or db > best_db:
+            best, best_db = dataclasses.replace(rec, echo_ref=again.echo_ref, echo_mic=again.echo_mic), db
+    return best
 
