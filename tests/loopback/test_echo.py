@@ -45,7 +45,7 @@ def test_level_db() -> None:
 
 
 def test_ref_tap_starts_at_the_newest_audio_then_reads_in_order() -> None:
-    tap = RefTap(1000)
+    tap = RefTap(1000, slack_blocks=0)
     assert tap.take(100).tolist() == [0] * 100  # the speaker has not started
     tap.write(np.arange(1, 301, dtype=np.int16))
     # The first real read starts at the newest block, so the reference leads its echo.
@@ -64,8 +64,29 @@ def test_ref_tap_skips_audio_it_was_too_slow_to_read() -> None:
     assert got.min() >= 3  # the oldest, overwritten audio is skipped, never returned garbled
 
 
-def test_ref_tap_catches_up_when_the_reader_falls_behind_but_not_for_callback_jitter() -> None:
+def test_ref_tap_keeps_slack_so_a_late_output_callback_leaves_the_pairing_as_it_was() -> None:
+    """By default the reader starts two blocks behind the newest: when the output callback runs
+    a block or two late (a busy machine), the reader still has audio to read and the pairing of
+    microphone and reference holds. Without the slack it ran dry and slid a block for good."""
     tap = RefTap(10_000, max_lag_frames=300)
+    tap.write(np.arange(1, 401, dtype=np.int16))
+    got = [tap.take(100) for _ in range(3)]  # three capture blocks; the output callback is late
+    tap.write(np.arange(401, 701, dtype=np.int16))  # its late blocks arrive together
+    got.append(tap.take(100))
+    assert [g.tolist() for g in got] == [list(range(101 + 100 * k, 201 + 100 * k)) for k in range(4)]
+
+    bare = RefTap(10_000, max_lag_frames=300, slack_blocks=0)
+    bare.write(np.arange(1, 401, dtype=np.int16))
+    assert bare.take(100).tolist() == list(range(301, 401))
+    assert not bare.take(100).any()  # ran dry: the reader waits for the writer
+    bare.write(np.arange(401, 701, dtype=np.int16))
+    # The third block gets what the second should have had: a block older than its own.
+    assert bare.take(100).tolist() == list(range(401, 501))
+    assert tap.resyncs == bare.resyncs == 0
+
+
+def test_ref_tap_catches_up_when_the_reader_falls_behind_but_not_for_callback_jitter() -> None:
+    tap = RefTap(10_000, max_lag_frames=300, slack_blocks=0)
     tap.write(np.arange(1, 101, dtype=np.int16))
     assert tap.take(100).tolist() == list(range(1, 101))
     # Callback jitter: two output blocks land before the next capture block; read in order.
@@ -85,7 +106,7 @@ def test_ref_tap_does_not_jump_for_a_loop_that_drains_the_microphone_late() -> N
     """Each microphone block is marked with where the speaker was when it was captured. A loop
     that drains five blocks at once, late (a busy machine), reads the reference in order against
     those marks: the pairing of microphone and reference is what it was when they were captured."""
-    tap = RefTap(10_000, max_lag_frames=300)
+    tap = RefTap(10_000, max_lag_frames=300, slack_blocks=0)
     tap.write(np.arange(1, 101, dtype=np.int16))
     marks = [tap.written]
     assert tap.take(100, marks[0]).tolist() == list(range(1, 101))
@@ -96,7 +117,7 @@ def test_ref_tap_does_not_jump_for_a_loop_that_drains_the_microphone_late() -> N
         assert tap.take(100, mark).tolist() == list(range(101 + 100 * k, 201 + 100 * k))
     assert tap.resyncs == 0
     # Unmarked (judged against now), the first late read would have jumped past 400 frames.
-    late = RefTap(10_000, max_lag_frames=300)
+    late = RefTap(10_000, max_lag_frames=300, slack_blocks=0)
     late.write(np.arange(1, 101, dtype=np.int16))
     late.take(100)
     late.write(np.arange(101, 601, dtype=np.int16))

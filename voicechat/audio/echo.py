@@ -63,7 +63,7 @@ class RefTap:
     loop). A reader that falls more than the capacity behind skips the lost audio.
     """
 
-    def __init__(self, capacity_frames: int, max_lag_frames: int | None = None) -> None:
+    def __init__(self, capacity_frames: int, max_lag_frames: int | None = None, slack_blocks: int = 2) -> None:
         self._ring = np.zeros(capacity_frames, dtype=np.int16)
         self._capacity = capacity_frames
         self._written = 0  # frames ever written (only the producer changes it)
@@ -75,6 +75,11 @@ class RefTap:
         # otherwise leave the reference behind the echo for good: behind, echo handling hears
         # the speaker before it knows what the speaker played, and lets it through.
         self._max_lag = max_lag_frames if max_lag_frames is not None else capacity_frames // 20
+        # Blocks the reader keeps behind the newest one, beyond the one it reads. With none, an
+        # output callback a block late on a busy machine left the reader nothing to read: it
+        # waited, the reference slid a block later against the echo for good, and the canceller
+        # leaked while it found the echo again (the next reply's opening went to the server).
+        self._slack = slack_blocks
         self.resyncs = 0
         self._lock = threading.Lock()
 
@@ -96,9 +101,11 @@ class RefTap:
     def take(self, n: int, mark: int | None = None) -> npt.NDArray[np.int16]:
         """The next ``n`` frames in order; zeros where the speaker has not been handed them yet.
 
-        The first call after the speaker starts begins at the newest block handed to it, so the reference leads
-        the echo of it in the microphone by the devices' latency (echo handling looks back over
-        a window; it cannot look ahead), and the lead stays fixed from then on.
+        The first call after the speaker starts begins ``slack_blocks`` before the newest block
+        handed to it, so the reference leads the echo of it in the microphone by the devices'
+        latency and that slack (echo handling looks back over a window; it cannot look ahead),
+        and the lead stays fixed from then on: the slack absorbs an output callback that runs
+        late, so the reader is not left waiting for the writer.
 
         ``mark``: `written` when the microphone block was captured. How far the reader is behind
         is judged against it, not against now: a loop that drains the microphone late (a busy
@@ -109,13 +116,14 @@ class RefTap:
         with self._lock:
             written = self._written
         at = written if mark is None else min(mark, written)
+        lead = n * (1 + self._slack)
         if not self._started and at > 0:
             self._started = True
-            self._read = max(0, at - n)
-        elif self._started and at - self._read > n + self._max_lag:
+            self._read = max(0, at - lead)
+        elif self._started and at - self._read > lead + self._max_lag:
             log.debug("echo reference: the microphone fell %d frames behind the speaker; resynchronised",
-                      at - self._read - n)
-            self._read = at - n  # fallen behind: lead the echo again, as at the start
+                      at - self._read - lead)
+            self._read = at - lead  # fallen behind: lead the echo again, as at the start
             self.resyncs += 1
         # Keep a block of slack from the writer so it never overwrites what is being copied.
         self._read = max(self._read, written - self._capacity + 2 * n)
