@@ -398,12 +398,26 @@ def _cut_in(call: Call, item: str, cut: Blob, after: str, t_barge: float, barge_
     m["silent_after_speech_started_ms"] = (t_silent - t_speech) * 1000
     m["audio_end_ms"] = truncate["audio_end_ms"]
     # The truncation: what the speaker played of the answer against audio_end_ms.
-    answer = call.answer(item)
-    u = int(np.flatnonzero(np.abs(answer.astype(np.int32)) > 1000)[0])
-    start = max(0, cut.start - RATE // 10)
-    at, _ = locate(answer[u : u + RATE * 3 // 10], spk.samples()[start : cut.start + RATE // 2])
-    m["truncation_error_ms"] = truncate["audio_end_ms"] - (cut.end - (start + at - u)) * 1000 / RATE
+    m["truncation_error_ms"] = truncate["audio_end_ms"] - _played_ms(call.answer(item), spk.samples(), cut)
     return m
+
+
+def _played_ms(answer: np.ndarray, speaker: np.ndarray, cut: Blob) -> float:
+    """How much of ``answer`` the speaker played before falling silent at ``cut.end``.
+
+    Where the speaker's last 150 ms before its fade-out sit in the answer, not the span from the
+    answer's first sound: on a busy machine the device underruns now and then, and each gap it
+    plays (silence the client never handed it) lengthens the span, not what was played."""
+    fade, window = RATE // 20, RATE * 15 // 100
+    needle = speaker[cut.end - fade - window : cut.end - fade]
+    if needle.size == window and np.any(needle):
+        at, score = locate(needle, answer)
+        if score > 0.8:
+            return (at + window + fade) * 1000 / RATE
+    u = int(np.flatnonzero(np.abs(answer.astype(np.int32)) > 1000)[0])  # a silent stretch: the span
+    start = max(0, cut.start - RATE // 10)
+    at, _ = locate(answer[u : u + RATE * 3 // 10], speaker[start : cut.start + RATE // 2])
+    return (cut.end - (start + at - u)) * 1000 / RATE
 
 
 def _no_opening_leak(call: Call, mode: str) -> None:
