@@ -47,7 +47,11 @@ async def open_endpoint(
     if settings.backend == "local":
         from voicechat.server import LocalServer, ServerOptions
 
-        server = await stack.enter_async_context(LocalServer(options or ServerOptions(), host="127.0.0.1", port=0))
+        # The user's own conversation: the transcript of a turn comes during the reply, which
+        # waits for it at most transcript_wait_ms (``serve`` varies the order to test clients,
+        # and its "before" holds a reply for as long as recognition takes).
+        options = options or ServerOptions(transcript_timing="during")
+        server = await stack.enter_async_context(LocalServer(options, host="127.0.0.1", port=0))
         return Endpoint(realtime_url(server.http_base_url, settings.model), api_key=NO_KEY)
     if not settings.api_key and not needs_key(settings):
         # Plain ws:// goes only to loopback (checked again, address by address, when it connects):
