@@ -26,7 +26,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "voicechat.session", "voicechat.config", "voicechat.tools.spec", "voicechat.tools.mcp",
              "voicechat.keys.decoder",
              "voicechat.keys.editor", "voicechat.audio.format", "voicechat.audio.resample", "voicechat.audio.g711",
-             "voicechat.audio.jitter", "voicechat.audio.aec", "voicechat.audio.judges",
+             "voicechat.audio.jitter", "voicechat.audio.playout", "voicechat.audio.aec", "voicechat.audio.judges",
              "voicechat.audio.linear", "voicechat.ui.snapshot",
              "voicechat.doctor.measure", "voicechat.doctor.report"),
     # State shared with another thread or read against a clock; still opens nothing.

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from voicechat.audio.playback import PlaybackBuffer, PlayoutTracker
+from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.playout import PlayoutTracker
 
 
 def ramp_audio(n: int, start: int = 1) -> np.ndarray:

@@ -13,7 +13,8 @@ from collections.abc import Callable
 import numpy as np
 
 from voicechat.audio.jitter import JitterEstimator
-from voicechat.audio.playback import PlaybackBuffer, PlayoutTracker
+from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.playout import PlayoutTracker
 from voicechat.audio.resample import StreamResampler
 from voicechat.protocol.constants import WIRE_RATE
 
