@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 
 from voicechat.errors import AuthError, NotFoundError
 from voicechat.protocol.constants import RETIRED_MODELS
-from voicechat.transport import Connection, Endpoint, realtime_url
+from voicechat.transport import Connection
+from voicechat.urls import Endpoint, realtime_url
 
 if TYPE_CHECKING:
     from voicechat.config import Settings

@@ -1,27 +1,26 @@
-"""The WebSocket client: endpoint URLs, authentication, connect errors, send and receive.
+"""The WebSocket client: connecting, authentication, send and receive.
 
 The one client-side module that imports websockets. It turns handshake and network failures
-into ``voicechat.errors`` with a message a user can act on, and frames into typed events via
-the codec. The API key only ever goes into a request header, never into a log line.
+into ``voicechat.errors`` with a message a user can act on (what a status or close code means
+is `voicechat.closes`), and frames into typed events via the codec. The API key only ever goes
+into a request header, never into a log line.
 
 Plain ``ws://`` carries the key unencrypted, so it is allowed only to loopback: the URL must
-name a loopback host (``localhost``, ``127.0.0.1``, ``[::1]``), and every address that name
-resolves to must be a loopback address. The socket is then opened to one of those very
+name a loopback host (`voicechat.urls`), and every address that name resolves to must be a
+loopback address. The socket is then opened to one of those very
 addresses (`resolve` is the resolver seam), so what was checked is what is connected to.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import socket
 import ssl
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -31,13 +30,11 @@ from websockets.frames import Frame, Opcode
 
 from voicechat import __version__
 from voicechat.backoff import retryable_close
+from voicechat.closes import closed_error_code, status_error
 from voicechat.errors import (
-    AuthError,
-    BetaShapeError,
     ConfigError,
     ConnectError,
     DnsError,
-    NotFoundError,
     RefusedError,
     SessionError,
     UsageError,
@@ -47,32 +44,12 @@ from voicechat.eventlog import EventLog, redact_websockets_log
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
 from voicechat.redact import KEY_HINT, has_userinfo, key_problem
+from voicechat.urls import Endpoint, is_loopback, is_loopback_address, netloc
 
 log = logging.getLogger(__name__)
 redact_websockets_log("websockets.client")  # --debug logs the handshake headers: never the key
 
 CLOSE_NORMAL = 1000
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names loopback: a loopback address, or a localhost name.
-
-    A name is only a claim: before plain ws:// is used, `loopback_addresses` checks what it
-    resolves to.
-    """
-    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain"):
-        return True
-    return is_loopback_address(host)
-
-
-def is_loopback_address(address: str) -> bool:
-    """Whether ``address`` (an IP address, IPv6 possibly with a zone or in brackets) is loopback."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]").partition("%")[0])
-    except ValueError:
-        return False
-    mapped = getattr(ip, "ipv4_mapped", None)  # ::ffff:127.0.0.1
-    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 Address = tuple[int, int, int, Any]  # family, type, proto, sockaddr
@@ -123,55 +100,6 @@ async def _open_socket(addresses: list[Address]) -> socket.socket:
             raise
         return sock
     raise error
-
-
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where to connect and how to authenticate. ``repr`` never shows the key."""
-
-    url: str
-    api_key: str = field(repr=False)
-    azure: bool = False
-
-    @property
-    def host(self) -> str:
-        return urlsplit(self.url).hostname or ""
-
-    def headers(self) -> dict[str, str]:
-        if self.azure:
-            return {"api-key": self.api_key}
-        return {"Authorization": f"Bearer {self.api_key}"}
-
-
-def realtime_url(base_url: str, model: str, *, azure: bool = False) -> str:
-    """``https://host/v1`` + model -> ``wss://host/v1/realtime?model=…`` (loopback may use ws)."""
-    if has_userinfo(base_url):
-        raise UsageError("the base URL must not hold a user name or password (user:password@host): voicechat "
-                         "authenticates with the API key only", hint="remove the user:password@ part of the URL")
-    try:
-        parts = urlsplit(base_url.strip())
-        port = parts.port  # ValueError: out of range (port 99999), or not a number
-    except ValueError as exc:
-        raise UsageError(f"invalid --base-url {base_url!r}: {str(exc).rstrip('.')}",
-                         hint="expected something like https://api.openai.com/v1") from None
-    scheme = {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}.get(parts.scheme.lower())
-    if scheme is None or not parts.hostname or port == 0:
-        raise UsageError(
-            f"invalid --base-url {base_url!r}",
-            hint="expected something like https://api.openai.com/v1",
-        )
-    if scheme == "ws" and not is_loopback(parts.hostname):
-        raise UsageError(
-            f"refusing plain {parts.scheme}:// to {parts.hostname}: the API key would travel unencrypted",
-            hint="use https:// (wss://); plain ws:// is allowed only for loopback hosts",
-        )
-    path = parts.path.rstrip("/")
-    if azure:
-        # The resource endpoint as Azure shows it (https://RES.openai.azure.com/), with or
-        # without /openai or /openai/v1: all mean the GA path /openai/v1/realtime.
-        path = path.removesuffix("/openai/v1").removesuffix("/openai") + "/openai/v1"
-    query = urlencode({"model": model})
-    return urlunsplit((scheme, parts.netloc, f"{path}/realtime", query, ""))
 
 
 class _ClientConnection(ClientConnection):
@@ -283,26 +211,6 @@ def closed_error(exc: ConnectionClosed) -> ConnectError | SessionError:
     return closed_error_code(rcvd.code, rcvd.reason)
 
 
-def closed_error_code(code: int, reason: str) -> ConnectError | SessionError:
-    why = f": {reason}" if reason else ""
-    if code == 4000:
-        return BetaShapeError(
-            f"the server refused the beta interface (close 4000{why})",
-            hint="voicechat speaks the GA interface; check the server or proxy in between",
-        )
-    if code == 1001:
-        return SessionError(f"the server ended the session (1001{why})")
-    if code == 1008 and "model_not_found" in reason:
-        return NotFoundError(f"the server does not know this model (1008{why})", hint="check --model")
-    if code == 1008:
-        return SessionError(f"the server closed the connection as a policy violation (1008{why})")
-    if not retryable_close(code):
-        # A deliberate close that would happen again (an application code 3000-4999, a protocol
-        # complaint): the server ended the session (exit 11), not "could not connect" (5).
-        return SessionError(f"the server ended the session (close {code}{why})")
-    return ConnectError(f"the server closed the connection ({code}{why})")
-
-
 async def connect(endpoint: Endpoint, *, open_timeout: float = 15.0, log: EventLog | None = None) -> Connection:
     """Open the WebSocket, translating every failure into an actionable error.
 
@@ -360,7 +268,7 @@ async def _loopback_socket(endpoint: Endpoint, open_timeout: float) -> socket.so
     try:
         port = urlsplit(endpoint.url).port or 80
     except ValueError:
-        raise UsageError(f"invalid endpoint URL: bad port in {_netloc(endpoint.url)}") from None
+        raise UsageError(f"invalid endpoint URL: bad port in {netloc(endpoint.url)}") from None
     async with asyncio.timeout(open_timeout):
         return await _open_socket(await loopback_addresses(host, port))
 
@@ -379,13 +287,13 @@ async def _connect_ws(endpoint: Endpoint, open_timeout: float) -> _ClientConnect
         ) from None
     except ConnectionRefusedError:
         raise RefusedError(
-            f"connection refused by {_netloc(endpoint.url)}",
+            f"connection refused by {netloc(endpoint.url)}",
             hint="is the server running? for the local server: voicechat serve",
         ) from None
     except ssl.SSLCertVerificationError as exc:
         raise ConnectError(f"TLS certificate of {host} could not be verified: {exc.verify_message}") from None
     except TimeoutError:
-        raise ConnectError(f"timed out connecting to {_netloc(endpoint.url)} after {open_timeout:.0f} s") from None
+        raise ConnectError(f"timed out connecting to {netloc(endpoint.url)} after {open_timeout:.0f} s") from None
     except InvalidURI as exc:
         raise UsageError(f"invalid endpoint URL: {exc}") from None
     except InvalidHandshake as exc:
@@ -407,35 +315,4 @@ def _os_error(exc: OSError, endpoint: Endpoint) -> ConnectError:
                 if is_loopback(endpoint.host) else "is it a TLS (https) server? check --base-url")
     elif not why:
         why = "the server closed the connection" if isinstance(exc, ConnectionError) else type(exc).__name__
-    return ConnectError(f"cannot connect to {_netloc(endpoint.url)}: {why}", hint=hint)
-
-
-def status_error(status: int, endpoint: Endpoint) -> ConnectError:
-    host = endpoint.host
-    if status == 401:
-        return AuthError(
-            f"the server at {host} rejected the API key (HTTP 401)",
-            hint="check AZURE_OPENAI_API_KEY (or OPENAI_API_KEY, or the key in .env)"
-            if endpoint.azure
-            else "check OPENAI_API_KEY (or the key in .env)",
-        )
-    if status == 403:
-        return AuthError(
-            f"the API key has no access to the Realtime API at {host} (HTTP 403)",
-            hint="check the key's project, organisation and model permissions",
-        )
-    if status == 404:
-        return NotFoundError(
-            f"no realtime endpoint at {_netloc(endpoint.url)}{urlsplit(endpoint.url).path} (HTTP 404)",
-            hint="check --base-url and --model",
-        )
-    hint = None
-    if status == 429:
-        hint = "rate limited: wait a moment, or check the account's quota"
-    elif status >= 500:
-        hint = "a problem on the server's side: try again in a moment"
-    return ConnectError(f"the server at {host} answered HTTP {status} to the WebSocket handshake", hint=hint)
-
-
-def _netloc(url: str) -> str:
-    return urlsplit(url).netloc
+    return ConnectError(f"cannot connect to {netloc(endpoint.url)}: {why}", hint=hint)

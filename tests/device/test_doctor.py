@@ -30,6 +30,7 @@ from tests.helpers.devices import voiced
 from voicechat import config, doctor
 from voicechat.audio.aec import aec_available
 from voicechat.audio.wav import write_wav
+from voicechat.closes import status_error
 from voicechat.doctor import (
     Check,
     EchoMeasurement,
@@ -41,7 +42,7 @@ from voicechat.doctor import (
     measure_echo,
 )
 from voicechat.errors import ConnectError, DnsError, PortAudioMissing
-from voicechat.transport import Endpoint, status_error
+from voicechat.urls import Endpoint
 
 RATE = 48_000
 FAKE_KEY = "sk-doctor-fake-key-0123456789abcdefWXYZ"

@@ -26,7 +26,7 @@ from voicechat import files
 from voicechat.app import image_data_url
 from voicechat.config import resolve
 from voicechat.errors import ConfigError, ExitStatus, UsageError, VoicechatError
-from voicechat.transport import realtime_url
+from voicechat.urls import realtime_url
 
 FIFO = "not a regular file but a named pipe (FIFO)"
 DEVICE = "not a regular file but a device"

@@ -32,7 +32,7 @@ from voicechat.errors import ExitStatus
 from voicechat.eventlog import ELIDED
 from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import FileSink, StreamSink
-from voicechat.transport import Endpoint
+from voicechat.urls import Endpoint, realtime_url
 
 SOURCE = Path(__file__).resolve().parents[2] / "voicechat"
 
@@ -198,7 +198,7 @@ async def test_wss_connects_with_certificate_verification(monkeypatch: pytest.Mo
         raise ConnectionRefusedError  # stop here: nothing is contacted
 
     monkeypatch.setattr(transport, "ws_connect", fake_connect)
-    url = transport.realtime_url("https://api.openai.com/v1", "gpt-realtime")
+    url = realtime_url("https://api.openai.com/v1", "gpt-realtime")
     with pytest.raises(transport.RefusedError):
         await transport.connect(Endpoint(url, api_key="sk-x"))
     assert seen["url"].startswith("wss://")

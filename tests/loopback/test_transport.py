@@ -7,7 +7,8 @@ import socket
 import pytest
 
 from voicechat.errors import DnsError, RefusedError, UsageError
-from voicechat.transport import Endpoint, connect, is_loopback, realtime_url
+from voicechat.transport import connect
+from voicechat.urls import Endpoint, is_loopback, realtime_url
 
 
 @pytest.mark.parametrize(
@@ -49,7 +50,7 @@ def test_azure_cognitive_services_host_and_a_compatible_server() -> None:
 
 
 def test_401_hint_names_the_azure_key() -> None:
-    from voicechat.transport import status_error
+    from voicechat.closes import status_error
 
     azure = Endpoint("wss://r.openai.azure.com/openai/v1/realtime?model=d", api_key="k", azure=True)
     assert "AZURE_OPENAI_API_KEY" in (status_error(401, azure).hint or "")
@@ -151,14 +152,14 @@ async def test_a_loopback_name_resolving_elsewhere_is_refused(
 
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"])
 def test_loopback_addresses(address: str) -> None:
-    from voicechat.transport import is_loopback_address
+    from voicechat.urls import is_loopback_address
 
     assert is_loopback_address(address) and is_loopback_address(f"[{address}]")
 
 
 @pytest.mark.parametrize("address", ["192.0.2.7", "10.0.0.1", "::", "0.0.0.0", "2001:db8::1", "::ffff:10.0.0.1", "x"])
 def test_not_loopback_addresses(address: str) -> None:
-    from voicechat.transport import is_loopback_address
+    from voicechat.urls import is_loopback_address
 
     assert not is_loopback_address(address)
 

@@ -21,6 +21,7 @@ from voicechat.backoff import (
     retryable_error_event,
     retryable_status,
 )
+from voicechat.closes import closed_error_code, status_error
 from voicechat.errors import (
     AuthError,
     BetaShapeError,
@@ -35,7 +36,7 @@ from voicechat.errors import (
     UsageError,
 )
 from voicechat.protocol import events as ev
-from voicechat.transport import Endpoint, closed_error_code, status_error
+from voicechat.urls import Endpoint
 
 
 class Edge:

@@ -21,8 +21,8 @@ SOURCE = Path(__file__).resolve().parents[2] / "voicechat"
 # it must be placed here by hand.
 LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("voicechat.errors", "voicechat.escape", "voicechat.files", "voicechat.redact",
-             "voicechat.protocol"),
-    "core": ("voicechat.effects", "voicechat.backoff", "voicechat.pricing", "voicechat.budget",
+             "voicechat.urls", "voicechat.protocol"),
+    "core": ("voicechat.effects", "voicechat.backoff", "voicechat.closes", "voicechat.pricing", "voicechat.budget",
              "voicechat.session", "voicechat.config", "voicechat.tools.spec", "voicechat.tools.mcp",
              "voicechat.keys.decoder",
              "voicechat.keys.editor", "voicechat.audio.format", "voicechat.audio.resample", "voicechat.audio.g711",
