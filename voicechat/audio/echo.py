@@ -146,7 +146,7 @@ class Canceller(Protocol):
 class EchoPath:
     """One conversation's microphone processing: echo handling, levels, and local onset."""
 
-    def __init__(
+    def __init__(  # over 50 lines: 19 tuning parameters, then the judges built from them
         self,
         mode: str,
         rate: int,

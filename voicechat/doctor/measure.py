@@ -133,7 +133,7 @@ class EchoMeasurement:
         return -self.echo_db
 
 
-def measure_echo(
+def measure_echo(  # over 50 lines with its docstring: one computation, read top to bottom
     ref: npt.ArrayLike,
     mic: npt.ArrayLike,
     rate: int,

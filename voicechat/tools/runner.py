@@ -119,6 +119,11 @@ async def run_command(spec: ToolSpec, stdin_text: str, *, max_output: int = MAX_
         await _kill(proc)  # cancelled (the conversation ended): the command goes too
         raise
     await _kill(proc)  # what it left running in the background (its group) goes too
+    return _result(stdout, total, stderr, status)
+
+
+def _result(stdout: bytes, total: int, stderr: bytes, status: int) -> str:
+    """What the model is told: the output, or the failure with stderr's tail and stdout's head."""
     text = stdout.decode("utf-8", errors="replace")
     if total > len(stdout):
         text += f"\n[output truncated: {total} bytes, the first {len(stdout)} shown]"
