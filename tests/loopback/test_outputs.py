@@ -28,10 +28,10 @@ import pytest
 from tests.helpers.cli import assert_no_noise, talk_cli
 from tests.helpers.server import speech_like
 from voicechat.app import Output, talk
+from voicechat.audio.outfile import AudioOutput
 from voicechat.audio.wav import write_wav
 from voicechat.config import resolve
 from voicechat.effects import Turn
-from voicechat.outputs import AudioOutput
 from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import FileSink, StreamSink
 

@@ -33,7 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "live": ("voicechat.audio.playback", "voicechat.audio.echo", "voicechat.audio.capture",
              "voicechat.audio.player", "voicechat.ui.view"),
     "adapters": ("voicechat.transport", "voicechat.eventlog", "voicechat.transcript", "voicechat.outputs",
-                 "voicechat.audio.device", "voicechat.audio.filedev", "voicechat.audio.wav",
+                 "voicechat.audio.device", "voicechat.audio.filedev", "voicechat.audio.wav", "voicechat.audio.outfile",
                  "voicechat.tools.runner", "voicechat.keys.tty", "voicechat.ui.render", "voicechat.ui.live",
                  "voicechat.server"),
     "orchestration": ("voicechat.app", "voicechat.endpoint", "voicechat.doctor"),

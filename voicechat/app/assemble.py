@@ -25,13 +25,13 @@ from voicechat.app.observer import QUIET, Observer
 from voicechat.app.output import Output
 from voicechat.app.signals import GUARD, SignalGuard, signals_end
 from voicechat.audio.filedev import FileAudio
+from voicechat.audio.outfile import AudioOutput
 from voicechat.audio.wav import load_wav_at
 from voicechat.budget import Budget
 from voicechat.config import Settings
 from voicechat.endpoint import close_quietly, open_endpoint
 from voicechat.errors import UsageError
 from voicechat.eventlog import EventLog
-from voicechat.outputs import AudioOutput
 from voicechat.protocol.constants import WIRE_RATE
 from voicechat.redact import remember_settings
 from voicechat.transcript import read_jsonl

@@ -32,12 +32,12 @@ from voicechat.app.outbox import Outbox
 from voicechat.app.output import Output
 from voicechat.audio.capture import Capture
 from voicechat.audio.echo import EchoPath
+from voicechat.audio.outfile import AudioOutput, Recorder, TeeBuffer
 from voicechat.audio.playback import PlaybackBuffer
 from voicechat.audio.player import Player
 from voicechat.budget import Budget
 from voicechat.config import Settings
 from voicechat.errors import UsageError, VoicechatError
-from voicechat.outputs import AudioOutput, Recorder, TeeBuffer
 from voicechat.pricing import Spend
 from voicechat.protocol import codec
 from voicechat.protocol import events as ev
