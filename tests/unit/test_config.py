@@ -341,17 +341,13 @@ def test_azure_off_overrides_detection_and_azure_needs_an_endpoint() -> None:
 
 EXAMPLE = ROOT / "config.example.toml"
 SETTING_LINE = re.compile(r"^# ?((?:[a-z_]+ = )|\[)")  # "# key = …" and "# [table]" lines
-# A valid value for every key, for the all-keys profile test above.
+# A valid value for every key, for the all-keys profile test above: the starter config's own
+# (each setting row's example, so a new setting needs no line here), and for the arrays of
+# tables, which the starter shows as commented tables, one each.
 EXAMPLE_VALUES = {
-    "backend": '"local"', "base_url": '"https://x.example/v1"', "azure": "false", "model": '"gpt-realtime-2.1"',
-    "voice": '"ash"', "speed": "1.2", "instructions": '"x"', "instructions_file": '"x.txt"',
-    "max_output_tokens": "100", "text_only": "false", "vad": '"server"', "vad_threshold": "0.5",
-    "prefix_padding_ms": "300", "silence_duration_ms": "500", "idle_timeout_ms": "6000",
-    "eagerness": '"low"', "interrupt": "true", "auto_response": "true", "noise_reduction": '"far"',
-    "echo": '"gate"', "transcribe": "true", "transcribe_model": '"whisper-1"', "language": '"en"',
-    "input_device": '"1"', "output_device": '"2"', "sample_rate": "48000", "transcript": '"c.md"',
-    "record": '"c.wav"', "quiet": "false", "builtin_tools": "false", "max_cost": "0.5", "max_minutes": "30",
-    "reasoning": '"low"', "audio_format": '"pcmu"',
+    **{key: value.strip() for key, value in reversed(re.findall(r"^# ?([a-z_]+) = (.*?)(?:\s+#.*)?$",
+                                                                config.EXAMPLE_CONFIG, re.M))
+       if key in config.FILE_KEYS},  # reversed: a key's first line wins (later ones are profiles')
     "tools": '[{ name = "t", description = "x", command = ["/bin/true"] }]',
     "mcp": '[{ label = "m", url = "https://m.example/mcp" }]',
 }
