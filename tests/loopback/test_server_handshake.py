@@ -121,51 +121,42 @@ def test_non_loopback_host_needs_allow_remote() -> None:
     LocalServer(ServerOptions(allow_remote=True), host="0.0.0.0", port=0)  # constructing binds nothing
 
 
-def test_run_server_blocks_and_ctrl_c_ends_it_quietly() -> None:
+def _serve_until_signalled(setup: str = "", ready: str = "pass") -> None:
+    """``run_server`` in a child process: ``ready`` runs once it listens (after printing the
+    port); with the default ``ready`` the test sends SIGINT itself (Ctrl-C). Either way the
+    server must end quietly with status 0 (a hang, not a slow exit on a busy machine, fails
+    after 60 s: 10 s was not enough once)."""
     import signal
     import subprocess
     import sys
 
     script = (
-        "import sys\n"
+        f"import signal, sys, threading, time\n{setup}"
         "from voicechat.server import ServerOptions, run_server\n"
-        "run_server(ServerOptions(recognizer='none'), '127.0.0.1', 0,"
-        " ready=lambda s: (sys.stdout.write(f'{s.port}\\n'), sys.stdout.flush()))\n"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert proc.stdout is not None
-        port = int(proc.stdout.readline())
-        assert port > 0
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)  # a hang, not a slow exit on a busy machine (10 s was not enough once)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0 and "Traceback" not in err, err
-
-
-def test_ctrl_c_delivered_to_another_thread_still_ends_the_server() -> None:
-    """The kernel may hand a process's SIGINT to any thread that does not block it (numpy's BLAS
-    threads are there); the server must wake for it, not wait for a timer it never sets."""
-    import subprocess
-    import sys
-
-    script = (
-        "import signal, sys, threading, time\n"
-        "from voicechat.server import ServerOptions, run_server\n"
-        "def other_thread():\n"
-        "    time.sleep(0.3)\n"
-        "    signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
         "def ready(s):\n"
         "    sys.stdout.write(f'{s.port}\\n'); sys.stdout.flush()\n"
-        "    threading.Thread(target=other_thread, daemon=True).start()\n"
+        f"    {ready}\n"
         "run_server(ServerOptions(recognizer='none'), '127.0.0.1', 0, ready=ready)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
         assert int(proc.stdout.readline()) > 0
-        _, err = proc.communicate(timeout=60)  # before the fix: never
+        if ready == "pass":
+            proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_run_server_blocks_and_ctrl_c_ends_it_quietly() -> None:
+    _serve_until_signalled()
+
+
+def test_ctrl_c_delivered_to_another_thread_still_ends_the_server() -> None:
+    """The kernel may hand a process's SIGINT to any thread that does not block it (numpy's BLAS
+    threads are there); the server must wake for it, not wait for a timer it never sets (before
+    the fix: it never ended)."""
+    other = "def other_thread():\n    time.sleep(0.3)\n    signal.pthread_kill(threading.get_ident(), signal.SIGINT)\n"
+    _serve_until_signalled(other, "threading.Thread(target=other_thread, daemon=True).start()")

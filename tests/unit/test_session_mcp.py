@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers.session import ready_session
 from voicechat import effects as fx
 from voicechat.protocol import SessionConfig
 from voicechat.protocol import events as ev
@@ -15,11 +16,7 @@ CONFIG = SessionConfig(transcribe_model=None)
 
 
 def ready() -> Session:
-    s = Session(CONFIG)
-    s.handle(ev.SessionCreated("e", {"id": "sess_1"}), 0.0)
-    s.handle(ev.SessionUpdated("e", {"id": "sess_1"}), 0.1)
-    assert s.ready
-    return s
+    return ready_session(CONFIG)
 
 
 def notices(effects: list) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+from tests.helpers.session import ready_session
 from voicechat import effects as fx
 from voicechat.protocol import SessionConfig
 from voicechat.protocol import events as ev
@@ -14,11 +15,7 @@ CONFIG = SessionConfig(transcribe_model=None)
 
 
 def ready() -> Session:
-    s = Session(CONFIG)
-    s.handle(ev.SessionCreated("e", {"id": "sess_1"}), 0.0)
-    s.handle(ev.SessionUpdated("e", {"id": "sess_1"}), 0.1)
-    assert s.ready
-    return s
+    return ready_session(CONFIG)
 
 
 def types(effects: list) -> list[str]:
