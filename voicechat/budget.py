@@ -2,8 +2,9 @@
 
 Pure, like the session core: the caller passes the time (a monotonic clock, in seconds) and the
 usage each ``response.done`` reports; out come notices and, once a limit is reached, a reason
-to stop. Cost is the estimate of `voicechat.pricing` (a model with no known price cannot be held
-to ``--max-cost``: `start_notices` says so); minutes are wall time since the budget started.
+to stop. Cost is the estimate of `voicechat.pricing` (a model with no price at all cannot be
+held to ``--max-cost``, and validation refuses to start; one priced from its family's says so
+in `start_notices` and in every figure); minutes are wall time since the budget started.
 
 What happens at a limit (the app carries it out): a warning at 80 % of each limit, once. At
 the limit the microphone is muted so no new turn (and no new cost) starts, the reply being
@@ -18,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 
 from voicechat import effects as fx
-from voicechat.pricing import Spend, cost, price_for
+from voicechat.pricing import ModelPrice, Spend, quote
 from voicechat.protocol.events import Usage
 
 WARN_AT = 0.8
@@ -36,6 +37,7 @@ class Budget:
     reached_at: float | None = None
     _warned: set[str] = field(default_factory=set)
     _spend: Spend | None = None  # the conversation's own figure, when it hands one (`track`)
+    prices: tuple[ModelPrice, ...] = ()  # the config file's [prices."MODEL"] tables
 
     @property
     def active(self) -> bool:
@@ -43,14 +45,18 @@ class Budget:
 
     @property
     def enforceable(self) -> bool:
-        """True when ``--max-cost`` can be held: the model has a known price."""
-        return price_for(self.model) is not None
+        """True when ``--max-cost`` can be held: the model has a price (its own or its family's)."""
+        return quote(self.model, self.prices).price is not None
+
+    @property
+    def spend(self) -> Spend:
+        if self._spend is not None and self._spend.usage is self.usage:
+            return self._spend
+        return Spend.of(self.model, self.usage, self.prices)
 
     @property
     def cost(self) -> float | None:
-        if self._spend is not None and self._spend.usage is self.usage:
-            return self._spend.cost_usd
-        return cost(self.model, self.usage)
+        return self.spend.cost_usd
 
     def track(self, spend: Spend) -> None:
         """The conversation's usage and cost so far (summed and priced once, by the conversation)."""
@@ -58,8 +64,14 @@ class Budget:
         self.usage = spend.usage
 
     def start_notices(self) -> list[fx.Notice]:
-        if self.max_cost is not None and not self.enforceable:
+        if self.max_cost is None:
+            return []
+        found = quote(self.model, self.prices)
+        if found.price is None:
             return [fx.Notice("warning", f"--max-cost cannot be enforced: no price is known for model {self.model}")]
+        if found.estimated_from is not None:
+            return [fx.Notice("info", f"--max-cost: {self.model} has no published price; its cost is estimated "
+                                      f"at {found.estimated_from}'s")]
         return []
 
     def add(self, usage: Usage | None) -> None:
@@ -81,14 +93,15 @@ class Budget:
                 left = (self.max_minutes - minutes) * 60
                 out.append(fx.Notice("warning", f"{WARN_AT:.0%} of --max-minutes {_num(self.max_minutes)} used: "
                                                 f"{_duration(left)} left"))
-        spent = self.cost if self.max_cost is not None else None
-        if self.reached is None and spent is not None and self.max_cost is not None:
+        spend = self.spend if self.max_cost is not None else None
+        spent = spend.cost_usd if spend is not None else None
+        if self.reached is None and spend is not None and spent is not None and self.max_cost is not None:
+            about = f"(about ${spent:.4f}{', estimated' if spend.estimated else ''})"
             if spent >= self.max_cost:
-                self.reached = f"--max-cost {_num(self.max_cost)} reached (about ${spent:.4f})"
+                self.reached = f"--max-cost {_num(self.max_cost)} reached {about}"
             elif spent >= WARN_AT * self.max_cost and "cost" not in self._warned:
                 self._warned.add("cost")
-                out.append(fx.Notice("warning", f"{WARN_AT:.0%} of --max-cost {_num(self.max_cost)} used "
-                                                f"(about ${spent:.4f})"))
+                out.append(fx.Notice("warning", f"{WARN_AT:.0%} of --max-cost {_num(self.max_cost)} used {about}"))
         if self.reached is not None:
             self.reached_at = now
             out.append(fx.Notice("warning", f"{self.reached}: the microphone is off; ending after this reply"))

@@ -34,6 +34,15 @@ MAX_CONFIG_BYTES = 1 * MB  # the config file and .env
 MAX_INSTRUCTIONS_BYTES = 1 * MB
 MAX_TRANSCRIPT_BYTES = 256 * MB  # a --resume transcript
 MAX_WAV_BYTES = 4 * GB  # an --input-file WAV (a RIFF file cannot be larger)
+MAX_IMAGE_BYTES = 10 * MB  # a picture sent with /image
+
+_PICTURE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+PICTURE_KINDS = "PNG, JPEG, GIF or WebP"
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -54,6 +63,16 @@ def size_text(n: int) -> str:
         if n >= size:
             return f"{n / size:.3g} {unit}"
     return f"{n} bytes"
+
+
+def picture_type(data: bytes) -> str | None:
+    """The MIME type of a picture by its first bytes (never by its name); None if not one."""
+    for magic, mime in _PICTURE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
 
 
 def _not_regular(st: os.stat_result) -> OSError:

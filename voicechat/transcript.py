@@ -67,6 +67,9 @@ def turn_text(turn: Turn) -> str:
     if turn.kind == "function_call":
         return tool_text(turn)
     text = escape_control(turn.text.replace("\n", " ").strip())
+    if turn.kind == "image" and turn.role == "user":
+        label = f"[{escape_control(turn.note or 'image')}]"
+        return f"{label} {text}" if text else label
     if not text:
         if turn.role == "user" and turn.kind == "audio":
             secs = f"{turn.audio_ms / 1000:.1f} s " if turn.audio_ms else ""
@@ -239,7 +242,7 @@ def jsonl_record(turn: Turn) -> dict[str, object]:
 # ---- reading a JSONL transcript back (--resume) ----------------------------------------------
 
 RESUME_HINT = "--resume reads a transcript written with --transcript FILE.jsonl"
-KINDS = ("audio", "text", "function_call")
+KINDS = ("audio", "text", "image", "function_call")
 
 
 def read_jsonl(path: Path, on_torn: Report | None = None) -> list[Turn]:

@@ -13,11 +13,13 @@ from tests.helpers.cli import assert_no_noise
 from tests.helpers.cli import talk_cli as cli_talk
 from tests.helpers.server import speech_like
 from voicechat import effects as fx
+from voicechat.app import cost_line
 from voicechat.audio.wav import write_wav
 from voicechat.budget import GRACE_S, Budget
 from voicechat.cli import app
 from voicechat.config import resolve
 from voicechat.errors import ConfigError, UsageError
+from voicechat.pricing import ModelPrice, Price
 from voicechat.protocol.events import Usage
 from voicechat.server import LocalServer, ScriptedBrain, ScriptedReply, ServerOptions
 
@@ -67,17 +69,46 @@ def test_cost_from_usage_of_each_response() -> None:
 
 
 def test_a_model_without_a_price_cannot_be_held_to_a_cost() -> None:
-    b = Budget("gpt-realtime-2.1", max_cost=1.0, started=0.0)
+    # (validation refuses such a start; the budget itself still never guesses)
+    b = Budget("my-deployment", max_cost=1.0, started=0.0)
     assert not b.enforceable and not b.active
     assert warnings(b.start_notices()) == [
-        "--max-cost cannot be enforced: no price is known for model gpt-realtime-2.1"]
+        "--max-cost cannot be enforced: no price is known for model my-deployment"]
     b.add(Usage(input_tokens=10**9, output_tokens=10**9))
     assert b.check(10**6) == [] and b.reached is None
     # --max-minutes still holds with such a model.
-    both = Budget("gpt-realtime-2.1", max_cost=1.0, max_minutes=1, started=0.0)
+    both = Budget("my-deployment", max_cost=1.0, max_minutes=1, started=0.0)
     assert both.active
     both.check(61.0)
     assert both.reached == "--max-minutes 1 reached"
+
+
+def test_the_default_model_is_held_to_its_family_estimate_and_says_so() -> None:
+    b = Budget("gpt-realtime-2.1", max_cost=0.01, started=0.0)
+    assert b.enforceable and b.active
+    assert [(n.level, n.message) for n in b.start_notices()] == [
+        ("info", "--max-cost: gpt-realtime-2.1 has no published price; its cost is estimated at gpt-realtime-2's")]
+    b.add(Usage(output_tokens=350, output_text=350))  # 350 x $24 per million (gpt-realtime-2): $0.0084
+    assert warnings(b.check(1.0)) == ["80% of --max-cost 0.01 used (about $0.0084, estimated)"]
+    b.add(Usage(output_tokens=100, output_text=100))  # $0.0108
+    b.check(2.0)
+    assert b.reached == "--max-cost 0.01 reached (about $0.0108, estimated)"
+
+
+def test_cost_command_labels_an_estimate() -> None:
+    usage = Usage(output_tokens=1000, output_text=1000)
+    assert cost_line("gpt-realtime-2.1", usage) == "0 tokens in, 1,000 out, about $0.0240 (estimated)"
+    assert cost_line("gpt-realtime-2", usage) == "0 tokens in, 1,000 out, about $0.0240"
+    assert cost_line("my-deployment", usage) == "0 tokens in, 1,000 out (no price known for my-deployment)"
+
+
+def test_a_config_price_holds_any_model_to_a_cost() -> None:
+    rows = (ModelPrice("my-deployment", Price(0, 0, 10, 0, 0, 0)),)
+    b = Budget("my-deployment", max_cost=0.01, started=0.0, prices=rows)
+    assert b.enforceable and b.start_notices() == []
+    b.add(Usage(output_tokens=1000, output_text=1000))
+    b.check(1.0)
+    assert b.reached == "--max-cost 0.01 reached (about $0.0100)"
 
 
 def test_no_limits_no_notices() -> None:
@@ -178,13 +209,39 @@ async def test_max_cost_stops_after_the_reply_that_reached_it(tmp_path: Path) ->
     assert list(srv.closes) == [(1000, "")]
 
 
-async def test_max_cost_without_a_price_warns_and_runs_on(tmp_path: Path) -> None:
+async def test_max_cost_holds_the_default_model_at_its_estimate(tmp_path: Path) -> None:
     async with LocalServer(ServerOptions(recognizer="none", speed=8.0, seed=7)) as srv:
-        status, out, err, _ = await talk_cli(srv, tmp_path, "--model", "gpt-realtime-2.1", "--fast", "--input-file",
+        status, out, err, _ = await talk_cli(srv, tmp_path, "--fast", "--input-file",
                                              str(two_turns(tmp_path, gap_s=3.0)), "--silence-duration-ms", "300",
                                              "--max-cost", "0.00001")
     assert status == 0, err
-    assert err.splitlines()[0] == (
-        "voicechat: warning: --max-cost cannot be enforced: no price is known for model gpt-realtime-2.1"), err
-    assert "stopped:" not in err
-    assert [line.split(":")[0] for line in out.splitlines()] == ["you", "assistant"] * 2, out
+    assert err.splitlines()[0] == ("voicechat: --max-cost: gpt-realtime-2.1 has no published price; "
+                                   "its cost is estimated at gpt-realtime-2's"), err
+    last = err.rstrip().splitlines()[-1]
+    assert last.startswith("voicechat: stopped: --max-cost 0.00001 reached (about $0.0"), err
+    assert last.endswith(", estimated)"), err
+    assert [line.split(":")[0] for line in out.splitlines()] == ["you", "assistant"], out
+    assert sum(e["type"] == "response.done" for e in srv.emitted) == 1
+
+
+async def test_max_cost_on_a_model_with_no_price_refuses_to_start(tmp_path: Path) -> None:
+    async with LocalServer(ServerOptions(recognizer="none", speed=8.0, seed=7)) as srv:
+        run = await cli_talk(srv, tmp_path, "--model", "my-deployment", "--fast", "--input-file",
+                             str(two_turns(tmp_path, gap_s=1.0)), "--max-cost", "0.5")
+        assert run.status == 2, run.stderr
+        assert run.stderr.splitlines() == [
+            "voicechat: error: --max-cost cannot be held: no price is known for model 'my-deployment'",
+            "  hint: give it one in the config file: [prices.\"my-deployment\"] (see config.example.toml), "
+            "or use --max-minutes"], run.stderr
+        assert srv.connections == 0, "refused before connecting"
+        # A config file's price is the model's own: no estimate, and no "(estimated)" anywhere.
+        (tmp_path / "config.toml").write_text(
+            '[prices."gpt-realtime-2.1"]\ntext_in = 4\ntext_cached = 0.4\ntext_out = 24\n'
+            "audio_in = 32\naudio_cached = 0.4\naudio_out = 64\n")
+        run = await cli_talk(srv, tmp_path, "--fast", "--input-file",
+                             str(two_turns(tmp_path, gap_s=3.0)), "--silence-duration-ms", "300",
+                             "--max-cost", "0.00001", "--config", str(tmp_path / "config.toml"))
+    assert run.status == 0, run.stderr
+    last = run.stderr.rstrip().splitlines()[-1]
+    assert last.startswith("voicechat: stopped: --max-cost 0.00001 reached (about $0.0"), run.stderr
+    assert "estimated" not in run.stderr

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from tests.helpers.cli import VOICECHAT, assert_no_noise, clean_env, question_wav, talk_cli
 from voicechat import files
-from voicechat.app import image_data_url
+from voicechat.app import picture
 from voicechat.config import resolve
 from voicechat.errors import ConfigError, ExitStatus, UsageError, VoicechatError
 from voicechat.urls import realtime_url
@@ -144,7 +144,7 @@ def test_a_picture_must_be_a_regular_file_of_at_most_10_mb(tmp_path: Path, kind:
     else:
         path, why = sparse(tmp_path / "photo.png", 12 * files.MB), "larger than the 10 MB voicechat reads (12 MB)"
     with pytest.raises(ValueError) as caught:
-        image_data_url(path)
+        picture(path)
     assert str(caught.value) == f"cannot read {path}: {why}"
 
 

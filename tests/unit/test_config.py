@@ -350,6 +350,7 @@ EXAMPLE_VALUES = {
        if key in config.FILE_KEYS},  # reversed: a key's first line wins (later ones are profiles')
     "tools": '[{ name = "t", description = "x", command = ["/bin/true"] }]',
     "mcp": '[{ label = "m", url = "https://m.example/mcp" }]',
+    "prices": '{ m = { text_in = 1, text_cached = 0, text_out = 1, audio_in = 1, audio_cached = 0, audio_out = 1 } }',
 }
 
 
@@ -368,6 +369,7 @@ def test_the_example_documents_every_key() -> None:
     text = EXAMPLE.read_text(encoding="utf-8")
     documented = set(re.findall(r"^# ?([a-z_]+) = ", text, re.M))
     documented |= set(re.findall(r"^# ?\[\[([a-z_]+)\]\]$", text, re.M))  # arrays of tables: [[tools]]
+    documented |= set(re.findall(r"^# ?\[([a-z_]+)\.\"", text, re.M)) - {"profile"}  # [prices."MODEL"]
     assert set(config.FILE_KEYS) <= documented, set(config.FILE_KEYS) - documented
     assert "default_profile" in documented and "[profile." in text
     assert set(EXAMPLE_VALUES) == set(config.FILE_KEYS)

@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from voicechat.pricing import PRICES, cost, price_for
+from voicechat.errors import ConfigError
+from voicechat.pricing import (
+    PRICES,
+    ModelPrice,
+    Price,
+    Quote,
+    Spend,
+    cost,
+    parse_prices,
+    price_for,
+    quote,
+)
 from voicechat.protocol.events import Usage
 
 # The usage example of protocol reference §6.5.
@@ -41,18 +52,70 @@ def test_gpt_realtime_2_has_its_own_text_output_price() -> None:
 
 @pytest.mark.parametrize(
     "model",
-    ["gpt-realtime-2.1", "gpt-4o-realtime-preview", "whisper-1", "", "my-azure-deployment"],
+    ["gpt-4o-realtime-preview", "whisper-1", "", "my-azure-deployment", "realtime-gpt"],
 )
-def test_unknown_model_has_no_cost(model: str) -> None:
+def test_a_model_of_no_known_family_has_no_cost(model: str) -> None:
     assert price_for(model) is None
     assert cost(model, EXAMPLE) is None
+    assert Spend.of(model, EXAMPLE) == Spend(EXAMPLE, None, False)
 
 
 def test_similar_names_are_not_confused() -> None:
     assert price_for("gpt-realtime-2.1-mini") is PRICES["gpt-realtime-2.1-mini"]
     assert price_for("gpt-realtime-2-2026-01-01") is PRICES["gpt-realtime-2"]
     assert price_for("gpt-realtime-mini") is not PRICES["gpt-realtime"]
-    assert price_for("gpt-realtime-extra") is None
+    assert quote("gpt-realtime-2.1-mini").estimated_from is None
+
+
+@pytest.mark.parametrize("model, family", [
+    ("gpt-realtime-2.1", "gpt-realtime-2"),  # the default model: no published price
+    ("GPT-Realtime-2.1-2026-10-01", "gpt-realtime-2"),
+    ("gpt-realtime-3", "gpt-realtime-2"),
+    ("gpt-realtime-3-mini", "gpt-realtime-2.1-mini"),
+])
+def test_a_realtime_model_without_a_price_is_estimated_from_its_family(model: str, family: str) -> None:
+    found = quote(model)
+    assert found.price is PRICES[family] and found.estimated_from == family
+    spend = Spend.of(model, EXAMPLE)
+    assert spend.cost_usd == pytest.approx(cost(family, EXAMPLE)) and spend.estimated
+    assert spend.label == " (estimated)" and Spend.of(family, EXAMPLE).label == ""
+
+
+CHEAP = Price(1, 0.1, 2, 3, 0.3, 4)
+
+
+def test_a_config_price_overrides_the_published_one_and_prices_any_name() -> None:
+    rows = (ModelPrice("GPT-Realtime-2", CHEAP), ModelPrice("my-azure-deployment", CHEAP))
+    usage = Usage(input_tokens=1000, input_audio=1000, output_tokens=500, output_audio=500)
+    # 1000 x 3 + 500 x 4 = 5000 per million
+    for model in ("gpt-realtime-2", "gpt-realtime-2-2026-01-01", "my-azure-deployment"):
+        assert quote(model, rows) == Quote(CHEAP)
+        assert Spend.of(model, usage, rows) == Spend(usage, pytest.approx(0.005), False)
+    assert quote("gpt-realtime-2.1", rows).price is PRICES["gpt-realtime-2"], "a family estimate is the published row"
+
+
+def test_config_price_tables_are_parsed_with_every_text_and_audio_rate() -> None:
+    table = {"text_in": 1, "text_cached": 0.1, "text_out": 2, "audio_in": 3, "audio_cached": 0.3, "audio_out": 4}
+    assert parse_prices({"m": table}, "cfg") == (ModelPrice("m", CHEAP),)
+    assert parse_prices({"m": {**table, "image_in": 5}}, "cfg")[0].price.image_in == 5.0
+
+
+@pytest.mark.parametrize("value, message", [
+    ([{"text_in": 1}], 'prices are tables, one per model: [prices."MODEL"]'),
+    ({"m": 3}, 'prices are tables'),
+    ({" ": {}}, "the model name is empty"),
+    ({"m": {"text_in": 1}}, "text_cached, text_out, audio_in, audio_cached, audio_out missing"),
+    ({"m": {"text_inn": 1}}, "unknown rate 'text_inn'"),
+    ({"m": {"text_in": -1}}, "text_in must be USD per million tokens, from 0, not -1"),
+    ({"m": {"text_in": "4"}}, "text_in must be USD per million tokens, from 0, not '4'"),
+    ({"m": {"text_in": True}}, "text_in must be USD per million tokens"),
+    ({"m": {"text_in": float("inf")}}, "text_in must be USD per million tokens"),
+    ({"m": {"text_in": float("nan")}}, "text_in must be USD per million tokens"),
+])
+def test_a_bad_price_table_is_one_error_naming_where(value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=r"^cfg: ") as caught:
+        parse_prices(value, "cfg")
+    assert message in str(caught.value)
 
 
 def test_cached_audio_is_charged_at_the_cached_rate() -> None:

@@ -319,8 +319,22 @@ def test_stats_from_usage_prices_the_model() -> None:
     usage = ev.Usage(input_tokens=1000, output_tokens=500, input_audio=1000, output_audio=500)
     stats = Stats.from_usage("gpt-realtime-2025-08-28", usage, latency_ms=300.0, underruns=1)
     assert stats.cost_usd == pytest.approx(0.064)  # 1000 x 32 + 500 x 64 per million
-    assert "$0.0640" in draw(Snapshot(stats=stats))
+    assert "$0.0640" in draw(Snapshot(stats=stats)) and "estimated" not in draw(Snapshot(stats=stats))
     assert Stats.from_usage("unknown-model", usage).cost_usd is None
+
+
+def test_a_cost_estimated_from_the_family_price_says_so() -> None:
+    usage = ev.Usage(input_tokens=1000, output_tokens=500, input_audio=1000, output_audio=500)
+    stats = Stats.from_usage("gpt-realtime-2.1", usage)  # priced as gpt-realtime-2
+    assert stats.cost_usd == pytest.approx(0.064) and stats.cost_estimated
+    assert "$0.0640 estimated" in line_with(draw(Snapshot(stats=stats)), "latency")
+
+
+def test_a_picture_turn_shows_its_label_not_no_text() -> None:
+    view = TurnView(role="user", text="", kind="image", final=True, note="image: photo.png, 12 KB")
+    screen = draw(Snapshot(turns=(view,)))
+    row = next(line for line in screen.splitlines() if "you " in line)
+    assert row.split()[1:5] == ["you", "[image:", "photo.png,", "12"] and "[no text]" not in screen
 
 
 def test_input_line_shows_typing_with_a_cursor_and_keeps_the_end_in_view() -> None:

@@ -13,7 +13,7 @@ Where to connect and how to let a connection go are shared with ``doctor``: ``vo
 from voicechat.app.assemble import talk
 from voicechat.app.conversation import AudioIO, Conversation
 from voicechat.app.echo import aec_runs_at, echo_mode, make_echo_path
-from voicechat.app.keyboard import CONFIRM_WAIT_S, cost_line, image_data_url, keyboard_actions
+from voicechat.app.keyboard import CONFIRM_WAIT_S, cost_line, keyboard_actions, picture
 from voicechat.app.link import (
     RECYCLE_MARGIN_ENV,
     SETUP_TIMEOUT_S,
@@ -50,11 +50,11 @@ __all__ = [
     "close_quietly",
     "cost_line",
     "echo_mode",
-    "image_data_url",
     "keyboard_actions",
     "make_echo_path",
     "make_output",
     "open_endpoint",
+    "picture",
     "reliability_from_env",
     "talk",
 ]

@@ -93,7 +93,8 @@ async def _talk(
     earlier = None
     if settings.resume is not None:  # before connecting
         earlier = read_jsonl(settings.resume, on_torn=lambda message: out.notice("warning", message))
-    budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic())
+    budget = Budget(settings.model, settings.max_cost, settings.max_minutes, started=time.monotonic(),
+                    prices=settings.prices)
     for notice in budget.start_notices():
         out.notice(notice.level, notice.message)
     audio, reply_audio = _audio_for(settings, out, audio)

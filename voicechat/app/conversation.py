@@ -112,7 +112,7 @@ class Conversation:
         self.clock: Callable[[], float] = time.time
         self.budget = budget  # --max-cost / --max-minutes, on the monotonic clock below
         self.monotonic: Callable[[], float] = time.monotonic
-        self.spend = Spend.of(settings.model, self.session.usage)  # priced once per change of usage
+        self.spend = Spend.of(settings.model, self.session.usage, settings.prices)  # priced once per change of usage
         self.keyboard = Keyboard(KeyboardWiring(
             self.session, out, view, self.dispatch, lambda: self.clock(), self.finished.set, self._end_turn,
             lambda: self.spend, settings.model, profiles, self._set_tools), has_keys=actions is not None)
@@ -241,7 +241,7 @@ class Conversation:
     def _spent(self) -> None:
         """The usage may have grown: price it once for the panel, /cost and the limits."""
         if self.session.usage is not self.spend.usage:
-            self.spend = Spend.of(self.settings.model, self.session.usage)
+            self.spend = Spend.of(self.settings.model, self.session.usage, self.settings.prices)
             if self.budget is not None:
                 self.budget.track(self.spend)
 

@@ -23,7 +23,7 @@ from voicechat import effects as fx
 from voicechat import keys
 from voicechat.app.output import Output
 from voicechat.errors import VoicechatError
-from voicechat.files import read_limited
+from voicechat.files import MAX_IMAGE_BYTES, PICTURE_KINDS, picture_type, read_limited, size_text
 from voicechat.pricing import Spend
 from voicechat.protocol.events import Usage
 from voicechat.session import Session
@@ -32,8 +32,6 @@ from voicechat.transcript import FileSink, session_heading
 from voicechat.ui.view import View
 
 CONFIRM_WAIT_S = 60.0  # a tool that needs the user's yes is declined after this long unanswered
-IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp", ".gif": "image/gif"}
-MAX_IMAGE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -146,11 +144,11 @@ class Keyboard:
             self._w.out.notice("warning", "/image needs a file: /image photo.png")
             return
         try:
-            url = image_data_url(Path(arg).expanduser())
+            found = picture(Path(arg).expanduser())
         except ValueError as exc:
             self._w.out.notice("warning", str(exc))
             return
-        self._w.dispatch(self._w.session.send_image(url, self._w.clock()))
+        self._w.dispatch(self._w.session.send_image(found.data_url, self._w.clock(), label=found.label))
 
     def _save(self, arg: str) -> None:
         out = self._w.out
@@ -211,16 +209,29 @@ def _arguments(text: str) -> dict[str, Any]:
         return {"arguments": text}
 
 
-def image_data_url(path: Path) -> str:
-    """A picture file as a ``data:`` URL for an ``input_image`` part."""
-    mime = IMAGE_TYPES.get(path.suffix.lower())
-    if mime is None:
-        raise ValueError(f"{path}: not a picture voicechat can send (use {', '.join(IMAGE_TYPES)})")
+@dataclass(frozen=True, slots=True)
+class Picture:
+    data_url: str  # for an ``input_image`` part
+    label: str  # what the transcript shows for it: ``image: photo.png, 12.3 KB``
+
+
+def picture(path: Path) -> Picture:
+    """A picture file for ``/image``: its type from its first bytes, whatever its name says.
+
+    Raises ``ValueError`` with the one line to show: an unreadable, empty, oversized or
+    non-picture file is never sent (a text file named ``.png`` would be billed as an image).
+    """
     try:
         data = read_limited(path, MAX_IMAGE_BYTES)  # a regular file: never a FIFO, never /dev/zero
     except OSError as exc:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    if not data:
+        raise ValueError(f"{path}: the file is empty")
+    mime = picture_type(data)
+    if mime is None:
+        raise ValueError(f"{path}: not a {PICTURE_KINDS} picture")
+    url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+    return Picture(url, f"image: {path.name}, {size_text(len(data))}")
 
 
 def cost_line(model: str, spend: Spend | Usage) -> str:
@@ -229,7 +240,9 @@ def cost_line(model: str, spend: Spend | Usage) -> str:
         spend = Spend.of(model, spend)
     tokens = f"{spend.usage.input_tokens:,} tokens in, {spend.usage.output_tokens:,} out"
     dollars = spend.cost_usd
-    return f"{tokens}, about ${dollars:.4f}" if dollars is not None else f"{tokens} (no price known for {model})"
+    if dollars is None:
+        return f"{tokens} (no price known for {model})"
+    return f"{tokens}, about ${dollars:.4f}{spend.label}"
 
 
 async def keyboard_actions(

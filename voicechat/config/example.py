@@ -56,7 +56,15 @@ speed = 1.2
 [profile.azure]
 azure = true
 base_url = "https://my-resource.openai.azure.com"   # or AZURE_OPENAI_ENDPOINT
-model = "my-realtime-deployment\"""")
+model = "my-realtime-deployment"
+
+[prices."my-realtime-deployment"]   # USD per million tokens, for --max-cost and the panel
+text_in = 4.0
+text_cached = 0.4
+text_out = 24.0
+audio_in = 32.0
+audio_cached = 0.4
+audio_out = 64.0""")
 
 _WIDTH = 93  # of a section's title line
 _NOTE_COLUMN = 32  # where a key's note starts

@@ -1,9 +1,10 @@
 """The config file: where it is, and its settings and ``[profile.NAME]`` tables, parsed.
 
-Parsing checks the shape (TOML, known keys, profiles as tables, ``[[tools]]`` and ``[[mcp]]``
-tables, no API key, no literal header secret) and names the file and the key in every error;
-value types and ranges are checked by ``resolve``, which knows which values are used. Pure: the caller reads the file (bounded, a
-regular file) and hands over its text; :func:`config_path` is handed the environment.
+Parsing checks the shape (TOML, known keys, profiles as tables, ``[[tools]]``, ``[[mcp]]`` and
+``[prices."MODEL"]`` tables, no API key, no literal header secret) and names the file and the
+key in every error; value types and ranges are checked by ``resolve``, which knows which values
+are used. Pure: the caller reads the file (bounded, a regular file) and hands over its text;
+:func:`config_path` is handed the environment.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from voicechat.config.table import FILE_KEYS, kind
 from voicechat.errors import ConfigError
+from voicechat.pricing import parse_prices
 from voicechat.tools.mcp import REFERENCE_RE, parse_mcp
 from voicechat.tools.spec import parse_tools
 
@@ -82,8 +84,8 @@ def _table(path: Path, data: Mapping[str, Any], where: str) -> dict[str, Any]:
             close = difflib.get_close_matches(key, [*FILE_KEYS, "default_profile"], n=1)
             hint = f"did you mean {close[0]}?" if close else "see config.example.toml for the keys"
             raise ConfigError(f"{path}: {where}unknown setting {key!r}", hint=hint)
-        if key in ("tools", "mcp"):
-            parse = parse_tools if key == "tools" else parse_mcp
+        if key in ("tools", "mcp", "prices"):
+            parse = {"tools": parse_tools, "mcp": parse_mcp, "prices": parse_prices}[key]
             value = parse(value, f"{path}: {where.strip()}" if where else str(path))
         if kind(key) == "path" and isinstance(value, str):
             value = Path(value).expanduser()

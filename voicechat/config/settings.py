@@ -24,6 +24,7 @@ from typing import Any
 
 from voicechat.config.rules import applies
 from voicechat.config.spec import Group, setting, spec_of
+from voicechat.pricing import ModelPrice
 from voicechat.protocol.constants import (
     DEFAULT_BASE_URL,
     DEFAULT_MODEL,
@@ -83,6 +84,13 @@ url = "https://mcp.example.com/mcp"             # or connector_id = "connector_g
 allowed_tools = ["search"]                      # optional: only these tools
 require_approval = "always"                     # "always": ask y/N before each call | "never"
 headers = { Authorization = "env:DOCS_TOKEN" }  # optional""")
+PRICES = Group(None, "prices", intro="""\
+--max-cost and the panel's cost use each model's published price, USD per million tokens.
+A realtime model with none of its own (gpt-realtime-2.1) is estimated from its family's
+dearest (gpt-realtime-2, or gpt-realtime-2.1-mini for a mini), and shown "(estimated)".
+A [prices."MODEL"] table sets a model's price (with Azure, MODEL is the deployment name):
+text_in, text_cached, text_out, audio_in, audio_cached and audio_out are needed, image_in
+and image_cached optional. Tables go after every plain key; the end of this file has one.""")
 CONFIG = Group("Config", "config")
 
 _TD = "audio.input.turn_detection."
@@ -239,10 +247,10 @@ class Settings:
         "audio and images elided, the API key never written.")
     max_cost: float | None = setting(  # USD: stop once the estimated cost reaches it
         None, group=BUDGETS, positive=True, metavar="DOLLARS", example=0.5,
-        help="Stop once the estimated cost of the replies reaches DOLLARS (a warning at 80 %; needs a model "
-        "with a known price).",
+        help="Stop once the estimated cost of the replies reaches DOLLARS (a warning at 80 %). A model with no "
+        "known price refuses to start: give it one in the config file's [prices.\"MODEL\"].",
         note="US dollars, estimated from the usage each reply reports and the\n"
-        "model's published prices (a model with no known price: not enforced)")
+        "model's price (see prices below; a model with none: talk refuses)")
     max_minutes: float | None = setting(  # stop once the conversation is this long (wall time)
         None, group=BUDGETS, positive=True, metavar="N", example=30,
         help="Stop once the conversation has lasted N minutes (a warning at 80 %).",
@@ -260,6 +268,7 @@ class Settings:
     builtin_tools: bool = setting(
         True, group=TOOLS, wire="tools", note="offer the model the built-in get_current_time")
     mcp: tuple[McpServer, ...] = setting((), group=TOOLS, in_example=False, wire="tools")  # [[mcp]] tables
+    prices: tuple[ModelPrice, ...] = setting((), group=PRICES, in_example=False)  # [prices."MODEL"] tables
     config_file: Path | None = setting(
         None, compare=False, group=CONFIG, file=False, flag="--config", metavar="FILE", doctor=True,
         help="Read FILE instead of ~/.config/voicechat/config.toml ($VOICECHAT_CONFIG_DIR/config.toml).")

@@ -2,9 +2,10 @@
 
 The table's columns are checked for every row (choices, ranges, positive numbers, where a
 setting applies); what no column can say (the key's shape, a URL, a voice id, a language code,
-files that must be regular, Azure without an endpoint) is checked here by name. A bad flag is
-a usage error (exit 2) naming the flag; a bad value from the config file, ``.env`` or the
-environment is a config error (exit 3) naming the key and where it is. A flag that would have
+files that must be regular, Azure without an endpoint, ``--max-cost`` on a model with no
+price) is checked here by name. A bad flag is a usage error (exit 2) naming the flag; a bad
+value from the config file, ``.env`` or the environment is a config error (exit 3) naming the
+key and where it is. A flag that would have
 no effect (``--eagerness`` with server VAD) is an error too; the same value from the config
 file or environment is kept and shown as unused by ``config show``. Pure, but for the files:
 a path is checked with ``stat`` so that a FIFO never blocks ``talk`` later.
@@ -21,6 +22,7 @@ from voicechat.config.naming import error
 from voicechat.config.rules import RULES
 from voicechat.config.table import SPECS, kind
 from voicechat.files import MAX_TRANSCRIPT_BYTES, MAX_WAV_BYTES, check_output, regular_problem
+from voicechat.pricing import price_for
 from voicechat.protocol.constants import DEFAULT_BASE_URL, VOICES
 from voicechat.redact import KEY_HINT, has_userinfo, key_problem
 
@@ -78,6 +80,10 @@ def validate(s: Any) -> None:
         raise error(s, "language", f"must be a two-letter ISO-639-1 code such as en, de or ja, not {s.language!r}")
     if not s.model.strip():
         raise error(s, "model", "must not be empty")
+    if s.max_cost is not None and price_for(s.model, s.prices) is None:
+        raise error(s, "max_cost", f"cannot be held: no price is known for model {s.model!r}",
+                    hint=f'give it one in the config file: [prices."{s.model}"] (see config.example.toml), '
+                    "or use --max-minutes")
     if s.transcribe and s.transcribe_model is not None and s.transcribe_model != s.transcribe_model.strip():
         raise error(s, "transcribe_model", f"must be a model name, not {s.transcribe_model!r}")
     _files(s)

@@ -74,7 +74,7 @@ COMMANDS: MappingProxyType[str, tuple[str, str]] = MappingProxyType({
     "unmute": ("/unmute", "send the microphone again"),
     "interrupt": ("/interrupt", "stop the assistant's answer"),
     "reply": ("/reply", "ask for the answer now (with --no-auto-response; or Enter on an empty line)"),
-    "image": ("/image FILE", "send an image file"),
+    "image": ("/image FILE", "send a picture (PNG, JPEG, GIF or WebP, up to 10 MB)"),
     "save": ("/save [FILE]", "write the transcript so far"),
     "profile": ("/profile [NAME]", "go on with the config file's [profile.NAME]; alone: list the profiles"),
     "cost": ("/cost", "show token use and cost"),

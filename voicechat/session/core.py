@@ -211,10 +211,12 @@ class Session(Knobs):
             return [fx.Notice("info", "the assistant is answering already")]
         return self._responses.request()
 
-    def send_image(self, data_url: str, now: float) -> list[fx.Effect]:
-        """A picture from the user; the assistant answers it like a typed turn."""
+    def send_image(self, data_url: str, now: float, label: str = "image") -> list[fx.Effect]:
+        """A picture from the user; the assistant answers it like a typed turn. Its turn shows
+        as ``[label]`` (the server's item says nothing of the file's name)."""
         if not self.ready:
             return []
+        self._transcript.expect_picture(label)
         return self._user_item("image", cmd.user_image(data_url, event_id=self._ids()))
 
     def _user_item(self, reason: str, event: dict[str, Any]) -> list[fx.Effect]:

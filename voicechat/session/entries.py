@@ -153,7 +153,9 @@ def apply_item(entry: Entry, item: ev.Item, now: float, *, done: bool, user_ms: 
             entry.text = " ".join(t for t in texts if t)
         if entry.kind == "audio" and entry.audio_ms == 0:
             entry.audio_ms = user_ms
-        if done and not entry.final:
+        if done and not entry.final and entry.kind == "image":
+            finish(entry, now, note=entry.note)  # the picture's label
+        elif done and not entry.final:
             if entry.kind == "text" or entry.text or transcript_wait_s is None:
                 finish(entry, now, note=None if entry.text else "no transcript")
             elif entry.deadline is None:

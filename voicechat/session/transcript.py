@@ -16,6 +16,7 @@ id was used before is written as a turn of its own instead of vanishing into a w
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -25,6 +26,7 @@ from voicechat.session.entries import Entry, cut, finish, seed_item, turn_of
 
 SEED_PREFIX = "vc_seed_"  # ids of the earlier turns re-created in a new server session
 RESUMED_PREFIX = "vc_resumed_"  # transcript keys of turns read back from a --resume file
+MAX_PENDING_PICTURES = 16  # labels of pictures sent whose items have not come back yet
 MAX_SEED_TURNS = 500  # the newest turns re-seeded (the server truncates an overlong context itself)
 
 
@@ -41,6 +43,11 @@ class Transcript:
         self._by_response: dict[str, list[str]] = {}  # assistant items of unfinished responses
         self._emit_from = 0
         self._restored = 0
+        self._pictures: deque[str] = deque(maxlen=MAX_PENDING_PICTURES)  # labels of pictures sent, in order
+
+    def expect_picture(self, label: str) -> None:
+        """A picture was sent: the next picture item the server announces is labelled ``label``."""
+        self._pictures.append(label)
 
     def reset(self) -> None:
         """A new server session: the old one's unfinished responses will never finish."""
@@ -111,6 +118,8 @@ class Transcript:
             entry = None
         if entry is None:
             entry = _new_entry(item, now)
+            if entry is not None and entry.kind == "image":
+                entry.note = self._pictures.popleft() if self._pictures else "image"
             if entry is not None:
                 if previous_key is None and previous_item_id is not None:
                     previous_key = self._key(previous_item_id)
@@ -303,6 +312,8 @@ def _new_entry(item: ev.Item, now: float) -> Entry | None:
     if item.type == "message" and item.role in ("user", "assistant"):
         kinds = {p.kind for p in item.content}
         kind = "audio" if "audio" in kinds or (item.role == "assistant" and not kinds) else "text"
+        if item.role == "user" and "image" in kinds:
+            kind = "image"  # its turn shows the picture's label (the entry's note)
         return Entry(item.id, item.role, kind, now)
     if item.type == "function_call":
         return Entry(item.id, "tool", "function_call", now)

@@ -207,12 +207,16 @@ def _turn_body(view: TurnView, *, max_chars: int) -> Text:
         out.append(_wordless(view), style="dim italic")
     elif not view.final:
         out.append(" ▌", style="dim")  # still streaming
-    if view.note and text:
+    if view.note and text and view.kind == "image":
+        out = Text.assemble((f"[{safe_text(view.note)}] ", "dim italic"), out)
+    elif view.note and text:
         out.append(f" ({safe_text(view.note)})", style="dim")
     return out
 
 
 def _wordless(view: TurnView) -> str:
+    if view.role == "user" and view.kind == "image":
+        return f"[{safe_text(view.note or 'image')}]"
     if view.role == "user" and view.kind == "audio":
         if not view.final:
             return "[transcribing…]"
@@ -320,7 +324,8 @@ def _stats_line(stats: Stats) -> Text:
         Text(f"latency {latency}"),
         Text(f"underruns {stats.underruns}", style="bold red" if stats.underruns else ""),
         Text(f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out"),
-        Text("cost n/a" if stats.cost_usd is None else _dollars(stats.cost_usd)),
+        Text("cost n/a" if stats.cost_usd is None
+             else _dollars(stats.cost_usd) + (" estimated" if stats.cost_estimated else "")),
     ]
     return _one_line(Text(" · ", style="dim").join(parts))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from voicechat.effects import Turn
-from voicechat.pricing import Spend, cost
+from voicechat.pricing import Spend
 from voicechat.protocol.events import Usage
 from voicechat.redact import SECRETS
 from voicechat.session import Activity
@@ -51,7 +51,7 @@ class TurnView:
     text: str = ""
     interrupted: bool = False
     final: bool = True
-    kind: str = "text"  # "audio" | "text" | "function_call"
+    kind: str = "text"  # "audio" | "text" | "image" | "function_call"
     tool_name: str | None = None
     tool_args: str | None = None
     tool_result: str | None = None
@@ -98,24 +98,19 @@ class Stats:
     tokens_in: int = 0  # text + audio (+ image)
     tokens_out: int = 0
     cost_usd: float | None = None  # None when the model has no known price
+    cost_estimated: bool = False  # priced from its family's price: the panel says so
 
     @classmethod
     def from_spend(cls, spend: Spend, *, latency_ms: float | None = None, underruns: int = 0) -> Stats:
         """The stats of a conversation's `Spend` (usage priced once, by the conversation)."""
         return cls(latency_ms=latency_ms, underruns=underruns, tokens_in=spend.usage.input_tokens,
-                   tokens_out=spend.usage.output_tokens, cost_usd=spend.cost_usd)
+                   tokens_out=spend.usage.output_tokens, cost_usd=spend.cost_usd, cost_estimated=spend.estimated)
 
     @classmethod
     def from_usage(
         cls, model: str, usage: Usage, *, latency_ms: float | None = None, underruns: int = 0
     ) -> Stats:
-        return cls(
-            latency_ms=latency_ms,
-            underruns=underruns,
-            tokens_in=usage.input_tokens,
-            tokens_out=usage.output_tokens,
-            cost_usd=cost(model, usage),
-        )
+        return cls.from_spend(Spend.of(model, usage), latency_ms=latency_ms, underruns=underruns)
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,7 +155,7 @@ class View:
         ``spend`` is the conversation's priced usage; without it the session's usage is priced here.
         """
         if spend is None:
-            spend = Spend.of(self.settings.model, session.usage)
+            spend = Spend.of(self.settings.model, session.usage, self.settings.prices)
         return self.draw(read_status(session, player, echo, spend, device_xruns), session, line)
 
     def draw(self, status: Status, transcript: TurnSource, line: str = "") -> Snapshot:
