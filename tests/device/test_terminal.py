@@ -163,7 +163,7 @@ class Run:
         self.dir = tmp_path
 
     def start(self, *args: str, env: dict[str, str] | None = None, stdout: Path | None = None,
-              read_after: bool = False) -> None:
+              read_after: bool = False, pipe: str | None = None) -> None:
         config_dir = self.dir / "config"  # empty: no config file is read
         config_dir.mkdir(exist_ok=True)
         assignments = {"VOICECHAT_CONFIG_DIR": str(config_dir), **(env or {})}
@@ -173,6 +173,8 @@ class Run:
             sys.executable, "-m", "voicechat", "talk", *args,
         ]
         redirect = f" > {shlex.quote(str(stdout))}" if stdout is not None else ""
+        if pipe is not None:  # stdout into another command (`| tee chat.txt`) on the same terminal
+            redirect += f" | {pipe}"
         lines = [
             "#!/bin/bash",
             "trap : INT",  # the wrapper outlives a Ctrl-C that voicechat handles
@@ -180,7 +182,7 @@ class Run:
             "echo $$ > wrapper.pid",  # to find voicechat, its child, for a signal
             "stty -g > stty.before",
             shlex.join(command) + redirect,
-            "echo $? > status",
+            "echo ${PIPESTATUS[0]} > status",  # voicechat's, also at the head of a pipe
             "stty -g > stty.after",
             f"echo {DONE}",
         ]

@@ -82,3 +82,29 @@ def test_turns_are_logged_once_in_colour_and_an_idle_panel_is_silent(device_pane
         colour = "36" if plain.startswith("you") else "35"
         assert any(re.search(rf"(^|[;\[]){colour}[;m]", code) for code in colour_codes(label)), repr(line)
         assert colour_codes(words) == [], repr(line)
+
+
+@pytest.mark.device
+def test_piped_through_tee_the_conversation_stays_on_the_screen(device_pane: Pane, tmp_path: Path) -> None:
+    """``voicechat talk | tee chat.txt``: tee writes its lines to the terminal the panel would
+    draw on. The panel's redraws erased them and were broken by them (copies of its top lines
+    left between the turns). With stdout a pipe, status lines stand in for the panel, and the
+    questions are typed as lines the terminal echoes."""
+    run = Run(device_pane, tmp_path)
+    run.start("--backend", "local", "--echo", "off", pipe="tee chat.txt")
+    device_pane.wait_text(r"^voicechat: stdout is a pipe: status lines instead of the live panel", "the mode, said")
+    device_pane.wait_text(r"^voicechat: connected", "connected on real devices")
+    for said in QUESTIONS:
+        device_pane.type(said)
+        device_pane.keys("Enter")
+        device_pane.wait_text(rf"^assistant: You said: {re.escape(said)}$", "the reply, through tee")
+    device_pane.type("/quit")
+    device_pane.keys("Enter")
+    assert panel_gone(run.wait_done())
+    assert run.status == 0
+    expected = [line for said in QUESTIONS for line in (f"you: {said}", f"assistant: You said: {said}")]
+    assert (tmp_path / "chat.txt").read_text().splitlines() == expected, "the pipe got the plain lines"
+    plain_lines = [SGR.sub("", line).rstrip() for line in scrollback(device_pane).splitlines()]
+    turns = [line for line in plain_lines if line.startswith(("you: ", "assistant: "))]
+    assert turns == expected, "\n".join(plain_lines)
+    assert panel_gone("\n".join(plain_lines)) and "╭─" not in "\n".join(plain_lines)

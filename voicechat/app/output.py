@@ -49,6 +49,7 @@ class Output:
     quiet: bool = False
     front: Any = None  # the live panel (LivePanel) or the plain status log (PlainStatus), if any
     view: View | None = None  # what the front end draws; notices go there while the panel is live
+    lines_typed: bool = False  # no panel because stdout is a pipe: typed lines are read as the tty cooks them
 
     def __post_init__(self) -> None:
         for sink in self.sinks:
@@ -136,13 +137,17 @@ def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bo
     """Transcript lines to stdout (and the transcript file); the panel or a status log on stderr.
 
     With the live panel, finished turns are printed above it on the terminal (`PanelLog`);
-    stdout gets its plain lines too only when it is not the terminal (a file, a pipe).
+    stdout gets its plain lines too only when it is not the terminal (a file). When stdout is a
+    pipe (``| tee chat.txt``) its reader most likely writes to the same terminal, where the
+    panel's redraws would erase its lines and be broken by them: the status log stands in for
+    the panel, and what the user types is read a line at a time, echoed by the terminal itself.
     """
-    from voicechat.ui.live import LivePanel
+    from voicechat.ui.live import LivePanel, PlainStatus
 
     front = None
+    piped = _is_pipe(stdout) and _isatty(stderr)
     if panel and not settings.quiet:
-        front = LivePanel.for_stream(stderr, stdout=stdout, auto_refresh=False)
+        front = PlainStatus(stderr) if piped else LivePanel.for_stream(stderr, stdout=stdout, auto_refresh=False)
     sinks: list[Sink] = []
     if isinstance(front, LivePanel):
         sinks.append(PanelLog(front))
@@ -151,7 +156,22 @@ def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bo
     if settings.transcript is not None:
         model = settings.model if settings.backend == "openai" else f"{settings.model} (local server)"
         sinks.append(FileSink(settings.transcript, heading=session_heading(model)))
-    return Output(sinks=sinks, status=stderr, quiet=settings.quiet, front=front)
+    out = Output(sinks=sinks, status=stderr, quiet=settings.quiet, front=front, lines_typed=piped)
+    if piped:
+        out.notice("info", "stdout is a pipe: status lines instead of the live panel (its redraws would erase "
+                           "what the pipe's reader writes here); type a line and Enter to send it")
+    return out
+
+
+def _is_pipe(stream: Any) -> bool:
+    """Whether ``stream`` is a pipe or a socket: another program reads it (never a file or a tty)."""
+    import stat
+
+    try:
+        mode = os.fstat(stream.fileno()).st_mode
+    except (AttributeError, ValueError, OSError):
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def _isatty(stream: Any) -> bool:
