@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from voicechat.errors import UsageError
-from voicechat.files import open_output
+from voicechat.files import open_output, write_all
 from voicechat.protocol.codec import MalformedEvent, parse_json, safe_text
 from voicechat.redact import ELIDED, SECRETS, remember
 from voicechat.transcript import json_line
@@ -83,17 +83,23 @@ class EventLog:
 
     ``secrets`` are remembered (`voicechat.redact.remember`) with every other secret the
     process holds; none of them is ever written.
+
+    A line that cannot be written (a full disk, a removed directory) ends the log: what was
+    written of that line is cut off again, so the file holds whole lines only, and ``report``
+    is told once, naming the file (the conversation goes on; this is a debugging aid).
     """
 
     def __init__(self, path: Path, *, secrets: Iterable[str | None] = (),
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 report: Callable[[str], None] | None = None) -> None:
         self.path = path
         self._clock = clock
         self._start = clock()
+        self._report = report
         remember(*secrets)
         try:
-            fd = open_output(path, append=True, mode=0o600)  # a FIFO is refused, not waited on
-            self._file: Any = os.fdopen(fd, "a", encoding="utf-8", errors="replace", buffering=1)
+            self._fd: int | None = open_output(path, append=True, mode=0o600)  # a FIFO is refused, not waited on
+            self._size = os.fstat(self._fd).st_size  # the end of the last whole line
         except OSError as exc:
             raise UsageError(f"--log-events {path}: cannot write it ({exc.strerror or exc})") from None
         self.note("start", wall=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
@@ -125,20 +131,27 @@ class EventLog:
         self._write({"dir": what, **elide(fields)})
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._file is None:
+        if self._fd is None:
             return
         line = SECRETS.scrub(json_line({"t": round(self._clock() - self._start, 6), **record}))
+        data = (line + "\n").encode("utf-8", errors="replace")
         try:
-            self._file.write(line + "\n")  # line-buffered: flushed per line
-        except (OSError, ValueError) as exc:
-            log.warning("--log-events %s: stopped writing (%s)", self.path, exc)
+            write_all(self._fd, data)
+            self._size += len(data)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, self._size)  # no half line left behind
+            message = f"--log-events {self.path}: stopped writing ({exc.strerror or exc})"
+            log.debug("%s", message)
+            if self._report is not None:
+                self._report(message)
             self.close()
 
     def close(self) -> None:
-        if self._file is not None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
             with contextlib.suppress(OSError):
-                self._file.close()
-            self._file = None
+                os.close(fd)
 
 
 _EVENT_TYPE = re.compile(rb'"type"\s*:\s*"([a-z_.]{1,80})"')

@@ -255,3 +255,26 @@ def test_an_audio_file_that_fails_at_its_last_flush_keeps_its_end_in_a_fallback(
     [rest] = fallbacks(tmp_path, "a.unsaved-*.wav")
     assert np.array_equal(np.concatenate([frames(tiny_disk / "a.wav", 1), frames(rest, 1)])[:, 0], audio)
     assert len(said) == 1 and said[0].endswith(f"the rest goes to {rest}"), said
+
+
+async def test_the_event_log_on_a_full_disk_stops_whole_and_says_so_once(tiny_disk: Path, tmp_path: Path) -> None:
+    """``--log-events`` (a debugging aid) on a full disk: the conversation goes on, the log is
+    left as whole JSON lines (a line half written is cut back), and one warning names it."""
+    said = np.concatenate([np.zeros(RATE // 5, np.int16), speech_like(1.2), np.zeros(RATE // 3, np.int16)])
+    wav = tmp_path / "q.wav"
+    write_wav(wav, said, RATE)
+    log_file = tiny_disk / "events.jsonl"
+    filler = fill(tiny_disk)
+    filler.write_bytes(filler.read_bytes()[:-12000])  # room (whole 4 KB pages) for a few lines, not for all
+    async with LocalServer(options()) as srv:
+        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(wav), "--silence-duration-ms", "300",
+                             "--log-events", str(log_file))
+    assert run.status == 0, run.stderr
+    shown = run.stdout.splitlines()
+    assert len(shown) == 2 and shown[0] == f"you: {HEARD}", run.stdout
+    named = [line for line in run.stderr.splitlines() if str(log_file) in line]
+    assert len(named) == 1 and named[0].startswith(f"voicechat: warning: --log-events {log_file}: "), run.stderr
+    assert "No space left on device" in named[0], named
+    text = log_file.read_text()
+    records = [json.loads(line) for line in text.splitlines()]
+    assert text.endswith("\n") and records and records[0]["dir"] == "start", "whole lines only"

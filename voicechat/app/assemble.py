@@ -138,7 +138,8 @@ async def _connect(
     endpoint = await open_endpoint(settings, stack)
     events = None
     if settings.log_events is not None:
-        events = EventLog(settings.log_events, secrets=(settings.api_key,))  # not the local placeholder
+        events = EventLog(settings.log_events, secrets=(settings.api_key,),  # not the local placeholder
+                          report=out.file_problem)
         stack.callback(events.close)
     # Where and with which model (the state line already says "connecting": not twice).
     out.notice("info", f"server {endpoint.url.split('?')[0]}, model {settings.model}")
