@@ -46,3 +46,23 @@ def test_a_traceback_after_an_error_in_the_block_reaches_stderr() -> None:
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "RuntimeError: boom" in proc.stderr
     assert "ALSA lib" not in proc.stderr
+
+
+def test_a_library_warning_reads_as_one_of_voicechats_lines_not_the_loggers() -> None:
+    """Without --debug any logger's warning (ours or a library's) is a ``voicechat: warning:``
+    line, scrubbed of secrets; never ``WARNING:voicechat.eventlog:…``."""
+    child = textwrap.dedent("""
+        import logging
+        from voicechat.cli.boundary import debug_logging
+        from voicechat.redact import remember
+        remember("sk-proj-abcdefghijklmnop1234")
+        debug_logging(False)
+        logging.getLogger("websockets.client").warning("closing %s", "sk-proj-abcdefghijklmnop1234")
+        logging.getLogger("voicechat.x").error("cannot write %s", "chat.md")
+        logging.getLogger("voicechat.x").info("not shown")
+    """)
+    done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=True)
+    lines = done.stderr.splitlines()
+    assert lines[1] == "voicechat: error: cannot write chat.md", lines
+    assert lines[0].startswith("voicechat: warning: closing ") and "abcdefghijklmnop" not in lines[0], lines
+    assert len(lines) == 2

@@ -120,11 +120,23 @@ def _traceback(exc: BaseException) -> None:
     sys.stderr.write(scrub("".join(traceback.format_exception(exc))))
 
 
+class _UserFormat(logging.Formatter):
+    """A record as one of voicechat's own lines (``voicechat: warning: …``), not the logger's
+    ``WARNING:name:…``: without ``--debug`` only warnings and errors reach the user."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        return f"voicechat: {level}: {record.getMessage()}"
+
+
 def debug_logging(debug: bool, quiet_level: int = logging.WARNING) -> None:
     """Logging to stderr (everything with --debug), every record scrubbed of secrets."""
     from voicechat.redact import scrub_logging
 
     logging.basicConfig(level=logging.DEBUG if debug else quiet_level, stream=sys.stderr)
+    if not debug:
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(_UserFormat())
     scrub_logging()
 
 
