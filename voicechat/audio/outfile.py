@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voicechat.audio.riff import HEADER, block_align, wav_header, write_sizes
 from voicechat.files import check_output, fallback_file, write_all
 from voicechat.outputs import REMOVED, Report, ignore, read_back, regular_identity, removed
 
@@ -31,37 +31,19 @@ if TYPE_CHECKING:  # numpy and the WAV writer are imported where audio is writte
 
 # ---- WAV -----------------------------------------------------------------------------------
 
-_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # the canonical 44-byte PCM header WavWriter writes
-
-
-def wav_header(rate: int, channels: int, data_bytes: int) -> bytes:
-    align = 2 * channels
-    return _HEADER.pack(b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, 1, channels, rate, rate * align,
-                        align, 16, b"data", data_bytes)
-
-
-def _canonical(header: bytes) -> int | None:
-    """The block align of a canonical 44-byte PCM WAV header; None if it is not one."""
-    if len(header) < _HEADER.size:
-        return None
-    riff, _, wave, fmt, fmt_size, tag, _, _, _, align, _, data, _ = _HEADER.unpack_from(header)
-    ok = (riff, wave, fmt, data, fmt_size, tag) == (b"RIFF", b"WAVE", b"fmt ", b"data", 16, 1)
-    return align if ok and align > 0 else None
-
 
 def repair_header(path: Path) -> None:
     """Make the sizes in a canonical WAV header true to the whole frames the file holds (a
     torn last frame is cut off). Writes a few bytes in place: it works on a full disk."""
     fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     try:
-        align = _canonical(os.pread(fd, _HEADER.size, 0))
+        align = block_align(os.pread(fd, HEADER.size, 0))
         if align is None:
             return
         size = os.fstat(fd).st_size
-        data = (size - _HEADER.size) // align * align
-        os.ftruncate(fd, _HEADER.size + data)
-        os.pwrite(fd, struct.pack("<I", 36 + data), 4)
-        os.pwrite(fd, struct.pack("<I", data), 40)
+        data = (size - HEADER.size) // align * align
+        os.ftruncate(fd, HEADER.size + data)
+        write_sizes(fd, data)
     finally:
         os.close(fd)
 
@@ -84,7 +66,7 @@ class _RawWav:
             self._header()
 
     def _header(self) -> None:
-        os.pwrite(self.fd, wav_header(self.rate, self.channels, self.data_bytes), 0)
+        write_sizes(self.fd, self.data_bytes)
 
     def close(self) -> None:
         try:
@@ -218,22 +200,22 @@ class AudioOutput:
         if self._peek is None:
             return 0
         try:
-            header = os.pread(self._peek, _HEADER.size, 0)
+            header = os.pread(self._peek, HEADER.size, 0)
             size = os.fstat(self._peek).st_size
         except OSError:
             return 0
-        align = _canonical(header)
-        return (size - _HEADER.size) // align * align if align else 0
+        align = block_align(header)
+        return (size - HEADER.size) // align * align if align else 0
 
     def _read_back(self) -> bytes:
         """The frames the removed file held (via the second descriptor), after its header."""
         if self._peek is None:
             return b""
         held = read_back(self._peek)
-        align = _canonical(held)
+        align = block_align(held)
         if align is None:
             return b""
-        data = held[_HEADER.size :]
+        data = held[HEADER.size :]
         return data[: len(data) // align * align]
 
     def _drop_fallback(self, why: str) -> None:
@@ -276,7 +258,7 @@ def _pcm(frames: npt.NDArray[np.int16]) -> bytes:
 
 class Recorder:
     """``--record``: the microphone (left) and what the speaker was handed (right), time-aligned,
-    into an `AudioOutput` (as `voicechat.audio.wav.ConversationRecorder` does into a WavWriter)."""
+    into an `AudioOutput`."""
 
     def __init__(self, path: Path, rate: int, *, report: Report | None = None) -> None:
         self.output = AudioOutput(path, rate, channels=2, label="--record", report=report)

@@ -25,13 +25,13 @@ import numpy.typing as npt
 
 from voicechat.audio.format import WIRE_RATE, float_to_pcm16, to_mono
 from voicechat.audio.resample import resample_all
+from voicechat.audio.riff import FORMAT_PCM as _FORMAT_PCM
+from voicechat.audio.riff import wav_header, write_sizes
 from voicechat.errors import AudioError
 
-_FORMAT_PCM = 0x0001
 _FORMAT_FLOAT = 0x0003
 _FORMAT_EXTENSIBLE = 0xFFFE
 _FMT_MIN_SIZE = 16
-_HEADER = struct.Struct("<4sI4s4sIHHIIHH4sI")  # the canonical 44-byte PCM header WavWriter writes
 _SUPPORTED_HINT = "use PCM 8/16/24/32-bit or 32-bit float WAV, e.g. `sox in.wav -b 16 out.wav`"
 
 
@@ -219,10 +219,7 @@ class WavWriter:
         assert self._file is not None
         self._file.flush()
         self._unpatched = 0
-        data = self.frames_written * 2 * self.channels
-        fd = self._file.fileno()
-        os.pwrite(fd, struct.pack("<I", min(36 + data, 0xFFFFFFFF)), 4)
-        os.pwrite(fd, struct.pack("<I", min(data, 0xFFFFFFFF)), 40)
+        write_sizes(self._file.fileno(), self.frames_written * 2 * self.channels)
 
     def _shape_ok(self, arr: npt.NDArray[np.int16]) -> bool:
         if arr.ndim == 1:
@@ -257,41 +254,9 @@ class WavWriter:
         self.close()
 
 
-def wav_header(rate: int, channels: int, data_bytes: int) -> bytes:
-    """The canonical 44-byte header of a 16-bit PCM WAV holding ``data_bytes`` of audio."""
-    align = 2 * channels
-    return _HEADER.pack(b"RIFF", 36 + data_bytes, b"WAVE", b"fmt ", 16, _FORMAT_PCM, channels, rate,
-                        rate * align, align, 16, b"data", data_bytes)
-
-
 def write_wav(path: str | Path, samples: npt.NDArray[np.int16], rate: int) -> None:
     """Write int16 samples, shaped ``(n,)`` or ``(n, channels)``, as a 16-bit PCM WAV file."""
     arr = np.asarray(samples)
     channels = 1 if arr.ndim == 1 else arr.shape[1]
     with WavWriter(path, rate, channels) as writer:
         writer.write(arr)
-
-
-class ConversationRecorder:
-    """``--record``: the microphone (left) and what the speaker was handed (right), time-aligned.
-
-    Fed one captured block and the speaker's block over the same stretch of time (the echo path's
-    pair); the header is finalised on `close`.
-    """
-
-    def __init__(self, path: str | Path, rate: int) -> None:
-        self._writer: WavWriter | None = WavWriter(path, rate, channels=2)
-
-    def __call__(self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16]) -> None:
-        if self._writer is None:
-            return
-        frames = np.zeros((mic.shape[0], 2), dtype=np.int16)
-        frames[:, 0] = mic
-        n = min(mic.shape[0], ref.shape[0])
-        frames[:n, 1] = ref[:n]
-        self._writer.write(frames)
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
