@@ -23,7 +23,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("voicechat.errors", "voicechat.escape", "voicechat.files", "voicechat.redact",
              "voicechat.urls", "voicechat.protocol"),
     "core": ("voicechat.effects", "voicechat.backoff", "voicechat.closes", "voicechat.pricing", "voicechat.budget",
-             "voicechat.session", "voicechat.config", "voicechat.tools.spec", "voicechat.tools.mcp",
+             "voicechat.session", "voicechat.config", "voicechat.tools.spec", "voicechat.tools.mcp", "voicechat.tools.tables",
              "voicechat.keys.decoder",
              "voicechat.keys.editor", "voicechat.audio.format", "voicechat.audio.resample", "voicechat.audio.g711",
              "voicechat.audio.jitter", "voicechat.audio.playout", "voicechat.audio.aec", "voicechat.audio.judges",

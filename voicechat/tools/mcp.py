@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from voicechat.errors import ConfigError
+from voicechat.tools.tables import parse_tables, table_name
 
 MCP_KEYS = ("label", "url", "connector_id", "allowed_tools", "require_approval", "headers")
 APPROVALS = ("always", "never")
@@ -92,26 +93,14 @@ class McpServer:
 
 def parse_mcp(value: Any, where: str = "config") -> tuple[McpServer, ...]:
     """The ``[[mcp]]`` tables of a config file, validated; errors name the file, table and key."""
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: 'mcp' must be a list of [[mcp]] tables, not {type(value).__name__}")
-    servers: list[McpServer] = []
-    for i, table in enumerate(value):
-        server = parse_server(table, f"{where}: mcp[{i}]")
-        if any(s.label == server.label for s in servers):
-            raise ConfigError(f"{where}: mcp[{i}]: a second MCP server labelled {server.label!r}")
-        servers.append(server)
-    return tuple(servers)
+    return parse_tables(value, where, "mcp", parse_server, lambda server: server.label,
+                        "a second MCP server labelled")
 
 
 def parse_server(table: Any, where: str) -> McpServer:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: an MCP server is a table with label, url (or connector_id) and options")
-    unknown = sorted(set(table) - set(MCP_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}", hint=f"an [[mcp]] table has {', '.join(MCP_KEYS)}")
-    label = table.get("label")
-    if not isinstance(label, str) or not LABEL_RE.match(label):
-        raise ConfigError(f"{where}: 'label' must be 1-64 letters, digits, '_' or '-', not {label!r}")
+    label = table_name(table, where, keys=MCP_KEYS, name_key="label", pattern=LABEL_RE,
+                       shape="an MCP server is a table with label, url (or connector_id) and options",
+                       hint=f"an [[mcp]] table has {', '.join(MCP_KEYS)}")
     where = f"{where} ({label})"
     url, connector = table.get("url"), table.get("connector_id")
     if (url is None) == (connector is None):

@@ -21,6 +21,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from voicechat.errors import ConfigError
+from voicechat.tools.tables import parse_tables, table_name
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 DEFAULT_TIMEOUT_S = 10.0
@@ -78,28 +79,13 @@ BUILTINS: tuple[ToolSpec, ...] = (GET_CURRENT_TIME,)
 
 def parse_tools(value: Any, where: str = "config") -> tuple[ToolSpec, ...]:
     """The ``[[tools]]`` tables of a config file, validated; errors name the table and key."""
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: 'tools' must be a list of [[tools]] tables, not {_kind(value)}")
-    specs: list[ToolSpec] = []
-    seen: set[str] = set()
-    for i, table in enumerate(value):
-        spec = parse_tool(table, f"{where}: tools[{i}]")
-        if spec.name in seen:
-            raise ConfigError(f"{where}: tools[{i}]: a second tool named {spec.name!r}")
-        seen.add(spec.name)
-        specs.append(spec)
-    return tuple(specs)
+    return parse_tables(value, where, "tools", parse_tool, lambda spec: spec.name, "a second tool named")
 
 
 def parse_tool(table: Any, where: str) -> ToolSpec:
-    if not isinstance(table, dict):
-        raise ConfigError(f"{where}: a tool is a table with name, description, parameters and command")
-    unknown = sorted(set(table) - set(TOOL_KEYS))
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r}", hint=f"a tool has {', '.join(TOOL_KEYS)}")
-    name = table.get("name")
-    if not isinstance(name, str) or not NAME_RE.match(name):
-        raise ConfigError(f"{where}: 'name' must be 1-64 letters, digits, '_' or '-', not {name!r}")
+    name = table_name(table, where, keys=TOOL_KEYS, name_key="name", pattern=NAME_RE,
+                      shape="a tool is a table with name, description, parameters and command",
+                      hint=f"a tool has {', '.join(TOOL_KEYS)}")
     where = f"{where} ({name})"
     description = table.get("description", "")
     if not isinstance(description, str):
@@ -155,10 +141,6 @@ def _flag(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise ConfigError(f"{where}: 'confirm' must be true or false, not {value!r}")
     return value
-
-
-def _kind(value: Any) -> str:
-    return "a string" if isinstance(value, str) else type(value).__name__
 
 
 def available_tools(user: Sequence[ToolSpec], builtins: bool = True) -> tuple[ToolSpec, ...]:
