@@ -43,3 +43,15 @@ def test_a_worker_that_died_is_replaced_on_the_next_turn() -> None:
     proc.wait()
     assert rec(_speech()).split()
     assert transcribe._worker._proc is not None and transcribe._worker._proc.pid != proc.pid
+
+
+def test_an_utterance_over_the_limit_is_refused_and_the_worker_kept() -> None:
+    """The worker reads a longer request as a broken pipe and quits: the serving side refuses it
+    first (the server then reports the transcription as failed), and the worker stays."""
+    rec = PocketSphinxRecognizer()
+    rec.preload()
+    proc = transcribe._worker._proc
+    with pytest.raises(RuntimeError, match="over ten minutes"):
+        rec(bytes(transcribe.MAX_REQUEST_BYTES + 2))
+    assert transcribe._worker._proc is proc and proc is not None and proc.poll() is None
+    assert rec(_speech()).split()

@@ -44,6 +44,8 @@ class _Worker:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def ask(self, pcm: bytes) -> str:
+        if len(pcm) > MAX_REQUEST_BYTES:  # the worker would take it for a broken pipe and quit
+            raise RuntimeError("an utterance over ten minutes long is not transcribed")
         with self._lock:
             proc = self._proc
             if proc is None or proc.poll() is not None:
