@@ -43,6 +43,7 @@ KINDS = ("voicechat", "floor", "quiet")
 GOALS = {"talking_cpu_s_per_min": 1.5, "idle_cpu_s_per_min": 0.5, "quiet_cpu_s_per_min": 1.0,
          "stop_ms": 40.0, "underruns_per_min": 0.0}
 CLK = os.sysconf("SC_CLK_TCK")
+IDLE_AFTER_DONE_S = 1.5  # after response.done: the jitter buffer's last audio has played
 UNDERRUNS = re.compile(rb"underruns (\d+)")
 
 
@@ -174,6 +175,10 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
         out["talking"] = talk.until_now()
         out["talk_done"] = done is not None
         underruns0 = term.underruns if term else None
+        # The reply outlasts the talking window (so that window is all talk): the idle window
+        # starts once it has been generated and played out, not while its last seconds sound.
+        wait_event(st, "response.done", mark, 60)
+        time.sleep(IDLE_AFTER_DONE_S)
         idle = Window(proc.pid, term)
         time.sleep(idle_s)
         out["idle"] = idle.until_now()
