@@ -173,6 +173,21 @@ def _converse(pulse: dict[str, str], tmp_path: Path, opts: ServerOptions) -> Run
     return Run(st, spk, mic, returncode, stdout, stderr, chat, done_before)
 
 
+def _tail_in_answer(x: np.ndarray, end: int, answer: np.ndarray) -> tuple[int, float]:
+    """The recording index of the answer's sample 0, from where the speaker's last sounds before
+    ``end`` sit in the answer, and how well they match. The last 300 ms are tried first, then
+    shorter stretches: on a busy machine the device can underrun inside the 300 ms (a gap the
+    client never handed it), which spoils that match but not a shorter one after the gap."""
+    best = (0, 0.0)
+    for window in (RATE * 3 // 10, RATE * 15 // 100, RATE * 8 // 100):
+        tail_at = end - window
+        pos, match = locate(x[tail_at : end - RATE // 100], answer)
+        if match > 0.9:
+            return tail_at - pos, match
+        best = max(best, (tail_at - pos, match), key=lambda found: found[1])
+    return best
+
+
 def _measure(run: Run) -> dict[str, Any]:
     """Check the wire events and measure the cut against the recordings."""
     emitted = run.server.emitted.stamped()
@@ -209,9 +224,7 @@ def _measure(run: Run) -> dict[str, Any]:
     pos, match_start = locate(answer[u : u + RATE * 3 // 10], x[lo : cut.start + RATE // 2])
     lag_start = lo + pos - u  # recording index of the answer's sample 0
     # Where the recorded tail sits in the answer; an underrun gap would shift it from lag_start.
-    tail_at = cut.end - RATE * 3 // 10
-    pos, match_end = locate(x[tail_at : cut.end - RATE // 100], answer)
-    lag_end = tail_at - pos
+    lag_end, match_end = _tail_in_answer(x, cut.end, answer)
     assert match_start > 0.9 and match_end > 0.9, f"the recording does not match the answer: {m}"
     heard = cut.end - lag_end  # answer samples played, up to the last audible one
     m["heard_ms"] = heard * 1000 / RATE

@@ -95,6 +95,15 @@ def question_wav(tmp_path: Path, *, seconds: float = 1.2, tail_s: float = 0.3, n
     return path
 
 
+def quiet_wav(tmp_path: Path, *, seconds: float = 1.7, name: str = "quiet.wav") -> Path:
+    """A microphone that says nothing, as long as `question_wav`'s turn: for a scripted server
+    whose reply comes at the first audio, while a spoken question would still be under way
+    (the client would take it for the user talking over the reply, and cut it)."""
+    path = tmp_path / name
+    write_wav(path, np.zeros(int(seconds * RATE), dtype=np.int16), RATE)
+    return path
+
+
 async def wait_closes(server: LocalServer, count: int = 1, timeout: float = 5.0) -> list[tuple[int, str] | None]:
     """The server's record of how each connection was closed, once ``count`` have ended."""
     deadline = time.monotonic() + timeout

@@ -22,7 +22,7 @@ import pytest
 from rich.console import Console
 
 from tests.helpers.canary import Outputs, assert_no_leak, canary
-from tests.helpers.cli import assert_no_noise, question_wav, talk_cli
+from tests.helpers.cli import assert_no_noise, quiet_wav, talk_cli
 from tests.helpers.hostile import HostileServer, Peer, canned_turn, session_event, turn_script
 from voicechat.app import MALFORMED_BURST, SETUP_TIMEOUT_S, Output, Reliability, talk
 from voicechat.backoff import Backoff
@@ -58,7 +58,7 @@ async def converse(tmp_path: Path, srv: HostileServer, *, panel: bool = False, r
                    **flags: Any) -> tuple[str, str, VoicechatError | None, Output]:
     """One in-process ``talk`` from a WAV file against ``srv``: stdout, stderr, the error, the output."""
     settings = resolve(
-        flags={"base_url": srv.http_base_url, "input_file": question_wav(tmp_path), "fast": True,
+        flags={"base_url": srv.http_base_url, "input_file": quiet_wav(tmp_path), "fast": True,
                "silence_duration_ms": 300, **flags},
         environ={"OPENAI_API_KEY": (key := canary("key"))},
     )
@@ -130,7 +130,7 @@ async def test_a_first_session_never_set_up_ends_at_the_deadline(tmp_path: Path,
 async def test_the_cli_gives_up_on_a_session_never_set_up_with_the_connect_status(tmp_path: Path) -> None:
     """The real deadline (15 s), a file run, the real command: one line, exit 5, no traceback."""
     async with HostileServer(updated_trickled) as srv:
-        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(question_wav(tmp_path)))
+        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(quiet_wav(tmp_path)))
     assert run.status == ExitStatus.CONNECT, run.stderr
     assert_no_noise(run.stderr)
     lines = run.stderr.splitlines()
@@ -179,9 +179,9 @@ async def test_lone_surrogates_anywhere_reach_every_writer_as_replacement_charac
         frames.insert(0, r'{"type": "session.updated", "session": {"instructions": "\ud800", "\udc80": 1}}')
     chat, notes, events = tmp_path / "chat.jsonl", tmp_path / "chat.md", tmp_path / "events.jsonl"
     async with HostileServer(turn_script(frames)) as srv:
-        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(question_wav(tmp_path)),
+        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(quiet_wav(tmp_path)),
                              "--transcript", str(chat), "--log-events", str(events))
-        notes_run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(question_wav(tmp_path)),
+        notes_run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(quiet_wav(tmp_path)),
                                    "--transcript", str(notes))
     for r in (run, notes_run):
         assert r.status == 0, r.stderr
@@ -211,7 +211,7 @@ async def test_an_emoji_split_across_deltas_then_a_drop_keeps_the_turn(tmp_path:
                          done=False, text_first=True)
     chat = tmp_path / "chat.jsonl"
     async with HostileServer(turn_script(frames, then="drop", drop_after_s=1.0)) as srv:
-        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(question_wav(tmp_path)),
+        run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(quiet_wav(tmp_path)),
                              "--transcript", str(chat))
     assert run.status == 0, run.stderr
     assert_no_noise(run.stderr)
