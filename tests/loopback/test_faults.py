@@ -89,8 +89,7 @@ def roles(outcome: Outcome) -> list[str]:
 async def test_a_close_mid_reply_is_explained_and_keeps_what_was_said(
         tmp_path: Path, code: int, reason: str, status: int) -> None:
     chat = tmp_path / "chat.jsonl"
-    # after six deltas: enough of the reply to have been played (a first reply waits for a cushion)
-    opts = options(drop_after_deltas=6, close_code_after_deltas=(code, reason), fault_connections=(1,))
+    opts = options(drop_after_deltas=3, close_code_after_deltas=(code, reason), fault_connections=(1,))
     async with LocalServer(opts) as srv:
         run = await talk_cli(srv, tmp_path, "--fast", "--input-file", str(question_wav(tmp_path)),
                              "--silence-duration-ms", "300", "--transcript", str(chat))
