@@ -136,10 +136,7 @@ def parse_prices(value: object, where: str) -> tuple[ModelPrice, ...]:
 
 def cost(model: str, usage: Usage, prices: Iterable[ModelPrice] = ()) -> float | None:
     """Estimated USD for ``usage`` on ``model``; ``None`` when no price is known for it."""
-    price = price_for(model, prices)
-    if price is None:
-        return None
-    return charge(price, usage)
+    return Spend.of(model, usage, prices).cost_usd
 
 
 def charge(price: Price, usage: Usage) -> float:

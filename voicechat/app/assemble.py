@@ -184,7 +184,7 @@ def _keyboard(
     the foreground, and takes the keyboard then.
     """
     wants_keys = actions is None and (out.panel_live or push_to_talk or manual)
-    if actions is None and not wants_keys and out.lines_typed and (keys.owns_terminal(0) or keys.in_background(0)):
+    if actions is None and not wants_keys and out.lines_typed and keys.is_tty(0):
         # stdout is a pipe, so no panel: the tty stays as it is (it echoes and cooks the line)
         # and each line typed is read whole, as it would be by the panel's editor.
         return keyboard_actions(keys.LineEditor()), None

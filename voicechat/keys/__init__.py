@@ -28,10 +28,10 @@ from voicechat.keys.editor import (
     Submit,
     UnknownCommand,
 )
-from voicechat.keys.tty import KeyReader, Terminal, in_background, owns_terminal
+from voicechat.keys.tty import KeyReader, Terminal, in_background, is_tty, owns_terminal
 
 __all__ = [
     "COMMANDS", "ESC", "MAX_LINE", "MAX_PASTE", "MAX_SEQ", "PASTE_END", "PASTE_START", "PTT_REPEAT_S", "Action",
     "Command", "Key", "KeyDecoder", "KeyReader", "LineEditor", "PushToTalk", "Quit", "Submit", "Terminal",
-    "UnknownCommand", "in_background", "owns_terminal",
+    "UnknownCommand", "in_background", "is_tty", "owns_terminal",
 ]  # fmt: skip

@@ -48,6 +48,11 @@ def in_background(fd: int) -> bool:
         return False
 
 
+def is_tty(fd: int) -> bool:
+    """Whether ``fd`` is a terminal (in the foreground of it or not)."""
+    return _isatty(fd)
+
+
 def owns_terminal(fd: int) -> bool:
     """Whether ``fd`` is a tty this process may read and set now (see :func:`in_background`)."""
     return _isatty(fd) and not in_background(fd)

@@ -118,9 +118,9 @@ class Transcript:
             entry = None
         if entry is None:
             entry = _new_entry(item, now)
-            if entry is not None and entry.kind == "image":
-                entry.note = self._pictures.popleft() if self._pictures else "image"
             if entry is not None:
+                if entry.kind == "image":
+                    entry.note = self._pictures.popleft() if self._pictures else "image"
                 if previous_key is None and previous_item_id is not None:
                     previous_key = self._key(previous_item_id)
                 self.remember(entry, previous_key)
