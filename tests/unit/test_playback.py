@@ -213,6 +213,79 @@ def test_underrun_counts_pads_and_rearms_the_prebuffer() -> None:
     assert_invariant(buf)
 
 
+def speech_with_a_pause(loud: int = 40, quiet: int = 40) -> np.ndarray:
+    # loud: the ramp from 1000 stays far above the pause level (-40 dBFS, 328)
+    return np.concatenate([ramp_audio(loud, start=1000), np.zeros(quiet, np.int16), ramp_audio(loud, start=2000)])
+
+
+def test_a_pause_is_lengthened_while_the_queue_is_short_of_the_cushion() -> None:
+    buf = PlaybackBuffer(1000, prebuffer_frames=20, fade_frames=5, rate=1000)  # 5 frames back, 10 ahead
+    buf.set_cushion(200)
+    audio = speech_with_a_pause()
+    buf.write(audio)  # 120 queued, below the cushion
+    heard, added = [], 0
+    for _ in range(30):
+        out, take = read(buf, 10)
+        if take == 0:
+            assert not out.any() and buf.playing
+            # only inside the pause: 5 silent frames played, 10 silent frames next
+            assert 45 <= buf.consumed_total <= 70
+            added += 10
+        heard.append(out[:take])
+    np.testing.assert_array_equal(np.concatenate(heard), audio[: buf.consumed_total])
+    assert added == buf.stretched_frames > 0
+    assert buf.underruns == 0 or buf.consumed_total == 120  # only the end of what came runs dry
+    assert_invariant(buf)
+
+
+def test_a_queue_at_the_cushion_plays_its_pauses_as_they_are() -> None:
+    buf = PlaybackBuffer(1000, prebuffer_frames=20, fade_frames=5, rate=1000)
+    buf.set_cushion(40)
+    buf.write(speech_with_a_pause())  # through the pause (frames 40-79) at least 40 stay queued
+    for _ in range(8):
+        assert read(buf, 10)[1] == 10
+    assert buf.stretched_frames == 0
+
+
+def test_no_pause_is_lengthened_past_the_end_mark_or_while_paused() -> None:
+    for stop in ("mark_end", "pause"):
+        buf = PlaybackBuffer(1000, prebuffer_frames=20, fade_frames=0, rate=1000)
+        buf.set_cushion(500)
+        buf.write(speech_with_a_pause())
+        read(buf, 40)
+        getattr(buf, stop)()  # the reply is complete / a local barge-in holds it
+        for _ in range(10):
+            read(buf, 10)
+        assert buf.stretched_frames == 0, stop
+
+
+def test_a_replys_lead_in_silence_plays_as_it_came() -> None:
+    """Only pauses after the reply's first sound are lengthened: first sound is never later."""
+    buf = PlaybackBuffer(1000, prebuffer_frames=20, fade_frames=5, rate=1000)
+    buf.set_cushion(500)
+    buf.write(np.concatenate([np.zeros(60, np.int16), speech_with_a_pause()]))  # 60 frames of lead-in
+    heard = [read(buf, 10)[1] for _ in range(6)]
+    assert heard == [10] * 6 and buf.stretched_frames == 0  # the lead-in, at once
+    for _ in range(12):
+        read(buf, 10)
+    assert buf.stretched_frames > 0  # the pause after the first words is lengthened
+    buf.mark_end()  # the next reply starts with silence too
+    buf.write(np.concatenate([np.zeros(60, np.int16), ramp_audio(40, start=1000)]))
+    before = buf.stretched_frames
+    while buf.consumed_total < 160 + 60:
+        assert read(buf, 10)[1] > 0
+    assert buf.stretched_frames == before
+
+
+def test_a_word_is_never_cut_to_rebuild_the_cushion() -> None:
+    buf = PlaybackBuffer(1000, prebuffer_frames=20, fade_frames=5, rate=1000)
+    buf.set_cushion(500)
+    buf.write(ramp_audio(300, start=1000))
+    for _ in range(30):
+        assert read(buf, 10)[1] == 10
+    assert buf.stretched_frames == 0
+
+
 def test_underrun_gap_ends_when_the_end_is_marked() -> None:
     buf = PlaybackBuffer(1000, prebuffer_frames=64, fade_frames=10)
     buf.write(ramp_audio(64))
@@ -471,13 +544,17 @@ class Model:
 
     queue: list[tuple[float, int]] = field(default_factory=list)  # (expected value, tolerance)
     release_end: int = 0  # play position of the latest end mark or flush
-    next_value: int = 1
+    next_value: int = 1000  # written samples stay above the pause level
+    cushion: int = 0
 
 
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("write"), st.integers(0, 260)),
+        st.tuples(st.just("pause_in_speech"), st.integers(15, 120)),
         st.tuples(st.just("read"), st.integers(0, 90)),
+        st.tuples(st.just("cushion"), st.integers(-10, 260)),
+        st.tuples(st.just("read"), st.integers(1, 20)),  # small reads: positions inside a pause
         st.tuples(st.just("flush"), st.just(0)),
         st.tuples(st.just("mark_end"), st.just(0)),
         st.tuples(st.just("prebuffer"), st.integers(-10, 260)),
@@ -496,12 +573,17 @@ operations = st.lists(
 def test_random_operations_keep_accounting_and_content(
     capacity: int, prebuffer: int, fade: int, ops: list[tuple[str, int]]
 ) -> None:
-    buf = PlaybackBuffer(capacity, prebuffer, fade)
+    buf = PlaybackBuffer(capacity, prebuffer, fade, rate=1000)  # pauses judged over 5 + 10 frames
     model = Model()
     for op, arg in ops:
         before = snapshot(buf)
         if op == "write":
             do_write(buf, model, arg)
+        elif op == "pause_in_speech":
+            do_write(buf, model, arg, quiet=True)
+        elif op == "cushion":
+            buf.set_cushion(arg)
+            model.cushion = max(0, min(arg, capacity))
         elif op == "read":
             do_read(buf, model, arg, before)
         elif op == "flush":
@@ -527,6 +609,7 @@ class Snapshot:
     underruns: int
     underrun_frames: int
     prebuffer: int
+    stretched: int
 
 
 def snapshot(buf: PlaybackBuffer) -> Snapshot:
@@ -537,12 +620,13 @@ def snapshot(buf: PlaybackBuffer) -> Snapshot:
         buf.underruns,
         buf.underrun_frames,
         buf.prebuffer,
+        buf.stretched_frames,
     )
 
 
-def do_write(buf: PlaybackBuffer, model: Model, n: int) -> None:
-    samples = ramp_audio(n, start=model.next_value)
-    model.next_value += n
+def do_write(buf: PlaybackBuffer, model: Model, n: int, quiet: bool = False) -> None:
+    samples = np.zeros(n, np.int16) if quiet else ramp_audio(n, start=model.next_value)
+    model.next_value += 0 if quiet else n
     free = buf.capacity - buf.queued
     overflow = buf.overflow_frames
     accepted = buf.write(samples)
@@ -566,6 +650,15 @@ def do_read(buf: PlaybackBuffer, model: Model, n: int, before: Snapshot) -> None
 def check_read_policy(
     buf: PlaybackBuffer, model: Model, n: int, take: int, before: Snapshot
 ) -> None:
+    if buf.stretched_frames > before.stretched:
+        # A lengthened pause: while playing short of the cushion, past any end mark, and only
+        # where what was just played and what comes next are silent.
+        assert take == 0 and buf.stretched_frames - before.stretched == n
+        assert before.playing and buf.playing and before.queued < model.cushion
+        assert before.consumed >= model.release_end
+        assert buf.underruns == before.underruns and buf.underrun_frames == before.underrun_frames
+        assert before.queued >= 10 and all(value == 0 for value, _ in model.queue[:10])
+        return
     released = model.release_end - before.consumed
     if released > 0:  # audio before an end mark always plays
         assert take >= min(n, released)

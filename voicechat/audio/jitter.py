@@ -10,7 +10,9 @@ the prebuffer target is the largest ``r`` seen in the recent responses, plus a s
 A server that streams faster than real time gives falling lateness and ``r == 0``: the target
 stays at the floor and first audio is quick. Audio generated at real time over a jittery network
 gives ``r`` of a few σ, which the target learns within the first reply (an underrun re-arms the
-buffer at the raised target, so even the first reply recovers with one gap, not a stutter).
+buffer at the raised target, so even the first reply recovers with one gap, not a stutter; and
+`voicechat.audio.playback.PlaybackBuffer` rebuilds a short queue in the speech's pauses, so most
+of those gaps fall where nobody hears a break).
 Old responses age out, so after a bad patch the target comes back down.
 """
 

@@ -25,6 +25,12 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
+STRETCH_QUIET_DBFS = -40.0  # a pause: every sample around the play position below this peak
+STRETCH_BACK_MS = 5  # played just before the position
+STRETCH_AHEAD_MS = 10  # queued just after it
+STRETCH_MAX_MS = 300  # silence added before the queue reaches the cushion again
+_QUIET_PEAK = round(32768 * 10 ** (STRETCH_QUIET_DBFS / 20))
+
 
 class PlaybackBuffer:
     """Single-producer (event loop), single-consumer (audio thread) int16 mono playback ring.
@@ -45,6 +51,17 @@ class PlaybackBuffer:
       queued again (or the end is marked), so a slow network gives one longer gap rather than
       many short stutters. `underrun_frames` counts the silence of the whole gap, from running
       dry until audio resumes, the end is marked, or a flush.
+    * Cushion (`set_cushion`): while a response plays with less than the cushion queued and more
+      audio to come (no end mark over it), a pause in the speech is made longer: when the last
+      ``STRETCH_BACK_MS`` played and the next ``STRETCH_AHEAD_MS`` queued are all below
+      ``STRETCH_QUIET_DBFS``, the device gets a block of silence and nothing is consumed. A
+      generator that sends audio at real time over a jittery network leaves the queue short; the
+      gap it would have caused mid-word (an underrun) is taken in a pause instead, where a
+      listener does not hear it as a break. At most ``STRETCH_MAX_MS`` is added before the
+      queue has reached the cushion again (a server that stopped sending still runs dry, and
+      counts its underrun). Only a pause after the reply's first sound is lengthened: its
+      lead-in silence plays as it came, so first sound is never later. Positions do not move in
+      the added silence, so what was heard of each item stays exact; `stretched_frames` counts it.
     * Overflow: a write that does not fit keeps the frames that fit and drops the newest rest,
       counted in `overflow_frames`.
     * Pause (a local barge-in the server has not confirmed yet): like a flush, the next
@@ -62,7 +79,7 @@ class PlaybackBuffer:
     plain ints, each safe to read from the loop without the lock (a value may be one block old).
     """
 
-    def __init__(self, capacity_frames: int, prebuffer_frames: int, fade_frames: int) -> None:
+    def __init__(self, capacity_frames: int, prebuffer_frames: int, fade_frames: int, rate: int = 24_000) -> None:
         if capacity_frames <= 0:
             raise ValueError(f"capacity_frames must be positive, got {capacity_frames}")
         if fade_frames < 0:
@@ -82,6 +99,13 @@ class PlaybackBuffer:
         self._overflow_frames = 0
         self._underruns = 0
         self._underrun_frames = 0
+        self._cushion = 0  # frames a playing response should keep queued (0: never stretch)
+        self._back = max(1, rate * STRETCH_BACK_MS // 1000)
+        self._ahead = max(1, rate * STRETCH_AHEAD_MS // 1000)
+        self._stretch_max = rate * STRETCH_MAX_MS // 1000
+        self._stretch_run = 0  # silence added since the queue last held the cushion
+        self._stretched_frames = 0
+        self._sounded_from: int | None = None  # play position of this reply's first sound
 
     # ---- loop side -------------------------------------------------------------------------
 
@@ -95,12 +119,18 @@ class PlaybackBuffer:
         if x.dtype != np.int16 or x.ndim != 1:
             raise ValueError(f"expected 1-D int16 samples, got {x.dtype} with shape {x.shape}")
         n = x.shape[0]
+        first_loud = n
+        if self._sounded_from is None:  # only the loop changes it: read outside the lock
+            loud = np.flatnonzero(np.abs(x.astype(np.int32)) >= _QUIET_PEAK)
+            first_loud = int(loud[0]) if loud.size else n
         with self._lock:
             tail = self._tail
             take = min(n, self._capacity - (tail - self._head))
             if take > 0:
                 self._copy_in(tail, x[:take])
                 self._tail = tail + take
+                if self._sounded_from is None and first_loud < take:
+                    self._sounded_from = tail + first_loud
             self._overflow_frames += n - take
         return take
 
@@ -109,6 +139,7 @@ class PlaybackBuffer:
         with self._lock:
             self._release_end = self._tail
             self._in_underrun = False
+            self._sounded_from = None  # what is written next is another reply
 
     def flush(self) -> int:
         """Barge-in: fade out the next ``fade_frames`` frames, drop the rest; return frames dropped.
@@ -132,6 +163,7 @@ class PlaybackBuffer:
             dropped = count - keep
             self._tail = head + keep
             self._release_end = self._tail
+            self._sounded_from = None
             self._flushed_frames_total += dropped
             self._in_underrun = False
             if not keep:
@@ -169,6 +201,12 @@ class PlaybackBuffer:
         with self._lock:
             self._prebuffer = self._clamp_prebuffer(frames)
 
+    def set_cushion(self, frames: int) -> None:
+        """The queue a playing response should keep (clamped to ``[0, capacity]``): below it,
+        pauses are made longer (see the class notes). 0 turns that off."""
+        with self._lock:
+            self._cushion = self._clamp_prebuffer(frames)
+
     # ---- audio-thread side -----------------------------------------------------------------
 
     def read_into(self, out: npt.NDArray[np.int16]) -> int:
@@ -182,6 +220,9 @@ class PlaybackBuffer:
         ring = self._ring
         with self._lock:
             head = self._head
+            if self._stretch(head, n):
+                out[:] = 0
+                return 0
             take = min(n, self._available(head))
             if take:
                 start = head % self._capacity
@@ -228,7 +269,29 @@ class PlaybackBuffer:
             self._underrun_frames += n - take
         self._playing = False
 
+    def _stretch(self, head: int, n: int) -> bool:
+        """Whether this block lengthens a pause instead of playing on (under the lock)."""
+        queued = self._tail - head
+        if queued >= self._cushion or not self._playing:
+            self._stretch_run = 0
+            return False
+        sounded = self._sounded_from is not None and head > self._sounded_from  # never a reply's lead-in
+        if (not sounded or self._pause_at is not None or head < self._release_end
+                or self._stretch_run >= self._stretch_max
+                or queued < self._ahead or head < self._back or queued + self._back > self._capacity
+                or not self._quiet(head - self._back, head + self._ahead)):
+            return False
+        self._stretch_run += n
+        self._stretched_frames += n
+        return True
+
     # ---- ring helpers (called under the lock) ----------------------------------------------
+
+    def _quiet(self, start: int, end: int) -> bool:
+        """Every frame at play positions ``[start, end)`` below the pause level (no allocation)."""
+        a, b = start % self._capacity, (end - 1) % self._capacity + 1
+        parts = (self._ring[a:b],) if a < b else (self._ring[a:], self._ring[:b])
+        return all(int(p.max()) < _QUIET_PEAK and int(p.min()) > -_QUIET_PEAK for p in parts if p.size)
 
     def _copy_in(self, position: int, x: npt.NDArray[np.int16]) -> None:
         start = position % self._capacity
@@ -311,6 +374,11 @@ class PlaybackBuffer:
     def underruns(self) -> int:
         """Times the ring ran dry while playing, past any end mark."""
         return self._underruns
+
+    @property
+    def stretched_frames(self) -> int:
+        """Silence frames added to pauses to rebuild the cushion (not underruns)."""
+        return self._stretched_frames
 
     @property
     def underrun_frames(self) -> int:

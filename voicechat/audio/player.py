@@ -18,6 +18,8 @@ from voicechat.audio.playout import PlayoutTracker
 from voicechat.audio.resample import StreamResampler
 from voicechat.protocol.constants import WIRE_RATE
 
+CUSHION_MS = 200.0  # the least queue a playing response keeps, rebuilt in its pauses (adaptive only)
+
 
 class Player:
     def __init__(
@@ -28,17 +30,22 @@ class Player:
         adaptive: bool = True,
         capacity_s: float = 120.0,
         fade_ms: float = 5.0,
+        cushion_ms: float | None = CUSHION_MS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.device_rate = device_rate
         self.clock = clock
+        # Pauses are lengthened while less than this (or the learned target) is queued; None: never.
+        self._cushion_ms = cushion_ms if adaptive else None
         # The prebuffer starts at ``prebuffer_ms`` and, when adaptive, follows measured jitter.
         self.jitter = JitterEstimator(floor_ms=prebuffer_ms) if adaptive else None
         self.buffer = PlaybackBuffer(
             capacity_frames=int(capacity_s * device_rate),
             prebuffer_frames=int(prebuffer_ms * device_rate / 1000),
             fade_frames=int(fade_ms * device_rate / 1000),
+            rate=device_rate,
         )
+        self._set_cushion(0)
         self.tracker = PlayoutTracker(device_rate, WIRE_RATE)
         self._resampler = StreamResampler(WIRE_RATE, device_rate)
         self.ended = True
@@ -104,6 +111,11 @@ class Player:
         frames = int(self.jitter.target_ms * self.device_rate / 1000)
         if frames != self.buffer.prebuffer:
             self.buffer.set_prebuffer(frames)
+            self._set_cushion(frames)
+
+    def _set_cushion(self, target_frames: int) -> None:
+        if self._cushion_ms is not None:
+            self.buffer.set_cushion(max(target_frames, int(self._cushion_ms * self.device_rate / 1000)))
 
     @property
     def prebuffer_ms(self) -> float:
