@@ -64,12 +64,10 @@ def two_questions(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     The gap leaves room for the first reply to arrive and play out (at ``--fast``'s 10x clock,
     against a server that streams at 4x and waits up to 400 ms for a transcript), so the second
-    question never talks over it: 60 s of file audio, 6 s of wall time. 20 s (2 s of wall time)
-    was once too little with four processes on this machine's two cores: the second question
-    talked over a first reply that had not begun to play.
+    question never talks over it.
     """
     question = load_wav_at(QUESTION, 24000)
-    gap = np.zeros(60 * 24000, dtype=np.int16)
+    gap = np.zeros(20 * 24000, dtype=np.int16)
     path = tmp_path_factory.mktemp("audio") / "two.wav"
     write_wav(path, np.concatenate([question, gap, question]), 24000)
     return path

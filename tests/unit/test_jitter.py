@@ -10,6 +10,7 @@ import pytest
 from voicechat.audio.jitter import JitterEstimator
 from voicechat.audio.playback import STRETCH_QUIET_DBFS
 from voicechat.audio.player import CUSHION_MS, Player
+from voicechat.server.stream import Pacing
 
 RATE = 24_000
 DELTA = 480  # 20 ms of wire audio
@@ -144,7 +145,7 @@ def first_reply(player: Player, clock: FakeClock, audio: np.ndarray, seed: int, 
     rng = random.Random(seed)
     pieces, done, last = [], 0, 0.0
     while done < audio.size:
-        size = min(audio.size - done, rng.randint(20, 240) * RATE // 1000)
+        size = min(audio.size - done, rng.randint(*Pacing().delta_ms) * RATE // 1000)
         last = max(last, (done + size) / RATE + max(0.0, rng.gauss(0.090, 0.030)))
         pieces.append((last, done, size))
         done += size

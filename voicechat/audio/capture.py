@@ -35,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from voicechat.audio.echo import EchoPath
+from voicechat.audio.format import peak_of_dbfs
 from voicechat.audio.resample import StreamResampler
 from voicechat.protocol.constants import APPEND_MS, WIRE_RATE
 
@@ -42,7 +43,7 @@ CAPTURE_BACKLOG = 50  # device blocks (1 s of 20 ms blocks) waiting for the loop
 QUIET_PEAK_DBFS = -45.0  # a block whose loudest sample stays below this is quiet
 QUIET_AFTER_MS = 2000  # quiet this long (nothing playing) before the pieces grow
 QUIET_CHUNK_MS = 200  # the pieces of a quiet room, for adapters that want them (devices)
-QUIET_PEAK = round(32768 * 10 ** (QUIET_PEAK_DBFS / 20))
+QUIET_PEAK = peak_of_dbfs(QUIET_PEAK_DBFS)
 
 Block = npt.NDArray[np.int16]
 Reference = Callable[[int, "int | None"], Block]  # the next n frames the speaker was handed (a RefTap's take)

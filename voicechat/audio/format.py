@@ -62,6 +62,11 @@ def ms_to_samples(ms: float, rate: int = WIRE_RATE) -> int:
     return round(ms * rate / 1000.0)
 
 
+def peak_of_dbfs(dbfs: float) -> int:
+    """The int16 sample magnitude of a peak level of ``dbfs`` (for comparing samples against it)."""
+    return round(_FULL_SCALE * 10 ** (dbfs / 20))
+
+
 def _as_unit_float(x: npt.ArrayLike) -> npt.NDArray[np.float64]:
     """Samples as float64 with full scale 1.0 (int16 input is divided by 32768)."""
     arr = np.asarray(x)

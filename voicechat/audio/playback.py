@@ -25,11 +25,13 @@ import threading
 import numpy as np
 import numpy.typing as npt
 
+from voicechat.audio.format import ms_to_samples, peak_of_dbfs
+
 STRETCH_QUIET_DBFS = -40.0  # a pause: every sample around the play position below this peak
 STRETCH_BACK_MS = 5  # played just before the position
 STRETCH_AHEAD_MS = 10  # queued just after it
 STRETCH_MAX_MS = 300  # silence added before the queue reaches the cushion again
-_QUIET_PEAK = round(32768 * 10 ** (STRETCH_QUIET_DBFS / 20))
+_QUIET_PEAK = peak_of_dbfs(STRETCH_QUIET_DBFS)
 
 
 class PlaybackBuffer:
@@ -100,9 +102,9 @@ class PlaybackBuffer:
         self._underruns = 0
         self._underrun_frames = 0
         self._cushion = 0  # frames a playing response should keep queued (0: never stretch)
-        self._back = max(1, rate * STRETCH_BACK_MS // 1000)
-        self._ahead = max(1, rate * STRETCH_AHEAD_MS // 1000)
-        self._stretch_max = rate * STRETCH_MAX_MS // 1000
+        self._back = max(1, ms_to_samples(STRETCH_BACK_MS, rate))
+        self._ahead = max(1, ms_to_samples(STRETCH_AHEAD_MS, rate))
+        self._stretch_max = ms_to_samples(STRETCH_MAX_MS, rate)
         self._stretch_run = 0  # silence added since the queue last held the cushion
         self._stretched_frames = 0
         self._sounded_from: int | None = None  # play position of this reply's first sound
