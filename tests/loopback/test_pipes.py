@@ -40,9 +40,13 @@ NOISE = ("Traceback", "Broken pipe", "BrokenPipeError", "Exception ignored", "in
 @contextmanager
 def popen(tmp_path: Path, *args: str) -> Iterator[subprocess.Popen]:
     """``voicechat talk`` in ``tmp_path`` (so no ``.env`` is found), stdin closed, stdout and
-    stderr piped; killed on the way out if it is still running."""
+    stderr piped; killed on the way out if it is still running.
+
+    The pipes are unbuffered on this side: ``communicate()`` reads the file descriptors
+    directly, so a line a buffered ``readline()`` had already taken in beside the first (two
+    lines written together, a slow reader) was lost to the test, not by voicechat."""
     proc = subprocess.Popen([*VOICECHAT, *args], cwd=tmp_path, env=clean_env(tmp_path), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     try:
         yield proc
     finally:
