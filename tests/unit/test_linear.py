@@ -70,6 +70,58 @@ def test_blocks_of_another_length_are_refused() -> None:
         f.process(np.zeros(BLOCK + 1, np.int16), np.zeros(BLOCK + 1, np.int16))
 
 
+class _PlainFilter:
+    """The same filter written out the plain way: every sum taken afresh, nothing in place."""
+
+    def __init__(self, block: int, partitions: int, delta: float, mu: float = 1.0) -> None:
+        self.n, self.p, self.delta, self.mu = block, partitions, delta, mu
+        self.x = np.zeros(2 * block)
+        self.spectra = [np.zeros(block + 1, complex) for _ in range(partitions)]  # newest first
+        self.weights = np.zeros((partitions, block + 1), complex)
+        self.k = 0
+        self.residual = np.zeros(block)
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        self.k += 1
+        self.x = np.concatenate([self.x[self.n :], ref / 32768.0])
+        self.spectra = [np.fft.rfft(self.x), *self.spectra[:-1]]
+        echo = np.fft.irfft(sum(w * s for w, s in zip(self.weights, self.spectra, strict=True)), 2 * self.n)[self.n :]
+        self.residual = mic / 32768.0 - echo
+        return np.clip(np.round(self.residual * 32768.0), -32768, 32767).astype(np.int16)
+
+    def learn(self) -> None:
+        error = np.fft.rfft(np.concatenate([np.zeros(self.n), self.residual]))
+        power = sum(np.abs(s) ** 2 for s in self.spectra)
+        self.weights = self.weights + np.conj(np.array(self.spectra)) * (self.mu * error / (power + self.delta))
+        j = self.k % self.p
+        w = np.fft.irfft(self.weights[j], 2 * self.n)
+        w[self.n :] = 0.0
+        self.weights[j] = np.fft.rfft(w)
+
+
+@pytest.mark.parametrize("rate", [16_000, 44_100, 48_000])
+def test_the_filter_is_the_plain_algorithm(rate: int) -> None:
+    """The running sums and in-place steps that make it cheap change none of its output: block by
+    block it equals the plain algorithm, over many windows of partitions, learning or not."""
+    block = rate // 50
+    rng = np.random.default_rng(rate)
+    fast = LinearEcho(block, rate=rate)
+    plain = _PlainFilter(block, fast.partitions, fast._delta)
+    ref = _i16(rng.standard_normal(block * 40 * fast.partitions) * 0.1)
+    mic = _i16(np.convolve(ref / 32768.0, _path(rng))[: ref.size] + rng.standard_normal(ref.size) * 0.001)
+    out = []
+    for k in range(0, ref.size, block):
+        got, want = fast.process(mic[k : k + block], ref[k : k + block]), plain.process(mic[k : k + block], ref[k : k + block])
+        assert np.abs(got.astype(int) - want).max() <= 1, k // block
+        out.append(got)
+        if k // block % 5 != 2:  # a block the user spoke in: not learned from
+            fast.learn()
+            plain.learn()
+    np.testing.assert_allclose(fast._weights, plain.weights, rtol=0, atol=1e-9 * np.abs(plain.weights).max())
+    last = slice(-10 * block, None)
+    assert _db(mic[last]) - _db(np.concatenate(out)[last]) > 20, "it never learned the path"
+
+
 def _stage_run(echo_of: object, seconds: float = 8.0) -> tuple[list[bool], list[bool]]:
     """A stage fed echo only: (answered, loud) per block."""
     rng = np.random.default_rng(3)
