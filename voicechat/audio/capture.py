@@ -9,17 +9,22 @@ resampler; and the wire audio is cut, here and only here, into pieces of ``APPEN
 
 Between the audio thread and the loop the blocks wait in a bounded queue. A PortAudio callback
 only copies its block into it (`put_threadsafe`) and, when no drain is pending, asks the loop
-for one (in a quiet room only once a quiet piece's worth has come, or for a loud block); the loop drains every waiting block in order (`drain`). Overflow policy: when the loop
+for one (in a quiet room only once a quiet piece's worth has come, or for a loud block); the
+loop drains every waiting block in order (`drain`). While the loop ticks at the block rate
+anyway (the speaker playing), it says so (`polled`) and drains on its own tick: the callback
+then wakes nobody, which saves the loop a second wake-up per block. Overflow policy: when the loop
 falls ``backlog`` blocks behind (a stall), the oldest block is dropped — stale audio is worth
 less than the newest — and ``overflows`` counts it. A file adapter runs on the loop already: it
 puts its block with the reference it played and drains at once.
 
-A quiet room is sent in longer pieces (``quiet_chunk_ms``, the device adapter's choice): once the
-microphone has stayed below ``QUIET_PEAK_DBFS`` for ``QUIET_AFTER_MS`` with nothing playing, the
-pieces grow to ``quiet_chunk_ms`` — a fifth of the sends, and of the wake-ups they cost — and
-the first block above it hands on everything held at once, so the server hears a turn start no
+A quiet room is sent in longer pieces (``quiet_chunk_ms``, the device adapter's choice): once
+what goes out has stayed below ``QUIET_PEAK_DBFS`` for ``QUIET_AFTER_MS``, the pieces grow to
+``quiet_chunk_ms`` — a fifth of the sends, and of the wake-ups they cost — and the first block
+above it hands on everything held at once, so the server hears a turn start (or a barge-in) no
 later than before. The wait outlasts any server VAD's silence duration, so the end of a turn is
-never held back either.
+never held back either. What counts is the echo path's output: while the speaker plays, its echo
+is taken out before the level is judged, so a reply heard in a quiet room is sent in long pieces
+too.
 
 What is held back (less than one append) belongs to the turn being spoken: `flush` hands it on
 (the push-to-talk key ends a turn), `drop` forgets it (the connection it was meant for is gone).
@@ -41,7 +46,7 @@ from voicechat.protocol.constants import APPEND_MS, WIRE_RATE
 
 CAPTURE_BACKLOG = 50  # device blocks (1 s of 20 ms blocks) waiting for the loop before the oldest goes
 QUIET_PEAK_DBFS = -45.0  # a block whose loudest sample stays below this is quiet
-QUIET_AFTER_MS = 2000  # quiet this long (nothing playing) before the pieces grow
+QUIET_AFTER_MS = 2000  # what goes out quiet this long before the pieces grow
 QUIET_CHUNK_MS = 200  # the pieces of a quiet room, for adapters that want them (devices)
 QUIET_PEAK = peak_of_dbfs(QUIET_PEAK_DBFS)
 
@@ -75,12 +80,13 @@ class Capture:
         self._chunk = WIRE_RATE * chunk_ms // 1000
         self._quiet_chunk = WIRE_RATE * (quiet_chunk_ms or chunk_ms) // 1000
         self._quiet_after = WIRE_RATE * QUIET_AFTER_MS // 1000
-        self._quiet_for = 0  # wire samples since the microphone was last loud or the speaker played
+        self._quiet_for = 0  # wire samples since what goes out was last loud
         self._quiet_blocks = 1  # device blocks to a quiet piece (known once a block has come)
         self._pending: Block = np.zeros(0, dtype=np.int16)
         self._queue: deque[tuple[Block, Block | None, int | None]] = deque(maxlen=backlog)
         self._draining = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.polled = False  # the loop drains on a tick of its own: blocks put wake nobody
         self.overflows = 0  # blocks dropped because the loop fell behind
         # Frames of those blocks (written by whichever thread drops, read on the loop) and how
         # many of them the reference has skipped: it skips as many, to stay paired with the mic.
@@ -99,7 +105,7 @@ class Capture:
             self.overflows += 1  # the deque drops the oldest block as this one goes in
             self._dropped += block.shape[0]  # a device's blocks are all one size
         self._queue.append((block, None, self._mark() if self._mark is not None else None))
-        if self._draining or self._loop is None:
+        if self._draining or self.polled or self._loop is None:
             return
         # quiet: wake the loop once a piece's worth has come, or at once for a loud block
         if self._quiet_for < self._quiet_after or len(self._queue) >= self._quiet_blocks or (
@@ -135,7 +141,7 @@ class Capture:
             ref = reference if reference is not None else np.zeros_like(block)
             block = self.echo.process(block, ref, active)
         wire = self._to_wire.process(block)
-        if active or (block.size and int(np.abs(block).max()) >= QUIET_PEAK):
+        if block.size and int(np.abs(block).max()) >= QUIET_PEAK:
             self._quiet_for = 0
         else:
             self._quiet_for += wire.size

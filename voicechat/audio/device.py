@@ -237,11 +237,31 @@ class DeviceAudio:
             streams = reopened
 
     async def _converse(self, buffer: PlaybackBuffer, on_block: Callable[[], bool]) -> bool:
-        """Tick the conversation while the streams run: False when it ends, True on a lost device."""
+        """Tick the conversation while the streams run: False when it ends, True on a lost device.
+
+        While the speaker has something the loop ticks each block and drains the microphone on
+        that tick (the capture callback wakes nobody then); when idle it ticks a tenth of a
+        second and the capture callback wakes it for the microphone's blocks.
+        """
         xruns = self._xruns()
+        capture = self.capture
+        loop = asyncio.get_running_loop()
+        period = self.block / self.rate
+        due = loop.time()
         while True:
-            # each block while the speaker has something; a tenth of a second when idle
-            await asyncio.sleep(self.block / self.rate if buffer.active else IDLE_TICK_S)
+            playing = buffer.active
+            if capture is not None and capture.polled != playing:
+                capture.polled = playing
+                if not playing:
+                    capture.drain()  # blocks put while polled asked for no drain of their own
+            if playing:  # ticks on a fixed grid: a late tick does not push the later ones back
+                due = max(due + period, loop.time() - period)
+                await asyncio.sleep(due - loop.time())
+            else:
+                await asyncio.sleep(IDLE_TICK_S)
+                due = loop.time()
+            if capture is not None and capture.polled:
+                capture.drain()
             if self._lost is not None:
                 return True
             if not on_block():
