@@ -122,29 +122,38 @@ class Capture:
         self._queue.append((block, reference, None))
 
     def drain(self) -> None:
-        """On the loop: every waiting block through the pipeline, in order."""
+        """On the loop: every waiting block through the echo path in order, then all of them
+        through the resampler at once (one call per drain, not per block: a quiet room drains
+        ten blocks at a time) and out in pieces."""
         self._draining = False  # first: a block put from now on asks for a drain of its own
+        if not self._queue:
+            return
+        blocks = []
         while self._queue:
             block, reference, mark = self._queue.popleft()
-            self._process(block, reference, mark)
+            blocks.append(self._echo(block, reference, mark))
+        self._send(self._to_wire.process(np.concatenate(blocks) if len(blocks) > 1 else blocks[0]))
 
-    def _process(self, block: Block, reference: Block | None, mark: int | None = None) -> None:
+    def _echo(self, block: Block, reference: Block | None, mark: int | None = None) -> Block:
+        """One block through the echo path (with the speaker audio of its time); what goes out."""
         if reference is None and self._reference is not None:
             if self._dropped != self._skipped:  # microphone blocks dropped unread: so is their speaker audio
                 lost = self._dropped - self._skipped
                 self._skipped += lost
                 self._reference(lost, None)
             reference = self._reference(block.shape[0], mark)  # read in step with the mic, echo or not
-        active = self._active()
         self._quiet_blocks = max(1, self._quiet_chunk * self.rate // WIRE_RATE // max(1, block.shape[0]))
         if self.echo is not None:
             ref = reference if reference is not None else np.zeros_like(block)
-            block = self.echo.process(block, ref, active)
-        wire = self._to_wire.process(block)
+            block = self.echo.process(block, ref, self._active())
         if block.size and int(np.abs(block).max()) >= QUIET_PEAK:
             self._quiet_for = 0
         else:
-            self._quiet_for += wire.size
+            self._quiet_for += block.shape[0] * WIRE_RATE // self.rate
+        return block
+
+    def _send(self, wire: Block) -> None:
+        """Wire audio out in pieces of a chunk (of a quiet chunk in a quiet room); the rest waits."""
         pending = np.concatenate([self._pending, wire]) if self._pending.size else wire
         quiet = self._quiet_for >= self._quiet_after
         if quiet and pending.size < self._quiet_chunk:

@@ -26,7 +26,8 @@ from voicechat.errors import AudioError, PortAudioMissing
 
 log = logging.getLogger(__name__)
 
-IDLE_TICK_S = 0.1  # the conversation's housekeeping while nothing plays (each block while it does)
+IDLE_TICK_S = 0.1  # the conversation's housekeeping while nothing plays
+PLAYING_TICK_BLOCKS = 2  # ... and while the speaker plays: every this many blocks
 LOST_LIMIT_S = 60.0  # how long a lost device may stay away before talk ends (exit 4)
 RETRY_S = 0.5  # how often PortAudio's device list is read again while one is away
 
@@ -239,14 +240,14 @@ class DeviceAudio:
     async def _converse(self, buffer: PlaybackBuffer, on_block: Callable[[], bool]) -> bool:
         """Tick the conversation while the streams run: False when it ends, True on a lost device.
 
-        While the speaker has something the loop ticks each block and drains the microphone on
-        that tick (the capture callback wakes nobody then); when idle it ticks a tenth of a
-        second and the capture callback wakes it for the microphone's blocks.
+        While the speaker has something the loop ticks every `PLAYING_TICK_BLOCKS` blocks and
+        drains the microphone on that tick (the capture callback wakes nobody then); when idle it
+        ticks a tenth of a second and the capture callback wakes it for the microphone's blocks.
         """
         xruns = self._xruns()
         capture = self.capture
         loop = asyncio.get_running_loop()
-        period = self.block / self.rate
+        period = PLAYING_TICK_BLOCKS * self.block / self.rate
         due = loop.time()
         while True:
             playing = buffer.active
