@@ -307,7 +307,9 @@ def test_panel_shows_a_conversation_and_quit_restores_the_terminal(
     pane.paste("after the panel")
     pane.keys("Enter")
     pane.wait_text(rf"^{re.escape(PROMPT.rstrip())}", "the shell prompt", timeout=WAIT)
-    pane.wait_for(lambda _: (tmp_path / "after.txt").exists(), "the wrapper to read a line")
+    # (the redirection creates the file before printf writes to it: wait for its one write)
+    pane.wait_for(lambda _: (tmp_path / "after.txt").exists() and (tmp_path / "after.txt").stat().st_size > 0,
+                  "the wrapper to read a line")
     assert (tmp_path / "after.txt").read_text() == "after the panel"
 
 

@@ -75,6 +75,14 @@ def cpu_share(pid: int, seconds: float) -> float:
     return (cpu() - start_cpu) / (time.monotonic() - start)
 
 
+def written(path: Path) -> bool:
+    """The shell's ``stty -g > path`` has finished: the redirection creates the file empty before
+    stty writes its line, so existing is not enough (a read in between saw '')."""
+    with contextlib.suppress(OSError):
+        return path.read_text().endswith("\n")
+    return False
+
+
 def assert_backgrounded_and_cheap(pid: int) -> None:
     fields = stat_fields(pid)
     assert fields[0] != "T", "voicechat was stopped (SIGTTIN/SIGTTOU): it touched the tty from the background"
@@ -95,7 +103,7 @@ def test_talk_in_the_background_connects_and_takes_the_keyboard_after_fg(
     assert_backgrounded_and_cheap(pid)
     # The tty was left as the shell keeps it (echo and line editing on).
     pane.run("stty -g > stty.background")
-    pane.wait_for(lambda _: (tmp_path / "stty.background").exists(), "stty in the shell")
+    pane.wait_for(lambda _: written(tmp_path / "stty.background"), "stty in the shell")
 
     # fg: the keyboard is taken now, and a typed line is a turn.
     pane.run('fg; echo "VC-STATUS $?"; stty -g > stty.after')
@@ -112,7 +120,7 @@ def test_talk_in_the_background_connects_and_takes_the_keyboard_after_fg(
     # (The shell's job line and prompt, printed while the panel was up, may have pushed copies of
     # its first frame up; what voicechat leaves after the conversation is its lines alone.)
     assert panel_gone("\n".join(lines[lines.index("you: hello from the front"):])), screen
-    pane.wait_for(lambda _: (tmp_path / "stty.after").exists(), "stty after voicechat")
+    pane.wait_for(lambda _: written(tmp_path / "stty.after"), "stty after voicechat")
     before = (tmp_path / "stty.before").read_text()
     assert (tmp_path / "stty.background").read_text() == before
     assert (tmp_path / "stty.after").read_text() == before
@@ -136,5 +144,5 @@ def test_talk_under_timeout_connects_stays_idle_and_ends_on_sigint(
     assert "VC-STATUS 130" in screen.splitlines(), screen
     assert panel_gone(screen) and "Traceback" not in screen, screen
     pane.wait_text(rf"^{re.escape(PROMPT.rstrip())}$", "the shell prompt")
-    pane.wait_for(lambda _: (tmp_path / "stty.after").exists(), "stty after voicechat")
+    pane.wait_for(lambda _: written(tmp_path / "stty.after"), "stty after voicechat")
     assert (tmp_path / "stty.after").read_text() == (tmp_path / "stty.before").read_text()
