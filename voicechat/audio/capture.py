@@ -10,9 +10,9 @@ resampler; and the wire audio is cut, here and only here, into pieces of ``APPEN
 Between the audio thread and the loop the blocks wait in a bounded queue. A PortAudio callback
 only copies its block into it (`put_threadsafe`) and, when no drain is pending, asks the loop
 for one (in a quiet room only once a quiet piece's worth has come, or for a loud block); the
-loop drains every waiting block in order (`drain`). While the loop ticks at the block rate
-anyway (the speaker playing), it says so (`polled`) and drains on its own tick: the callback
-then wakes nobody, which saves the loop a second wake-up per block. Overflow policy: when the loop
+loop drains every waiting block in order (`drain`). While the speaker plays, the device loop
+ticks anyway (every second block); it says so (`polled`) and drains on its own tick: the
+callback then wakes nobody, which saves the loop a wake-up per block. Overflow policy: when the loop
 falls ``backlog`` blocks behind (a stall), the oldest block is dropped — stale audio is worth
 less than the newest — and ``overflows`` counts it. A file adapter runs on the loop already: it
 puts its block with the reference it played and drains at once.

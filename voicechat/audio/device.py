@@ -246,23 +246,19 @@ class DeviceAudio:
         """
         xruns = self._xruns()
         capture = self.capture
+        assert capture is not None  # run() made it
         loop = asyncio.get_running_loop()
         period = PLAYING_TICK_BLOCKS * self.block / self.rate
         due = loop.time()
         while True:
-            playing = buffer.active
-            if capture is not None and capture.polled != playing:
-                capture.polled = playing
-                if not playing:
-                    capture.drain()  # blocks put while polled asked for no drain of their own
-            if playing:  # ticks on a fixed grid: a late tick does not push the later ones back
+            capture.polled = buffer.active
+            if capture.polled:  # ticks on a fixed grid: a late tick does not push the later ones back
                 due = max(due + period, loop.time() - period)
                 await asyncio.sleep(due - loop.time())
             else:
                 await asyncio.sleep(IDLE_TICK_S)
                 due = loop.time()
-            if capture is not None and capture.polled:
-                capture.drain()
+            capture.drain()  # what waits (while polled, all of it; else what came since the last wake)
             if self._lost is not None:
                 return True
             if not on_block():
