@@ -50,6 +50,8 @@ from voicechat.ui.view import View
 log = logging.getLogger(__name__)
 
 PANEL_PERIOD_S = 0.1  # the panel redraws at most 10 times a second (meters still look live; 15 cost a third more CPU)
+PANEL_WATCH_S = 1.0  # while the audio ticks (and publishes), how often the panel's own task looks in
+PANEL_DUE_S = 0.9 * PANEL_PERIOD_S  # a tick this long after the last publish publishes (timers fire a little early)
 
 
 class AudioIO(Protocol):
@@ -110,6 +112,7 @@ class Conversation:
         self.finished = asyncio.Event()
         self.error: BaseException | None = None
         self.clock: Callable[[], float] = time.time
+        self._published = self._ticked = -1e9  # time.monotonic() of the last publish, of the last audio tick
         self.budget = budget  # --max-cost / --max-minutes, on the monotonic clock below
         self.monotonic: Callable[[], float] = time.monotonic
         self.spend = Spend.of(settings.model, self.session.usage, settings.prices)  # priced once per change of usage
@@ -304,10 +307,14 @@ class Conversation:
         self.dispatch(self.session.local_onset(self.clock()))
 
     def _on_block(self) -> bool:
-        """After each audio block: housekeeping, then whether the audio should go on."""
+        """After each audio tick: housekeeping, the panel when its period has passed (one wake-up
+        of the loop serves both), then whether the audio should go on."""
         if self.player.drained and self.session.audible_items:
             self.dispatch(self.session.playback_drained())
         self.dispatch(self.session.tick(self.clock()))
+        self._ticked = time.monotonic()
+        if self.out.front is not None and self._ticked - self._published >= PANEL_DUE_S:
+            self.publish()
         if self.finished.is_set():
             return False
         if self.ending.due():
@@ -331,15 +338,23 @@ class Conversation:
         self.keyboard.on_action(action)
 
     async def _panel(self) -> None:
-        """Publish a fresh snapshot for the front end at most 10 times a second."""
+        """Publish a fresh snapshot for the front end at most 10 times a second.
+
+        Once the audio ticks, its ticks publish (`_on_block`) and this task only looks in once a
+        second, publishing if they have stopped (a wake-up of its own ten times a second was a
+        third of an idle loop's wake-ups).
+        """
         if self.out.front is None:
             await self.finished.wait()
             return
         while not self.finished.is_set():
-            self.publish()
-            await asyncio.sleep(PANEL_PERIOD_S)
+            if time.monotonic() - self._published >= PANEL_DUE_S:
+                self.publish()
+            ticking = time.monotonic() - self._ticked < 2 * PANEL_PERIOD_S
+            await asyncio.sleep(PANEL_WATCH_S if ticking else PANEL_PERIOD_S)
 
     def publish(self) -> None:
+        self._published = time.monotonic()
         line = self.editor.line if self.editor is not None else ""
         xruns = getattr(self.audio, "underflows", 0) + getattr(self.audio, "overflows", 0)  # a device's own
         self.out.publish(self.view.snapshot(self.session, self.player, self.echo, line, spend=self.spend,
