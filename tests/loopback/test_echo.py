@@ -225,6 +225,48 @@ def test_aec_removes_a_full_level_echo_and_lets_a_louder_barge_in_through() -> N
     assert len(onsets) == 1
 
 
+class _Counting:
+    """A canceller that records what it was given and returns the microphone unchanged."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[np.ndarray, np.ndarray]] = []
+
+    def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        self.calls.append((mic.copy(), ref.copy()))
+        return mic.copy()
+
+
+def test_aec_rests_the_canceller_while_nothing_plays_and_wakes_it_on_the_room_before_a_reply() -> None:
+    canceller = _Counting()
+    path = EchoPath("aec", RATE, canceller=canceller, rest_ms=100, warm_ms=60, tail_ms=40)
+    rng = np.random.default_rng(4)
+    room = [np.rint(rng.normal(0, 30, BLOCK)).astype(np.int16) for _ in range(20)]
+    silence = np.zeros(BLOCK, dtype=np.int16)
+    path.process(room[0], silence, False)
+    assert canceller.calls == []  # nothing has played yet: it rests from the start
+    reply = speech_like(0.02)
+    mic = np.rint(reply * 0.3).astype(np.int16)
+    path.process(mic, reply, True)
+    assert len(canceller.calls) == 2  # woken by the first reply: the room's block, then the reply's
+    canceller.calls.clear()
+    outs = [path.process(m, silence, False) for m in room]
+    # Resting from the sixth silent block on (the first 100 ms go through it): nothing more is
+    # given to it, and the microphone is sent as it is.
+    assert len(canceller.calls) == 5
+    for m, out in zip(room[5:], outs[5:], strict=True):
+        assert np.array_equal(out, m)
+    # The next reply starts: first the room's last 60 ms (3 blocks) with a silent reference,
+    # then the block itself with its reference.
+    path.process(mic, reply, True)
+    woken = canceller.calls[5:]
+    assert len(woken) == 4
+    for (m, r), want in zip(woken[:3], room[-3:], strict=True):
+        assert np.array_equal(m, want) and not r.any()
+    assert np.array_equal(woken[3][0], mic) and np.array_equal(woken[3][1], reply)
+    path.process(mic, reply, True)
+    assert len(canceller.calls) == 10  # while it plays, one call per block
+
+
 def test_aec_mode_needs_a_canceller_and_modes_are_checked() -> None:
     with pytest.raises(ValueError):
         EchoPath("aec", RATE)

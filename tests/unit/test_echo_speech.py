@@ -85,10 +85,12 @@ class Run:
     out: np.ndarray  # what would be sent, at the wire rate
 
 
-def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3, shift: tuple[int, float] | None = None) -> Run:
+def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3, shift: tuple[int, float] | None = None,
+             rest_ms: float | None = None) -> Run:
     """``replies_n`` replies; ``barge_in`` maps a reply (0-based) to how far into it the user
     talks over it, at 0 dB speech to echo; ``shift``: (reply, ms) from the gap before that
-    reply on, the echo arrives that much later (a device's latency moved)."""
+    reply on, the echo arrives that much later (a device's latency moved); ``rest_ms``: the
+    canceller rests after that much silence (default: the path's own, longer than the gaps)."""
     replies = [_up(_at(speech.reply(40 + k, seconds=10.0), REPLY_DBFS)) for k in range(replies_n)]
     spk_parts, active = [np.zeros(DEV)], []
     t = DEV
@@ -122,7 +124,8 @@ def converse(room: Room, barge_in: dict[int, float], replies_n: int = 3, shift: 
     onsets: list[float] = []
     block_no = 0
     path = EchoPath("aec", DEV, onset_db=threshold_db(0.5), canceller=EchoCanceller(DEV),
-                    on_onset=lambda: onsets.append(block_no * BLOCK / DEV))
+                    on_onset=lambda: onsets.append(block_no * BLOCK / DEV),
+                    **({} if rest_ms is None else {"rest_ms": rest_ms}))
     vad = EnergyVad(VadParams(0.5, 300, 400))
     to_wire = soxr.ResampleStream(DEV, WIRE, 1, dtype="int16")
     starts, out = [], []
@@ -151,6 +154,20 @@ def test_a_silent_user_never_interrupts_when_the_echo_path_moves(name: str, shif
     interrupts once in every room; later moves, or later echo, are held.)"""
     run = converse(ROOMS[name], {}, replies_n=4, shift=(2, shift_ms))
     assert run.starts == [] and run.onsets == [], (name, shift_ms, run.starts, run.onsets)
+
+
+@pytest.mark.parametrize("name", ["worst", "laptop", "loud-laptop"])
+def test_a_canceller_rested_in_every_pause_still_holds_the_echo_and_hears_the_user(name: str) -> None:
+    """The canceller rests 500 ms into each 1.5 s pause between replies (as it does in a real
+    pause after `EchoPath`'s default 2 s) and wakes at the next reply: no reply's opening passes
+    for the user, and barge-ins over replies 2 and 3 are heard within a second."""
+    quiet = converse(ROOMS[name], {}, replies_n=4, rest_ms=500.0)
+    assert quiet.starts == [] and quiet.onsets == [], (name, quiet.starts, quiet.onsets)
+    run = converse(ROOMS[name], {1: 2.2, 2: 3.6}, replies_n=3, rest_ms=500.0)
+    heard = [any(u - 0.05 <= t <= u + 1.0 for t in run.starts) for u in run.users]
+    assert all(heard), f"{name}: barge-ins not heard: {heard} (users {run.users}, starts {run.starts})"
+    strays = [t for t in run.starts if not any(u - 0.05 <= t <= u + 3.0 for u in run.users)]
+    assert strays == [], f"{name}: speech_started with the user silent: {strays}"
 
 
 BARGES = {k: 1.5 + (0.7 * k) % 3.5 for k in range(1, 9)}  # replies 2-9, 1.5-5 s into each

@@ -20,6 +20,12 @@ from `RefTap`), and comes out as the audio to send. Modes (``--echo``):
   late so those blocks go out too. The linear stage also notices the echo path moving under it
   (its residual then carries its own prediction, negated) and makes the other judge wary while
   the canceller follows.
+  Once nothing has played for ``rest_ms`` (2 s) the canceller rests: it is not called and the
+  microphone goes out as it is (there is no echo left to take out; the canceller was half of
+  the loop's time in an idle conversation). When the speaker next has audio it is first fed
+  the room's last ``warm_ms`` (200 ms) with a silent reference, as if it had run all along:
+  woken cold, it lost the opening of one barge-in in eight that it heard whole before (the
+  offline loud-laptop room).
 * ``half-duplex``: the microphone is silenced while the assistant is audible and for a short tail
   after; the user interrupts with a key or a typed line instead.
 
@@ -168,6 +174,8 @@ class EchoPath:
         on_onset: Callable[[], None] | None = None,
         linear: bool = True,
         linear_margin_db: float = 10.0,
+        rest_ms: float = 2000.0,
+        warm_ms: float = 200.0,
     ) -> None:
         if mode not in ("aec", "gate", "half-duplex", "off"):
             raise ValueError(f"unknown echo mode {mode!r}")
@@ -183,6 +191,8 @@ class EchoPath:
         self._onset_blocks = blocks(onset_ms)
         self._hangover_blocks = blocks(hangover_ms)
         self._tail_blocks = blocks(tail_ms)
+        self._rest_blocks = blocks(rest_ms)
+        self._resting: deque[npt.NDArray[np.int16]] = deque(maxlen=blocks(warm_ms) if warm_ms > 0 else 0)
         self._learn_blocks = blocks(learn_ms)
         self._refs: deque[float] = deque(maxlen=blocks(memory_ms))  # recent reference levels
         self._raw = Gate(onset_db, margin_db, self._hangover_blocks)  # judges the microphone
@@ -268,12 +278,23 @@ class EchoPath:
         the silence it held.
         """
         assert self.canceller is not None
-        # The canceller runs while nothing plays too: rested through the pauses between replies
-        # (1 s after the echo), it let the next reply's opening through (laptop room: 2
-        # self-interruptions in 15 replies and 5 of 6 barge-ins heard, against 0 and 6 of 6).
+        sup = self._suppressor
+        if self._since_active > self._rest_blocks and not sup.is_open:
+            # Nothing has played for a while: no echo, and the canceller rests. It keeps what it
+            # learned of the echo path, and its reference and microphone stay in step (neither
+            # is given to it); the last `warm_ms` of the room are kept for its waking.
+            sup.reset_run()
+            self._held.clear()
+            self._from_linear = True
+            self._resting.append(mic)
+            return mic, mic_db, mic_db >= self.onset_db
+        if self._resting:  # waking: the canceller hears the room's last moments, with nothing playing
+            silence = np.zeros_like(mic)
+            for held in self._resting:
+                self.canceller.process(held, silence[: held.size])
+            self._resting.clear()
         clean = self.canceller.process(mic, ref)
         clean_db = rms_dbfs(clean)
-        sup = self._suppressor
         lin, heard = self._linear_stage(mic, ref, mic_db, speaker_on)
         if not speaker_on and not sup.is_open:
             sup.reset_run()
