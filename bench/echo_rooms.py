@@ -30,6 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
+import wave
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -421,3 +422,24 @@ def _echo_levels(call: _Call, silent: list[Trial]) -> tuple[float, float]:
         return float("nan"), float("nan")
     return (max(-120.0, _dbfs(np.concatenate(heard))),
             max(-120.0, _dbfs(np.frombuffer(b"".join(sent), dtype="<i2"))))
+
+
+def echo_lags_ms(record: Path, window_s: float = 2.0) -> list[float]:
+    """From a ``voicechat talk --record`` file (microphone left, reference right, as the echo
+    path saw them): for each ``window_s`` stretch where the reference is loud, how far the
+    microphone's echo trails the reference, in ms, by cross-correlation over -200…+500 ms.
+    Negative: the echo came before its reference, which no canceller can take out."""
+    with wave.open(str(record)) as w:
+        rate = w.getframerate()
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).astype(np.float64)
+    n = int(window_s * rate)
+    lags = np.r_[np.arange(0, int(0.5 * rate)), np.arange(-int(0.2 * rate), 0)]
+    out = []
+    for a in range(0, frames.shape[0] - n + 1, n):
+        mic, ref = frames[a : a + n, 0], frames[a : a + n, 1]
+        if _dbfs(ref) < -40 or _dbfs(mic) < -60:
+            continue
+        corr = np.fft.irfft(np.fft.rfft(mic, 2 * n) * np.conj(np.fft.rfft(ref, 2 * n)), 2 * n)
+        best = lags[int(np.argmax(np.abs(corr[lags])))]
+        out.append(round(1000.0 * float(best) / rate, 1))
+    return out
