@@ -3,38 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from rich.console import Console
 
+from tests.loopback.test_hostile import RenderingFront
 from tests.loopback.test_talk_loopback import QUESTION
 from voicechat.app import Output, conversation, talk
 from voicechat.config import resolve
 from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import StreamSink
-from voicechat.ui.render import render
-
-
-class Front:
-    """A front end that renders every snapshot it is given."""
-
-    is_started = True
-
-    def __init__(self) -> None:
-        self.console = Console(file=io.StringIO(), width=100, height=40, force_terminal=True, color_system=None)
-        self.drawn = 0
-
-    def __enter__(self) -> Front:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.is_started = False
-
-    def update(self, snapshot: Any) -> None:
-        self.console.print(render(snapshot))
-        self.drawn += 1
 
 
 async def test_the_panel_follows_the_conversation_from_the_audio_ticks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,13 +21,13 @@ async def test_the_panel_follows_the_conversation_from_the_audio_ticks(tmp_path:
     still shows the question's transcript and the reply: the audio's ticks published them."""
     monkeypatch.setattr(conversation, "PANEL_WATCH_S", 3600.0)
     stdout = io.StringIO()
-    front = Front()
+    front = RenderingFront()
     async with LocalServer(ServerOptions(speed=8.0, seed=1), host="127.0.0.1", port=0) as srv:
         settings = resolve(flags={"base_url": srv.http_base_url, "input_file": QUESTION, "fast": True},
                            environ={"OPENAI_API_KEY": "sk-test-loopback"})
         await talk(settings, Output(sinks=[StreamSink(stdout)], status=io.StringIO(), front=front))
     said = dict(line.split(": ", 1) for line in stdout.getvalue().splitlines())
     assert set(said) == {"you", "assistant"}, stdout.getvalue()
-    shown = front.console.file.getvalue()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", front.console.file.getvalue())
     assert front.drawn > 2
     assert said["assistant"][:30] in " ".join(shown.split()), shown[-3000:]
