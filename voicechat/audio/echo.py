@@ -289,9 +289,8 @@ class EchoPath:
             self._resting.append(mic)
             return mic, mic_db, mic_db >= self.onset_db
         if self._resting:  # waking: the canceller hears the room's last moments, with nothing playing
-            silence = np.zeros_like(mic)
             for held in self._resting:
-                self.canceller.process(held, silence[: held.size])
+                self.canceller.process(held, np.zeros_like(held))
             self._resting.clear()
         clean = self.canceller.process(mic, ref)
         clean_db = rms_dbfs(clean)
