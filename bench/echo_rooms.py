@@ -41,6 +41,7 @@ import numpy as np
 from bench import rooms, speech
 from bench.devices import RATE, PlaybackRecorder, Recorder, ServerThread, locate, sink_inputs_of
 from voicechat.audio.wav import write_wav
+from voicechat.doctor.measure import measure_echo
 from voicechat.server import ServerOptions
 from voicechat.server.brain import Reply, Turn
 
@@ -426,20 +427,20 @@ def _echo_levels(call: _Call, silent: list[Trial]) -> tuple[float, float]:
 
 def echo_lags_ms(record: Path, window_s: float = 2.0) -> list[float]:
     """From a ``voicechat talk --record`` file (microphone left, reference right, as the echo
-    path saw them): for each ``window_s`` stretch where the reference is loud, how far the
-    microphone's echo trails the reference, in ms, by cross-correlation over -200…+500 ms.
-    Negative: the echo came before its reference, which no canceller can take out."""
+    path saw them): for each ``window_s`` stretch where the reference is loud and its echo is
+    found (the doctor's `measure_echo`, in the speech band, over -200…+500 ms), how far the
+    microphone's echo trails the reference, in ms. Negative: the echo came before its
+    reference, which no canceller can take out."""
     with wave.open(str(record)) as w:
         rate = w.getframerate()
-        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2).astype(np.float64)
+        frames = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").reshape(-1, 2)
     n = int(window_s * rate)
-    lags = np.r_[np.arange(0, int(0.5 * rate)), np.arange(-int(0.2 * rate), 0)]
     out = []
     for a in range(0, frames.shape[0] - n + 1, n):
         mic, ref = frames[a : a + n, 0], frames[a : a + n, 1]
-        if _dbfs(ref) < -40 or _dbfs(mic) < -60:
+        if _dbfs(ref) < -40:
             continue
-        corr = np.fft.irfft(np.fft.rfft(mic, 2 * n) * np.conj(np.fft.rfft(ref, 2 * n)), 2 * n)
-        best = lags[int(np.argmax(np.abs(corr[lags])))]
-        out.append(round(1000.0 * float(best) / rate, 1))
+        m = measure_echo(ref, mic, rate, band=(150.0, 4000.0), min_delay_ms=-200.0, max_delay_ms=500.0)
+        if m.found:
+            out.append(round(m.delay_ms, 1))
     return out

@@ -10,7 +10,7 @@ import pytest
 
 from tests.loopback.test_hostile import RenderingFront
 from tests.loopback.test_talk_loopback import QUESTION
-from voicechat.app import Output, conversation, talk
+from voicechat.app import Output, panel, talk
 from voicechat.config import resolve
 from voicechat.server import LocalServer, ServerOptions
 from voicechat.transcript import StreamSink
@@ -19,7 +19,7 @@ from voicechat.transcript import StreamSink
 async def test_the_panel_follows_the_conversation_from_the_audio_ticks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With the panel's own task looking in only once an hour after the first tick, the panel
     still shows the question's transcript and the reply: the audio's ticks published them."""
-    monkeypatch.setattr(conversation, "PANEL_WATCH_S", 3600.0)
+    monkeypatch.setattr(panel, "PANEL_WATCH_S", 3600.0)
     stdout = io.StringIO()
     front = RenderingFront()
     async with LocalServer(ServerOptions(speed=8.0, seed=1), host="127.0.0.1", port=0) as srv:

@@ -2,11 +2,11 @@
 
 It couples the audio adapter (whose microphone pipeline feeds `_on_mic`), the playback
 ``Player``, the sans-I/O ``Session`` and the connection's life (``link.py``); every decision is
-the session's, this module only moves data and awaits. Four tasks run: the link (serving the
-connection, replacing it when it drops), the audio clock, the keyboard and the panel. Shutdown
-order: stop the tasks and any running tool, cut the reply to what was heard and write out the
-transcript, close the sockets with 1000, close the audio files. Nothing already said is lost on
-any exit path. An `Observer` (the bench) may watch every step.
+the session's, this module only moves data and awaits. Its tasks: the link (serving the
+connection, replacing it when it drops), the audio clock, the keyboard and, with a live panel,
+the panel's (`PanelFeed`). Shutdown order: stop the tasks and any running tool, cut the reply to
+what was heard and write out the transcript, close the sockets with 1000, close the audio files.
+Nothing already said is lost on any exit path. An `Observer` (the bench) may watch every step.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from voicechat.app.malformed import MalformedFrames
 from voicechat.app.observer import QUIET, Observer
 from voicechat.app.outbox import Outbox
 from voicechat.app.output import Output
+from voicechat.app.panel import PanelFeed
 from voicechat.audio.capture import Capture
 from voicechat.audio.echo import EchoPath
 from voicechat.audio.outfile import AudioOutput, Recorder, TeeBuffer
@@ -49,9 +50,6 @@ from voicechat.ui.view import View
 
 log = logging.getLogger(__name__)
 
-PANEL_PERIOD_S = 0.1  # the panel redraws at most 10 times a second (meters still look live; 15 cost a third more CPU)
-PANEL_WATCH_S = 1.0  # while the audio ticks (and publishes), how often the panel's own task looks in
-PANEL_DUE_S = 0.9 * PANEL_PERIOD_S  # a tick this long after the last publish publishes (timers fire a little early)
 
 
 class AudioIO(Protocol):
@@ -112,7 +110,7 @@ class Conversation:
         self.finished = asyncio.Event()
         self.error: BaseException | None = None
         self.clock: Callable[[], float] = time.time
-        self._published = self._ticked = -1e9  # time.monotonic() of the last publish, of the last audio tick
+        self.panel = PanelFeed(self.publish) if out.front is not None else None
         self.budget = budget  # --max-cost / --max-minutes, on the monotonic clock below
         self.monotonic: Callable[[], float] = time.monotonic
         self.spend = Spend.of(settings.model, self.session.usage, settings.prices)  # priced once per change of usage
@@ -312,9 +310,8 @@ class Conversation:
         if self.player.drained and self.session.audible_items:
             self.dispatch(self.session.playback_drained())
         self.dispatch(self.session.tick(self.clock()))
-        self._ticked = time.monotonic()
-        if self.out.front is not None and self._ticked - self._published >= PANEL_DUE_S:
-            self.publish()
+        if self.panel is not None:
+            self.panel.tick()
         if self.finished.is_set():
             return False
         if self.ending.due():
@@ -337,24 +334,7 @@ class Conversation:
         """A typed line, a slash command or the push-to-talk key (see `Keyboard`)."""
         self.keyboard.on_action(action)
 
-    async def _panel(self) -> None:
-        """Publish a fresh snapshot for the front end at most 10 times a second.
-
-        Once the audio ticks, its ticks publish (`_on_block`) and this task only looks in once a
-        second, publishing if they have stopped (a wake-up of its own ten times a second was a
-        third of an idle loop's wake-ups).
-        """
-        if self.out.front is None:
-            await self.finished.wait()
-            return
-        while not self.finished.is_set():
-            if time.monotonic() - self._published >= PANEL_DUE_S:
-                self.publish()
-            ticking = time.monotonic() - self._ticked < 2 * PANEL_PERIOD_S
-            await asyncio.sleep(PANEL_WATCH_S if ticking else PANEL_PERIOD_S)
-
     def publish(self) -> None:
-        self._published = time.monotonic()
         line = self.editor.line if self.editor is not None else ""
         xruns = getattr(self.audio, "underflows", 0) + getattr(self.audio, "overflows", 0)  # a device's own
         self.out.publish(self.view.snapshot(self.session, self.player, self.echo, line, spend=self.spend,
@@ -372,8 +352,9 @@ class Conversation:
             asyncio.create_task(self._link(), name="link"),
             asyncio.create_task(self._audio(), name="audio"),
             asyncio.create_task(self._keyboard(), name="keyboard"),
-            asyncio.create_task(self._panel(), name="panel"),
         ]
+        if self.panel is not None:  # at most 10 snapshots a second for the front end
+            tasks.append(asyncio.create_task(self.panel.run(self.finished), name="panel"))
         finished = asyncio.create_task(self.finished.wait(), name="finished")
         try:
             done, _ = await asyncio.wait([*tasks, finished], return_when=asyncio.FIRST_COMPLETED)
@@ -404,8 +385,8 @@ class Conversation:
         if self.reply_audio is not None:
             self.reply_audio.close()
         self.view.connection = "closed"
-        if self.out.front is not None:
-            self.publish()
+        if self.panel is not None:
+            self.panel.publish()
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -283,9 +283,7 @@ class EchoPath:
             # Nothing has played for a while: no echo, and the canceller rests. It keeps what it
             # learned of the echo path, and its reference and microphone stay in step (neither
             # is given to it); the last `warm_ms` of the room are kept for its waking.
-            sup.reset_run()
-            self._held.clear()
-            self._from_linear = True
+            self._settle()
             self._resting.append(mic)
             return mic, mic_db, mic_db >= self.onset_db
         if self._resting:  # waking: the canceller hears the room's last moments, with nothing playing
@@ -296,9 +294,7 @@ class EchoPath:
         clean_db = rms_dbfs(clean)
         lin, heard = self._linear_stage(mic, ref, mic_db, speaker_on)
         if not speaker_on and not sup.is_open:
-            sup.reset_run()
-            self._held.clear()
-            self._from_linear = True
+            self._settle()
             return clean, clean_db, clean_db >= self.onset_db
         doubt = self._linear is not None and speaker_on and self._linear.doubt
         loud, clear = sup.judge(clean_db, mic_db, self._ref_max(), self._learning(), heard, doubt)
@@ -319,6 +315,13 @@ class EchoPath:
             else:
                 out, level = out_lin, lin_level
         return out, level, loud
+
+    def _settle(self) -> None:
+        """Nothing plays and the user is not talking: the suppressor's run, the output held back
+        and the hand-over from the linear stage start afresh."""
+        self._suppressor.reset_run()
+        self._held.clear()
+        self._from_linear = True
 
     def _linear_stage(
         self, mic: npt.NDArray[np.int16], ref: npt.NDArray[np.int16], mic_db: float, speaker_on: bool
