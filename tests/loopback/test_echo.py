@@ -13,10 +13,11 @@ from tests.helpers.server import speech_like
 from voicechat import effects as fx
 from voicechat.app import Output, talk
 from voicechat.audio.aec import EchoCanceller, aec_available
-from voicechat.audio.echo import EchoPath, RefTap, threshold_db
+from voicechat.audio.echo import EchoPath, threshold_db
 from voicechat.audio.filedev import FileAudio
 from voicechat.audio.format import rms_dbfs
 from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.reftap import STARVED_LIMIT, RefTap
 from voicechat.audio.wav import write_wav
 from voicechat.config import resolve
 from voicechat.protocol import events as ev
@@ -51,9 +52,12 @@ def test_ref_tap_starts_at_the_newest_audio_then_reads_in_order() -> None:
     # The first real read starts at the newest block, so the reference leads its echo.
     assert tap.take(100).tolist() == list(range(201, 301))
     tap.write(np.arange(301, 401, dtype=np.int16))
-    got = tap.take(200)  # only 100 more were written: zeros first, then the audio in order
-    assert got[:100].tolist() == [0] * 100 and got[100:].tolist() == list(range(301, 401))
+    got = tap.take(200)  # only 100 more were written: the audio in order, then zeros for the rest
+    assert got[:100].tolist() == list(range(301, 401)) and got[100:].tolist() == [0] * 100
     assert tap.take(50).tolist() == [0] * 50
+    tap.write(np.arange(401, 701, dtype=np.int16))  # the writer catches up: nothing slid
+    assert tap.take(100).tolist() == list(range(551, 651))
+    assert tap.holes == 2 and tap.resyncs == 0
 
 
 def test_ref_tap_skips_audio_it_was_too_slow_to_read() -> None:
@@ -64,25 +68,67 @@ def test_ref_tap_skips_audio_it_was_too_slow_to_read() -> None:
     assert got.min() >= 3  # the oldest, overwritten audio is skipped, never returned garbled
 
 
-def test_ref_tap_keeps_slack_so_a_late_output_callback_leaves_the_pairing_as_it_was() -> None:
-    """By default the reader starts two blocks behind the newest: when the output callback runs
-    a block or two late (a busy machine), the reader still has audio to read and the pairing of
-    microphone and reference holds. Without the slack it ran dry and slid a block for good."""
-    tap = RefTap(10_000, max_lag_frames=300)
-    tap.write(np.arange(1, 401, dtype=np.int16))
+def test_ref_tap_a_late_output_callback_never_slides_the_pairing() -> None:
+    """The reader moves on with the microphone. When the output callback runs late (a busy
+    machine), the block it had not written yet gets zeros and the next blocks their own audio:
+    the pairing of microphone and reference holds. Waiting for the writer instead slid the
+    reference a block later against the echo for good, and in a room whose echo comes soon
+    after the speaker's writes, two slides left the echo ahead of its reference: the canceller
+    lost it for the rest of the call."""
+    tap = RefTap(10_000, max_lag_frames=300)  # one block of slack by default
+    tap.write(np.arange(1, 201, dtype=np.int16))
     got = [tap.take(100) for _ in range(3)]  # three capture blocks; the output callback is late
-    tap.write(np.arange(401, 701, dtype=np.int16))  # its late blocks arrive together
-    got.append(tap.take(100))
-    assert [g.tolist() for g in got] == [list(range(101 + 100 * k, 201 + 100 * k)) for k in range(4)]
+    tap.write(np.arange(201, 501, dtype=np.int16))  # its late blocks arrive together
+    got += [tap.take(100), tap.take(100)]
+    assert [g.tolist() for g in got[:2]] == [list(range(1, 101)), list(range(101, 201))]
+    assert not got[2].any()  # not yet written when it was read: its reference is lost, once
+    assert [g.tolist() for g in got[3:]] == [list(range(301, 401)), list(range(401, 501))]
+    assert tap.resyncs == 0 and tap.breaks == 0
 
-    bare = RefTap(10_000, max_lag_frames=300, slack_blocks=0)
-    bare.write(np.arange(1, 401, dtype=np.int16))
-    assert bare.take(100).tolist() == list(range(301, 401))
-    assert not bare.take(100).any()  # ran dry: the reader waits for the writer
-    bare.write(np.arange(401, 701, dtype=np.int16))
-    # The third block gets what the second should have had: a block older than its own.
-    assert bare.take(100).tolist() == list(range(401, 501))
-    assert tap.resyncs == bare.resyncs == 0
+
+def test_ref_tap_follows_the_speakers_underruns_and_drops_by_its_dac_times() -> None:
+    """The output callback's DAC time says when its block will play. Steady, each block plays
+    right after the one before. After an underrun it plays later by the gap: the speaker played
+    silence there, and the reference gets as much silence at that frame, so the blocks after it
+    keep their pairing with the echo. After a recovery that dropped audio it plays earlier: the
+    reference skips as much. (Measured on the devices here: a stall of 120 ms in the output
+    callback moved the speaker 41.3 ms later, and its DAC times jumped by 41.3 ms.)"""
+    rate = 1000  # frames per second: a block of 100 frames lasts 0.1 s
+    tap = RefTap(10_000, max_lag_frames=1000, slack_blocks=0, rate=rate)
+    dac = {k: 1.0 + 0.1 * k for k in range(3)} | {k: 1.05 + 0.1 * k for k in (3, 4)} | {5: 1.52, 6: 1.62}
+    got = []
+    for k in range(7):
+        tap.write(np.arange(100 * k + 1, 100 * k + 101, dtype=np.int16), dac[k], underflow=k in (3, 5))
+        got.append(tap.take(100, tap.written).tolist())
+    assert got[:3] == [list(range(100 * k + 1, 100 * k + 101)) for k in range(3)]
+    assert got[3] == [0] * 50 + list(range(301, 351))  # the 50 ms the speaker ran dry
+    assert got[4] == list(range(351, 451))
+    assert got[5] == list(range(451, 501)) + list(range(531, 581))  # the 30 ms it dropped
+    assert got[6] == list(range(581, 681))
+    assert tap.breaks == 2 and tap.resyncs == 0
+
+    # A step without an underrun is the estimate wandering (2-5 ms on a busy machine, the echo
+    # where it was), and without DAC times (a file device) there is nothing to follow.
+    for underflow, times in ((False, dac), (True, {k: 0.0 for k in dac})):
+        blind = RefTap(10_000, max_lag_frames=1000, slack_blocks=0, rate=rate)
+        for k in range(7):
+            blind.write(np.arange(100 * k + 1, 100 * k + 101, dtype=np.int16), times[k], underflow)
+            assert blind.take(100, blind.written).tolist() == list(range(100 * k + 1, 100 * k + 101))
+        assert blind.breaks == 0
+
+
+def test_ref_tap_reanchors_when_the_speaker_stops_reaching_it() -> None:
+    """A speaker whose writes stop reaching the reader (its clock slower than the microphone's,
+    or its stream stalled) for `STARVED_LIMIT` reads in a row: the reader starts again behind
+    the newest audio, as at the start."""
+    tap = RefTap(100_000, max_lag_frames=300, slack_blocks=0)
+    tap.write(np.arange(1, 101, dtype=np.int16))
+    assert tap.take(100).tolist() == list(range(1, 101))
+    for _ in range(STARVED_LIMIT):
+        assert not tap.take(100).any()
+    tap.write(np.arange(101, 301, dtype=np.int16))
+    assert tap.take(100, tap.written).tolist() == list(range(201, 301))
+    assert tap.resyncs == 1
 
 
 def test_ref_tap_catches_up_when_the_reader_falls_behind_but_not_for_callback_jitter() -> None:

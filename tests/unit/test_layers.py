@@ -30,7 +30,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "voicechat.audio.linear", "voicechat.ui.snapshot",
              "voicechat.doctor.measure", "voicechat.doctor.report"),
     # State shared with another thread or read against a clock; still opens nothing.
-    "live": ("voicechat.audio.playback", "voicechat.audio.echo", "voicechat.audio.capture",
+    "live": ("voicechat.audio.playback", "voicechat.audio.echo", "voicechat.audio.reftap", "voicechat.audio.capture",
              "voicechat.audio.player", "voicechat.ui.view"),
     "adapters": ("voicechat.transport", "voicechat.eventlog", "voicechat.transcript", "voicechat.outputs",
                  "voicechat.audio.device", "voicechat.audio.filedev", "voicechat.audio.wav", "voicechat.audio.riff",

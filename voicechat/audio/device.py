@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from voicechat.audio.capture import QUIET_CHUNK_MS, Capture
-from voicechat.audio.echo import EchoPath, RefTap
+from voicechat.audio.echo import EchoPath
 from voicechat.audio.playback import PlaybackBuffer
+from voicechat.audio.reftap import RefTap
 from voicechat.errors import AudioError, PortAudioMissing
 
 log = logging.getLogger(__name__)
@@ -196,7 +197,7 @@ class DeviceAudio:
         # a device the user named is looked for again by name (indices change); else the default
         self._names = {"input": self._name_of(self.input_device), "output": self._name_of(self.output_device)}
         self.echo: EchoPath | None = None  # set by the conversation before run()
-        self.tap = RefTap(self.rate * 2)  # what the speaker was handed, for the echo path
+        self.tap = RefTap(self.rate * 2, rate=self.rate)  # what the speaker was handed, for the echo path
         self.capture: Capture | None = None  # the microphone pipeline of the current run()
 
     async def run(
@@ -220,7 +221,7 @@ class DeviceAudio:
             if status.output_underflow:
                 self.underflows += 1
             buffer.read_into(outdata[:, 0])
-            self.tap.write(outdata[:, 0])
+            self.tap.write(outdata[:, 0], time.outputBufferDacTime, status.output_underflow)
 
         callbacks = {"input": capture_callback, "output": playback_callback}
         streams = self._start(callbacks)
@@ -275,7 +276,7 @@ class DeviceAudio:
         """Open and start both streams of a new generation (a fresh echo reference tap)."""
         self._generation += 1
         self._lost = None
-        self.tap = RefTap(self.rate * 2)  # an earlier run's or device's speaker is not this one's
+        self.tap = RefTap(self.rate * 2, rate=self.rate)  # an earlier run's or device's speaker is not this one's
         generation = self._generation
 
         def lost(kind: str) -> Callable[[], None]:

@@ -39,7 +39,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
@@ -60,89 +59,6 @@ LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker sta
 def threshold_db(vad_threshold: float) -> float:
     """The level a server VAD threshold (0..1) stands for; the local server uses the same map."""
     return -60.0 + 50.0 * vad_threshold
-
-
-class RefTap:
-    """What the speaker was handed, copied in the audio callback and read in order on the loop.
-
-    Single producer (the output callback: one copy and a counter bump), single consumer (the
-    loop). A reader that falls more than the capacity behind skips the lost audio.
-    """
-
-    def __init__(self, capacity_frames: int, max_lag_frames: int | None = None, slack_blocks: int = 2) -> None:
-        self._ring = np.zeros(capacity_frames, dtype=np.int16)
-        self._capacity = capacity_frames
-        self._written = 0  # frames ever written (only the producer changes it)
-        self._read = 0
-        self._started = False
-        # How far the reader may fall behind the writer before it jumps forward (default: 1/20 of
-        # the ring, 100 ms for the devices' 2 s ring). Reads come one per captured block, so a
-        # stalled or late-starting capture stream, or two device clocks that drift apart, would
-        # otherwise leave the reference behind the echo for good: behind, echo handling hears
-        # the speaker before it knows what the speaker played, and lets it through.
-        self._max_lag = max_lag_frames if max_lag_frames is not None else capacity_frames // 20
-        # Blocks the reader keeps behind the newest one, beyond the one it reads. With none, an
-        # output callback a block late on a busy machine left the reader nothing to read: it
-        # waited, the reference slid a block later against the echo for good, and the canceller
-        # leaked while it found the echo again (the next reply's opening went to the server).
-        self._slack = slack_blocks
-        self.resyncs = 0
-        self._lock = threading.Lock()
-
-    def write(self, block: npt.NDArray[np.int16]) -> None:
-        n = min(block.shape[0], self._capacity)
-        start = self._written % self._capacity
-        first = min(n, self._capacity - start)
-        self._ring[start : start + first] = block[:first]
-        if n > first:
-            self._ring[: n - first] = block[first:n]
-        with self._lock:
-            self._written += n
-
-    @property
-    def written(self) -> int:
-        """Frames handed to the speaker so far: the capture callback marks its block with it."""
-        return self._written
-
-    def take(self, n: int, mark: int | None = None) -> npt.NDArray[np.int16]:
-        """The next ``n`` frames in order; zeros where the speaker has not been handed them yet.
-
-        The first call after the speaker starts begins ``slack_blocks`` before the newest block
-        handed to it, so the reference leads the echo of it in the microphone by the devices'
-        latency and that slack (echo handling looks back over a window; it cannot look ahead),
-        and the lead stays fixed from then on: the slack absorbs an output callback that runs
-        late, so the reader is not left waiting for the writer.
-
-        ``mark``: `written` when the microphone block was captured. How far the reader is behind
-        is judged against it, not against now: a loop that drains the microphone late (a busy
-        machine) has not fallen behind the speaker, and jumping then moved the reference away
-        from the echo it pairs with (the canceller lost the echo for a while, and the assistant
-        interrupted itself).
-        """
-        with self._lock:
-            written = self._written
-        at = written if mark is None else min(mark, written)
-        lead = n * (1 + self._slack)
-        if not self._started and at > 0:
-            self._started = True
-            self._read = max(0, at - lead)
-        elif self._started and at - self._read > lead + self._max_lag:
-            log.debug("echo reference: the microphone fell %d frames behind the speaker; resynchronised",
-                      at - self._read - lead)
-            self._read = at - lead  # fallen behind: lead the echo again, as at the start
-            self.resyncs += 1
-        # Keep a block of slack from the writer so it never overwrites what is being copied.
-        self._read = max(self._read, written - self._capacity + 2 * n)
-        avail = max(0, min(n, written - self._read))
-        out = np.zeros(n, dtype=np.int16)
-        if avail:
-            start = self._read % self._capacity
-            first = min(avail, self._capacity - start)
-            out[n - avail : n - avail + first] = self._ring[start : start + first]
-            if avail > first:
-                out[n - avail + first :] = self._ring[: avail - first]
-            self._read += avail
-        return out
 
 
 class Canceller(Protocol):
