@@ -6,10 +6,10 @@ and from then on it moves with the microphone: one block of reference per captur
 does not wait for the writer. An output callback that runs late (a busy machine) moves nothing
 the listener hears: the device's buffer covers it, and the speaker plays on in time. The reader
 follows only what really moves the speaker: a *break* in its timeline, which the output
-callback's DAC time shows on a callback PortAudio flags as an underrun. When the device ran dry (an underrun), the blocks after it play
-later by the gap, and the reader puts that much silence into the reference at that frame (the
-speaker played nothing there). When the device recovered by dropping audio, the blocks after it
-play earlier, and the reader skips that much.
+callback's DAC time shows on a callback PortAudio flags as an underrun. When the device ran dry,
+the blocks after it play later by the gap, and the reader puts that much silence into the
+reference at that frame (the speaker played nothing there). When the device recovered by
+dropping audio, the blocks after it play earlier, and the reader skips that much.
 
 Why not simply wait for the writer when it is late: each wait slid the reference a block later
 against the echo for good. In a room whose echo comes soon after the speaker's writes (the
@@ -120,14 +120,10 @@ class RefTap:
                 return np.zeros(n, dtype=np.int16)  # the speaker has not started
             self._started = True
             self._anchor(at - lead)
-        elif at - self._read > lead + self._max_lag:
-            log.debug("echo reference: the microphone fell %d frames behind the speaker; resynchronised",
-                      at - self._read - lead)
-            self._anchor(at - lead)
-            self.resyncs += 1
-        elif self._starved >= STARVED_LIMIT:
-            log.debug("echo reference: the speaker fell %d frames behind the microphone; resynchronised",
-                      self._read - written)
+        elif at - self._read > lead + self._max_lag or self._starved >= STARVED_LIMIT:
+            # The microphone fell behind the speaker, or the speaker stopped reaching the reader.
+            log.debug("echo reference resynchronised: %d frames from the read to the speaker's newest, "
+                      "%d reads in a row not yet written", at - self._read, self._starved)
             self._anchor(at - lead)
             self.resyncs += 1
         # Keep a block of slack from the writer so it never overwrites what is being copied.
