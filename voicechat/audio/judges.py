@@ -138,13 +138,16 @@ class Suppressor:
         self._open_for = 0
 
     def judge(self, out_db: float, mic_db: float, ref_max_db: float, learning: bool,
-              heard: bool = False, doubt: bool = False) -> tuple[bool, bool]:
+              heard: bool = False, doubt: bool = False, leak: bool = False) -> tuple[bool, bool]:
         """Take one block's output and microphone levels: (loud, clear), see the class docstring.
 
         ``heard``: another judge (`voicechat.audio.linear.LinearStage`) heard the user in this
         block; it counts as loud. `confirmed` says whether this judge's own evidence did.
         ``doubt``: that judge saw signs of the echo path moving; this block is judged as before
         convergence (the canceller leaks while it follows a move).
+        ``leak``: that judge's filter explains the block as echo the canceller let through (its
+        residual is well below the canceller's output, where a user would be in both): the
+        output is no evidence of the user, and no lesson about what the canceller leaves.
 
         *clear*: the canceller swallowed a block (its output ``OVERSUPPRESSED_DB`` below its
         input) whose microphone level the echo cannot explain: ``CLEAR_DB`` above the loudest
@@ -158,7 +161,7 @@ class Suppressor:
             raw_over >= (self.CLEAR_DB if self.converged else self.EARLY_CLEAR_DB)
         )
         self.confirmed = clear or (
-            out_db >= max(ref_max_db + self.coupling.db + self.margin_db, self.floor_db)
+            not leak and out_db >= max(ref_max_db + self.coupling.db + self.margin_db, self.floor_db)
             and ((self.converged and not doubt) or raw_over >= self.raw_margin_db)
         )
         loud = self.confirmed or heard
@@ -170,7 +173,7 @@ class Suppressor:
         self._run = 0
         if self._open_for > 0:
             self._open_for -= 1
-        elif learning:
+        elif learning and not leak:
             self.coupling.learn(max(out_db, SILENCE_DBFS + 20) - ref_max_db)
             if raw_over < self.raw_margin_db:  # a sudden jump is the user, not the path
                 self.path.learn(max(mic_db, SILENCE_DBFS + 20) - ref_max_db)

@@ -166,6 +166,7 @@ class LinearStage:
         self.moved = False  # the last blocks showed the echo path moved under the filter
         self._adding = 0  # blocks in a row whose residual added to the microphone
         self.doubt = False  # the last block's residual added to the microphone
+        self.level = SILENCE_DBFS  # the last block's residual level, converged or not
         self._unconfirmed = 0  # loud blocks since the canceller's judge last agreed
 
     @property
@@ -184,7 +185,7 @@ class LinearStage:
         if self.filter is None or self.filter.block != mic.shape[0]:
             self.filter = LinearEcho(mic.shape[0], rate=self.rate)
         residual = self.filter.process(mic, ref)
-        level = rms_dbfs(residual)
+        level = self.level = rms_dbfs(residual)
         mic_db = rms_dbfs(mic) if mic_db is None else mic_db
         expected = ref_max_db + self.coupling.db
         # A user is independent of the echo, so a residual holding the user is uncorrelated with
