@@ -95,10 +95,9 @@ class Leaky:
 
     def process(self, mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
         clean = self.inner.process(mic, ref)
+        leaking = self.n in self.blocks
         self.n += 1
-        if self.n - 1 in self.blocks:
-            return (mic * 10 ** (LEAK_GAIN_DB / 20)).astype(np.int16)
-        return clean
+        return (mic * 10 ** (LEAK_GAIN_DB / 20)).astype(np.int16) if leaking else clean
 
 
 @dataclass

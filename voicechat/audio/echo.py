@@ -19,7 +19,7 @@ from `RefTap`), and comes out as the audio to send. Modes (``--echo``):
   be in it. Decisions take three blocks, and while the speaker plays the output runs two blocks
   late so those blocks go out too. The linear stage also notices the echo path moving under it
   (its residual then carries its own prediction, negated) and makes the other judge wary while
-  the canceller follows. A canceller output ``LEAK_DB`` over the linear residual is echo the
+  the canceller follows. A canceller output well over the linear residual is echo the
   canceller let through (it does, in bursts of a few blocks, long after converging): the user
   would be in both, so it neither opens the output nor teaches the judge.
   Once nothing has played for ``rest_ms`` (2 s) the canceller rests: it is not called and the
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 
 SPEAKER_QUIET_DB = -80.0  # reference blocks below this count as a silent speaker
 LEARN_REF_DB = -60.0  # the echo-path gain is learned only while the speaker stays above this
-LEAK_DB = 6.0  # the canceller's output this far over the linear residual is echo it let through
 
 
 def threshold_db(vad_threshold: float) -> float:
@@ -215,8 +214,9 @@ class EchoPath:
         if not speaker_on and not sup.is_open:
             self._settle()
             return clean, clean_db, clean_db >= self.onset_db
-        doubt = self._linear is not None and speaker_on and self._linear.doubt
-        leak = self._linear is not None and speaker_on and clean_db > self._linear.level + LEAK_DB
+        linear = self._linear if speaker_on else None  # its state is this block's only while the speaker is on
+        doubt = linear is not None and linear.doubt
+        leak = linear is not None and linear.leaked(clean_db)
         loud, clear = sup.judge(clean_db, mic_db, self._ref_max(), self._learning(), heard, doubt, leak)
         if self._linear is not None and lin is not None:
             self._linear.confirm(heard, sup.confirmed)

@@ -154,6 +154,7 @@ class LinearStage:
     MOVED_CORRELATION = 0.4
     MOVED_BLOCKS = 3
     UNCONFIRMED_BLOCKS = 15
+    LEAK_DB = 6.0  # another canceller's output this far over the residual is echo it let through
 
     def __init__(self, rate: int, *, margin_db: float, floor_db: float, converge_blocks: int) -> None:
         self.rate = rate
@@ -213,6 +214,13 @@ class LinearStage:
         if not self.converged:
             return None, False
         return residual, loud
+
+    def leaked(self, out_db: float) -> bool:
+        """Whether another canceller's output at ``out_db`` over the block last judged is echo it
+        let through: it stands `LEAK_DB` over this filter's residual, where a user would be in
+        both (the residual hides nothing). Where the filter cannot fit the echo its residual is
+        loud, and nothing is."""
+        return out_db > self.level + self.LEAK_DB
 
     def confirm(self, loud: bool, confirmed: bool) -> None:
         """What the canceller's judge made of the block this stage judged ``loud``.
