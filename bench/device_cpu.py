@@ -3,14 +3,19 @@
 ``python -m bench.device_cpu [--quick] [--out PATH]``
 
 For each device rate (44.1 and 48 kHz: fresh headless PulseAudio, ``spk``/``mic`` null sinks
-loaded at that rate) and each repetition, three runs alternate: ``voicechat talk`` with its
-panel in a 120x40 pty, the floor client (``bench/floor.py``), ``voicechat talk --quiet``. Each
+loaded at that rate) and each repetition, four runs alternate: ``voicechat talk`` with its
+panel in a 120x40 pty, the floor client (``bench/floor.py``), ``voicechat talk --quiet``, and
+``voicechat talk --echo off`` with its panel (the *headset* row: no echo handling, like the
+floor, so the two compare like for like and the difference to the first row is what handling
+the echo of a speaker costs). Each
 run talks to the local server in this process through a ``JitterProxy`` (sigma 30 ms, the reply
 generated at real time) and goes: a spoken question into the ``mic`` sink -> the reply plays
 (the *talking* window) -> silence (the *idle* window) -> a second question -> a barge-in spoken
 over its reply (the *stop latency*: the server's ``speech_started`` stamp to the last sounding
-sample of the process's own playback stream). Figures are medians over repetitions; the goals
-are printed beside them, not asserted.
+sample of the process's own playback stream). Each repetition also runs the floor client's two
+streams with empty callbacks and no connection (the *streams* row: what the audio path alone
+costs at 20 ms blocks). Figures are medians over repetitions; the goals are printed beside
+them, not asserted.
 """
 
 from __future__ import annotations
@@ -39,7 +44,8 @@ from voicechat.server import ServerOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (44_100, 48_000)
-KINDS = ("voicechat", "floor", "quiet")
+KINDS = ("voicechat", "floor", "quiet", "headset")
+STREAMS_SETTLE_S = 2.0  # the streams-only run: started and steady before its window opens
 GOALS = {"talking_cpu_s_per_min": 1.5, "idle_cpu_s_per_min": 0.5, "quiet_cpu_s_per_min": 1.0,
          "stop_ms": 40.0, "underruns_per_min": 0.0}
 CLK = os.sysconf("SC_CLK_TCK")
@@ -153,7 +159,7 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
     else:
         cmd = [sys.executable, "-m", "voicechat", "talk", "--base-url", url, "--sample-rate", str(rate)]
-        cmd += ["--quiet"] if kind == "quiet" else []
+        cmd += {"quiet": ["--quiet"], "headset": ["--echo", "off"]}.get(kind, [])
         assert term is not None
         proc = subprocess.Popen(cmd, env=cenv, cwd=ROOT, stdin=term.slave, stdout=term.slave, stderr=term.slave,
                                 start_new_session=True)
@@ -211,6 +217,27 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
     return out
 
 
+def streams_run(rate: int, env: dict[str, str], seconds: float) -> dict[str, Any]:
+    """The floor client's two streams with empty callbacks, alone: one window of ``seconds``."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--streams-only", "--sample-rate", str(rate)],
+                            env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        time.sleep(STREAMS_SETTLE_S)
+        if proc.poll() is not None:
+            raise RuntimeError(f"streams-only run ended early: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
+        window = Window(proc.pid, None)
+        time.sleep(seconds)
+        return {"kind": "streams", "rate": rate, "window": window.until_now()}
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
 def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path) -> list[dict[str, Any]]:
     env = headless_pulse_env(tmp / f"pulse{rate}")
     runs: list[dict[str, Any]] = []
@@ -229,6 +256,8 @@ def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path) ->
                     for kind in KINDS:
                         print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} {kind}", file=sys.stderr, flush=True)
                         runs.append(one_run(kind, rate, env, mic, wavs, st, url, reply_s, idle_s, tmp / "cfg"))
+                    print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} streams only", file=sys.stderr, flush=True)
+                    runs.append(streams_run(rate, env, idle_s))
             finally:
                 asyncio.run_coroutine_threadsafe(proxy.close(), st.loop).result(10)
     finally:
@@ -258,8 +287,14 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "runs": len(mine),
             }
             rows[f"{kind}@{rate}"] = row
+        streams = [r["window"] for r in runs if r["rate"] == rate and r["kind"] == "streams"]
+        rows[f"streams@{rate}"] = {
+            "cpu_s_per_min": _median([w["cpu_s_per_min"] for w in streams]),
+            "wakeups_per_s": _median([w["wakeups_per_s"] for w in streams]),
+            "runs": len(streams),
+        }
         floor = rows[f"floor@{rate}"]
-        for kind in ("voicechat", "quiet"):
+        for kind in ("voicechat", "quiet", "headset"):
             row = rows[f"{kind}@{rate}"]
             row["ratio_to_floor"] = {k: round(row[k] / floor[k], 2) for k in
                                      ("talking_cpu_s_per_min", "idle_cpu_s_per_min", "talking_wakeups_per_s", "idle_wakeups_per_s")
@@ -275,11 +310,18 @@ def print_table(rows: dict[str, Any]) -> None:
             ("underruns_per_min", "underruns/min")]
     print(f"  {'row':18}" + "".join(f"{title:>17}" for _, title in cols))
     for name, row in rows.items():
+        if name.startswith("streams@"):
+            continue
         cells = "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>17}" for k, _ in cols)
         print(f"  {name:18}{cells}")
         ratio = row.get("ratio_to_floor")
         if ratio:
             print(f"  {'  x floor':18}" + "".join(f"{ratio[k]:>17.2f}" if k in ratio else f"{'':>17}" for k, _ in cols))
+    for name, row in rows.items():
+        if name.startswith("streams@") and row["cpu_s_per_min"] is not None:
+            print(f"  {name:18}the audio path alone (two streams, 20 ms blocks, empty callbacks): "
+                  f"{row['cpu_s_per_min']:.2f} CPU-s/min, {row['wakeups_per_s']:.0f} wake/s")
+    print("  headset: voicechat talk --echo off (no echo handling, like the floor)")
     print("  goals: talking <= 1.5 CPU-s/min (panel), idle <= 0.5, --quiet (talking) <= 1.0, stop <= 40 ms, "
           "0 underruns/min (sigma 30 ms), loop stall <= 5 ms (main bench)")
     print("  underruns: the panel's count at the end of the reply (device xruns included); stop ms < 0: the "

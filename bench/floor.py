@@ -6,6 +6,11 @@ queue the callback drains (played samples and underruns counted there), the queu
 ``speech_started``. No UI, no echo processing, no transcript.
 
     python -m bench.floor --url ws://127.0.0.1:PORT/v1 --sample-rate 48000
+    python -m bench.floor --streams-only --sample-rate 48000
+
+``--streams-only`` opens the same two streams with callbacks that do nothing (the output hands
+the device silence) and no connection: what the audio path alone costs at these blocks, which
+no client that keeps both streams running can go below.
 """
 
 from __future__ import annotations
@@ -87,14 +92,35 @@ async def run(url: str, rate: int, block_ms: int) -> None:
             sender.cancel()
 
 
+def streams_only(rate: int, block_ms: int) -> None:
+    """The two streams, as `run` opens them, with empty callbacks until interrupted."""
+
+    def capture(_indata, _frames, _time, _status) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def play(outdata, _frames, _time, _status) -> None:  # type: ignore[no-untyped-def]
+        outdata.fill(0)
+
+    block = rate * block_ms // 1000
+    with sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=capture), \
+            sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=play):
+        threading.Event().wait()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--url", required=True)
+    ap.add_argument("--url")
+    ap.add_argument("--streams-only", action="store_true", help="the two streams with empty callbacks, no client")
     ap.add_argument("--sample-rate", type=int, default=48_000)
     ap.add_argument("--block-ms", type=int, default=20, choices=(10, 20))
     a = ap.parse_args()
+    if not a.streams_only and not a.url:
+        ap.error("--url is required (or --streams-only)")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(a.url, a.sample_rate, a.block_ms))
+        if a.streams_only:
+            streams_only(a.sample_rate, a.block_ms)
+        else:
+            asyncio.run(run(a.url, a.sample_rate, a.block_ms))
 
 
 if __name__ == "__main__":

@@ -26,9 +26,10 @@ Phases (about 3 min in full on 2 cores, ~40 s with ``--quick``):
 7. loop stalls — ``bench.stall``: the real client with the live panel on a pseudo-terminal fills
    it with 500 typed turns, then talks at real time; a 5 ms watchdog task on its loop records how
    late it wakes (the longest hold of the loop by any callback, redraws included).
-8. through real devices — ``bench.device_cpu``: ``voicechat talk`` (panel in a pty, and ``--quiet``)
-   and the floor client (``bench.floor``) alternating on headless PulseAudio at 44.1 and 48 kHz:
-   CPU talking/idle, wake-ups, terminal bytes per idle minute, stop latency, underruns (sigma 30 ms).
+8. through real devices — ``bench.device_cpu``: ``voicechat talk`` (panel in a pty, ``--quiet``, and
+   ``--echo off`` as a headset user runs it) and the floor client (``bench.floor``) alternating on
+   headless PulseAudio at 44.1 and 48 kHz: CPU talking/idle, wake-ups, terminal bytes per idle
+   minute, stop latency, underruns (sigma 30 ms); and the floor's two streams alone.
 
 Results: a table on stdout and JSON in ``bench/results/latest.json`` (or ``--out``).
 """

@@ -1,5 +1,6 @@
 """Device tier: the device-CPU bench (``python -m bench.device_cpu --quick``) runs to its end and
-writes a row with numbers for voicechat, --quiet and the floor client at both device rates.
+writes a row with numbers for voicechat, --quiet, --echo off (headset), the floor client and
+the floor client's streams alone at both device rates.
 
 Only the shape of the result is checked: its figures depend on the machine and its load."""
 
@@ -34,3 +35,9 @@ def test_the_quick_device_cpu_bench_reports_every_row(pulse: dict[str, str], tmp
             if kind != "floor":
                 assert isinstance(row["idle_term_bytes_per_min"], (int, float)), (kind, rate, row)
     assert isinstance(rows[f"voicechat@{RATES[0]}"]["underruns_per_min"], (int, float)), rows
+    for rate in RATES:
+        streams = rows[f"streams@{rate}"]
+        assert streams["runs"] == 1 and streams["cpu_s_per_min"] > 0 and streams["wakeups_per_s"] > 0, streams
+        for kind in KINDS:
+            if kind != "floor":
+                assert set(rows[f"{kind}@{rate}"]["ratio_to_floor"]) == set(NUMBERS), (kind, rate, rows)
