@@ -204,13 +204,7 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
     finally:
         if rec is not None:
             rec.stop()
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        interrupt(proc, 20)
         if term is not None:
             os.close(term.slave)
             term.close()
@@ -230,12 +224,18 @@ def streams_run(rate: int, env: dict[str, str], seconds: float) -> dict[str, Any
         time.sleep(seconds)
         return {"kind": "streams", "rate": rate, "window": window.until_now()}
     finally:
+        interrupt(proc, 10)
+
+
+def interrupt(proc: subprocess.Popen[Any], grace_s: float) -> None:
+    """SIGINT the run's process group, as Ctrl-C would; SIGKILL it if it is not gone in ``grace_s``."""
+    if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGINT)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path) -> list[dict[str, Any]]:
