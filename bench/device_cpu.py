@@ -45,6 +45,7 @@ from voicechat.server import ServerOptions
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (44_100, 48_000)
 KINDS = ("voicechat", "floor", "quiet", "headset")
+FLAGS = {"voicechat": (), "quiet": ("--quiet",), "headset": ("--echo", "off")}  # the kinds that are voicechat
 STREAMS_SETTLE_S = 2.0  # the streams-only run: started and steady before its window opens
 GOALS = {"talking_cpu_s_per_min": 1.5, "idle_cpu_s_per_min": 0.5, "quiet_cpu_s_per_min": 1.0,
          "stop_ms": 40.0, "underruns_per_min": 0.0}
@@ -159,7 +160,7 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
     else:
         cmd = [sys.executable, "-m", "voicechat", "talk", "--base-url", url, "--sample-rate", str(rate)]
-        cmd += {"quiet": ["--quiet"], "headset": ["--echo", "off"]}.get(kind, [])
+        cmd += FLAGS[kind]
         assert term is not None
         proc = subprocess.Popen(cmd, env=cenv, cwd=ROOT, stdin=term.slave, stdout=term.slave, stderr=term.slave,
                                 start_new_session=True)
@@ -294,7 +295,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "runs": len(streams),
         }
         floor = rows[f"floor@{rate}"]
-        for kind in ("voicechat", "quiet", "headset"):
+        for kind in FLAGS:
             row = rows[f"{kind}@{rate}"]
             row["ratio_to_floor"] = {k: round(row[k] / floor[k], 2) for k in
                                      ("talking_cpu_s_per_min", "idle_cpu_s_per_min", "talking_wakeups_per_s", "idle_wakeups_per_s")

@@ -22,6 +22,7 @@ import contextlib
 import json
 import threading
 from collections import deque
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import sounddevice as sd
@@ -29,6 +30,16 @@ import soxr
 import websockets
 
 WIRE = 24_000
+
+
+@contextlib.contextmanager
+def streams(rate: int, block_ms: int, capture: Callable[..., None], play: Callable[..., None]) -> Iterator[None]:
+    """An input and an output stream, as voicechat opens them (a duplex stream on ALSA's pulse
+    plugin spins), running while the block lasts."""
+    block = rate * block_ms // 1000
+    with sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=capture), \
+            sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=play):
+        yield
 
 
 async def run(url: str, rate: int, block_ms: int) -> None:
@@ -71,10 +82,7 @@ async def run(url: str, rate: int, block_ms: int) -> None:
                 await ws.send(json.dumps({"type": "input_audio_buffer.append",
                                           "audio": base64.b64encode(pcm).decode()}))
 
-        # two streams, as voicechat opens them (a duplex stream on ALSA's pulse plugin spins)
-        block = rate * block_ms // 1000
-        with sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=capture), \
-                sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=play):
+        with streams(rate, block_ms, capture, play):
             sender = asyncio.create_task(send())
             async for message in ws:
                 event = json.loads(message)
@@ -101,9 +109,7 @@ def streams_only(rate: int, block_ms: int) -> None:
     def play(outdata, _frames, _time, _status) -> None:  # type: ignore[no-untyped-def]
         outdata.fill(0)
 
-    block = rate * block_ms // 1000
-    with sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=capture), \
-            sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=play):
+    with streams(rate, block_ms, capture, play):
         threading.Event().wait()
 
 
