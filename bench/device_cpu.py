@@ -153,7 +153,7 @@ def stop_ms(rec: PlaybackRecorder, barge_at: float, started: float, gap_ms: int 
 def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str, Path],
             st: ServerThread, url: str, reply_s: float, idle_s: float, cfg: Path) -> dict[str, Any]:
     cenv = dict(env, OPENAI_API_KEY="sk-local", VOICECHAT_CONFIG_DIR=str(cfg), TERM="xterm-256color")
-    term = CountingTerminal() if kind != "floor" else None
+    term = CountingTerminal() if kind in FLAGS else None
     if kind == "floor":
         cmd = [sys.executable, "-m", "bench.floor", "--url", url, "--sample-rate", str(rate)]
         proc = subprocess.Popen(cmd, env=cenv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
