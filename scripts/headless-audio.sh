@@ -19,6 +19,11 @@
 # cookie and a client.conf with autospawn off, so a user's real PulseAudio/PipeWire and their
 # ~/.config are never touched. Works as root (only a warning in the log; no --system needed).
 #
+# Audio travels over the socket, not shared memory (--disable-shm, enable-shm = no): when one
+# client's memfd block is passed on to another (a relay's output to a monitor's recorder),
+# PulseAudio 16 logs "non-registered memfd ID" and, once such a client disconnects, can abort on
+# an assertion in memblock.c. The daemon dying mid-session failed every device test after it.
+#
 # VOICECHAT_PULSE_KEEPALIVE=1 makes streams start at once instead of ~1-2 s late (see
 # ensure_devices). VOICECHAT_PULSE_START_TIMEOUT (default 10 s) bounds the wait for the daemon.
 #
@@ -77,7 +82,7 @@ prepare_dir() {
     [[ -O "$DIR" ]] || die "$DIR is not owned by $(id -un); set VOICECHAT_PULSE_DIR"
     chmod 700 "$DIR"
     mkdir -p "$RUNTIME" "$DIR/state" "$DIR/config/pulse" "$DIR/home"
-    printf 'autospawn = no\ndefault-server = unix:%s\ncookie-file = %s\n' \
+    printf 'autospawn = no\ndefault-server = unix:%s\ncookie-file = %s\nenable-shm = no\n' \
         "$SOCKET" "$COOKIE" > "$CLIENTCONF"
 }
 
@@ -94,6 +99,7 @@ launch() {
         DBUS_SESSION_BUS_ADDRESS="unix:path=$DIR/no-dbus" \
         pulseaudio --daemonize=yes --fail=yes -n \
             --exit-idle-time=-1 \
+            --disable-shm=yes \
             --use-pid-file=yes \
             --log-target="file:$LOG" \
             --load="module-native-protocol-unix socket=$SOCKET auth-anonymous=1" \
