@@ -281,6 +281,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "idle_cpu_s_per_min": _median([r["idle"]["cpu_s_per_min"] for r in mine]),
                 "talking_wakeups_per_s": _median([r["talking"]["wakeups_per_s"] for r in mine]),
                 "idle_wakeups_per_s": _median([r["idle"]["wakeups_per_s"] for r in mine]),
+                "talking_term_bytes_per_min": _median([r["talking"]["term_bytes_per_min"] for r in mine]),
                 "idle_term_bytes_per_min": _median([r["idle"]["term_bytes_per_min"] for r in mine]),
                 "stop_ms": _median([r.get("stop_ms") for r in mine]),
                 "underruns_per_min": _median([r["underruns_talking"] / r["reply_min"] if r.get("underruns_talking")
@@ -307,7 +308,8 @@ def print_table(rows: dict[str, Any]) -> None:
     print("\nthrough real devices (headless PulseAudio; medians; goals printed, not asserted)")
     cols = [("talking_cpu_s_per_min", "talk CPU s/min"), ("idle_cpu_s_per_min", "idle CPU s/min"),
             ("talking_wakeups_per_s", "talk wake/s"), ("idle_wakeups_per_s", "idle wake/s"),
-            ("idle_term_bytes_per_min", "term B/idle min"), ("stop_ms", "stop ms"),
+            ("talking_term_bytes_per_min", "term B/talk min"), ("idle_term_bytes_per_min", "term B/idle min"),
+            ("stop_ms", "stop ms"),
             ("underruns_per_min", "underruns/min")]
     print(f"  {'row':18}" + "".join(f"{title:>17}" for _, title in cols))
     for name, row in rows.items():

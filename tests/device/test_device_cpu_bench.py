@@ -34,6 +34,8 @@ def test_the_quick_device_cpu_bench_reports_every_row(pulse: dict[str, str], tmp
             assert isinstance(row["stop_ms"], (int, float)), (kind, rate, row)
             if kind in FLAGS:  # voicechat's rows have a terminal
                 assert isinstance(row["idle_term_bytes_per_min"], (int, float)), (kind, rate, row)
+                if kind != "quiet":  # the panel drew the reply's words
+                    assert row["talking_term_bytes_per_min"] > 0, (kind, rate, row)
     assert isinstance(rows[f"voicechat@{RATES[0]}"]["underruns_per_min"], (int, float)), rows
     for rate in RATES:
         streams = rows[f"streams@{rate}"]

@@ -133,7 +133,7 @@ def test_a_quiet_conversation_draws_equal_snapshots(monkeypatch: pytest.MonkeyPa
 
 def test_an_idle_live_panel_writes_nothing_and_logs_above_itself() -> None:
     con = console()
-    with LivePanel(console=con, auto_refresh=False) as panel:
+    with LivePanel(console=con) as panel:
         panel.update(Snapshot(input_line="typing"))
         panel.log(log_line("you: hello", "user"))
         written = len(con.file.getvalue())  # type: ignore[attr-defined]

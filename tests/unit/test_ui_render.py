@@ -1,4 +1,4 @@
-"""The live panel: pure rendering to capture consoles, and the Live / plain front ends."""
+"""The live panel: pure rendering to capture consoles, and the live / plain front ends."""
 
 from __future__ import annotations
 
@@ -507,12 +507,6 @@ def test_live_panel_survives_a_failing_snapshot_function() -> None:
     assert "cannot draw the panel" in console.file.getvalue()  # type: ignore[attr-defined]
 
 
-def test_live_panel_refreshes_at_most_15_times_a_second() -> None:
-    with pytest.raises(ValueError):
-        LivePanel(console=terminal_console(), refresh_per_second=30)
-    assert LivePanel(console=terminal_console())._live.refresh_per_second == 15
-
-
 class FakeTTY(io.StringIO):
     def isatty(self) -> bool:
         return True
@@ -524,15 +518,15 @@ def test_front_end_is_chosen_by_whether_stderr_is_a_terminal(
     monkeypatch.setenv("TERM", "xterm-256color")
     assert isinstance(LivePanel.for_stream(io.StringIO()), PlainStatus)
     live = LivePanel.for_stream(FakeTTY(), stdout=io.StringIO())
-    assert isinstance(live, LivePanel) and live._live._redirect_stdout is False
-    assert LivePanel.for_stream(FakeTTY(), stdout=FakeTTY())._live._redirect_stdout is True  # type: ignore[union-attr]
+    assert isinstance(live, LivePanel) and not live.redirects_stdout
+    assert LivePanel.for_stream(FakeTTY(), stdout=FakeTTY()).redirects_stdout  # type: ignore[union-attr]
     monkeypatch.setenv("TERM", "dumb")
     assert isinstance(LivePanel.for_stream(FakeTTY()), PlainStatus)
 
 
-def test_live_panel_without_auto_refresh_redraws_only_what_changed() -> None:
+def test_live_panel_redraws_only_what_changed() -> None:
     console = terminal_console()
-    with LivePanel(console=console, auto_refresh=False) as panel:
+    with LivePanel(console=console) as panel:
         panel.update(Snapshot(input_line="first"))
         panel.update(Snapshot(input_line="first"))  # the same picture: nothing to draw
         assert panel.redraws == 1

@@ -147,7 +147,7 @@ def make_output(settings: Settings, stdout: TextIO, stderr: TextIO, *, panel: bo
     front = None
     piped = _is_pipe(stdout) and _isatty(stderr)
     if panel and not settings.quiet:
-        front = PlainStatus(stderr) if piped else LivePanel.for_stream(stderr, stdout=stdout, auto_refresh=False)
+        front = PlainStatus(stderr) if piped else LivePanel.for_stream(stderr, stdout=stdout)
     sinks: list[Sink] = []
     if isinstance(front, LivePanel):
         sinks.append(PanelLog(front))

@@ -89,6 +89,13 @@ class _Frame:
         self.snapshot, self.turns, self.width, self.height = snapshot, turns, width, height
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        newline = Segment.line()
+        for line in self.lines(console, options):
+            yield from line
+            yield newline
+
+    def lines(self, console: Console, options: ConsoleOptions) -> list[tuple[Segment, ...]]:
+        """The panel's screen lines, each exactly the panel's width (no newlines)."""
         s = self.snapshot
         width = max(12, min(self.width or options.max_width, options.max_width))
         inner = width - 4  # borders and one cell of padding on each side
@@ -112,19 +119,22 @@ class _Frame:
         title = _title(s.header)
         title.truncate(max(0, width - 6), overflow="ellipsis")
         fill = width - 4 - title.cell_len  # corner, rule, space, title, [space, rule...], corner
-        yield from Text.assemble(f"{corners[0]}{h} ", title, f" {h}" if fill >= 2 else " " * max(0, fill),
-                                 h * (fill - 2) if fill > 2 else "", corners[1]).render(console)
-        newline = Segment.line()
-        yield newline
+        top = Text.assemble(f"{corners[0]}{h} ", title, f" {h}" if fill >= 2 else " " * max(0, fill),
+                            h * (fill - 2) if fill > 2 else "", corners[1])
         left, right = Segment(v + " "), Segment(" " + v)
-        for row in (_row(_header_line(s.header), console, inner), _row(rule, console, inner), *conversation,
-                    *(_row(line, console, inner) for line in fixed)):
-            yield left
-            yield from row
-            yield right
-            yield newline
-        yield Segment(corners[2] + h * (width - 2) + corners[3])
-        yield newline
+        return [
+            tuple(top.render(console)),
+            *((left, *row, right) for row in (_row(_header_line(s.header), console, inner), _row(rule, console, inner),
+                                              *conversation, *(_row(line, console, inner) for line in fixed))),
+            (Segment(corners[2] + h * (width - 2) + corners[3]),),
+        ]
+
+
+def frame_lines(snapshot: Snapshot, console: Console, *, height: int) -> list[tuple[Segment, ...]]:
+    """The live panel for ``snapshot`` as screen lines for ``console``, at most ``height`` of them
+    (`render` laid out without Rich's line splitting: the live panel writes these itself)."""
+    frame = _Frame(snapshot, snapshot.turns[-DEFAULT_MAX_TURNS:], width=None, height=height)
+    return frame.lines(console, console.options)
 
 
 # ---- the conversation ------------------------------------------------------------------------

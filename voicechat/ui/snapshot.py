@@ -1,9 +1,10 @@
 """Everything the live panel shows, as frozen plain data.
 
 The event loop builds a new :class:`Snapshot` whenever it wants the panel to change (at most
-every ~66 ms) and publishes it by rebinding one attribute. The panel's refresh thread only reads
-that attribute, so a snapshot must never refer to live objects: every field is a string, a
-number, a bool or a tuple of further frozen views. Build updates with ``dataclasses.replace``.
+ten times a second) and hands it to the front end, which compares it with the one it drew last.
+A snapshot never refers to live objects: every field is a string, a number, a bool or a tuple of
+further frozen views, so equal snapshots draw the same panel. Build updates with
+``dataclasses.replace``.
 """
 
 from __future__ import annotations
