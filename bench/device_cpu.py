@@ -151,7 +151,8 @@ def stop_ms(rec: PlaybackRecorder, barge_at: float, started: float, gap_ms: int 
 
 
 def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str, Path],
-            st: ServerThread, url: str, reply_s: float, idle_s: float, cfg: Path) -> dict[str, Any]:
+            st: ServerThread, url: str, reply_s: float, idle_s: float, cfg: Path,
+            profile: Path | None = None) -> dict[str, Any]:
     cenv = dict(env, OPENAI_API_KEY="sk-local", VOICECHAT_CONFIG_DIR=str(cfg), TERM="xterm-256color")
     term = CountingTerminal() if kind in FLAGS else None
     if kind == "floor":
@@ -160,6 +161,8 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
     else:
         cmd = [sys.executable, "-m", "voicechat", "talk", "--base-url", url, "--sample-rate", str(rate)]
+        if profile is not None:  # the same run, its loop's thread under cProfile
+            cmd[1:3] = ["-m", "bench.profiled", str(profile)]
         cmd += FLAGS[kind]
         assert term is not None
         proc = subprocess.Popen(cmd, env=cenv, cwd=ROOT, stdin=term.slave, stdout=term.slave, stderr=term.slave,
@@ -205,6 +208,7 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
     finally:
         if rec is not None:
             rec.stop()
+        out["cpu_s"] = cpu_s(proc.pid) if proc.poll() is None else None  # the whole process, all threads
         interrupt(proc, 20)
         if term is not None:
             os.close(term.slave)
@@ -239,7 +243,8 @@ def interrupt(proc: subprocess.Popen[Any], grace_s: float) -> None:
         proc.wait(10)
 
 
-def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path) -> list[dict[str, Any]]:
+def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path,
+              profile_dir: Path | None = None) -> list[dict[str, Any]]:
     env = headless_pulse_env(tmp / f"pulse{rate}")
     runs: list[dict[str, Any]] = []
     try:
@@ -253,6 +258,11 @@ def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path) ->
             asyncio.run_coroutine_threadsafe(proxy.start(), st.loop).result(10)
             url = f"http://127.0.0.1:{proxy.port}/v1"
             try:
+                if profile_dir is not None:
+                    print(f"device_cpu: {rate} Hz voicechat, profiled", file=sys.stderr, flush=True)
+                    prof = profile_dir / f"voicechat-{rate}.prof"
+                    run = one_run("voicechat", rate, env, mic, wavs, st, url, reply_s, idle_s, tmp / "cfg", prof)
+                    return [dict(run, profile=str(prof))]
                 for rep in range(reps):
                     for kind in KINDS:
                         print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} {kind}", file=sys.stderr, flush=True)
@@ -341,12 +351,33 @@ def measure(quick: bool, reps: int | None = None) -> dict[str, Any]:
     return {"rows": summarise(runs), "runs": runs, "goals": GOALS, "quick": quick}
 
 
+def profile(out_dir: Path, quick: bool) -> list[dict[str, Any]]:
+    """One voicechat run per rate with its loop's thread under cProfile (`bench.profiled`); the
+    profiles are kept in ``out_dir``. Its figures are not the bench's: profiling costs CPU too."""
+    _, reply_s, idle_s = (1, 4.0, 4.0) if quick else (3, 8.0, 15.0)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="vc-devcpu-") as tmp:
+        for rate in RATES:
+            runs += rate_runs(rate, 1, reply_s, idle_s, Path(tmp), profile_dir=out_dir)
+    return runs
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="client CPU through real devices, beside the floor client")
     ap.add_argument("--quick", action="store_true", help="short replies and idle stretches, one repetition")
     ap.add_argument("--reps", type=int, default=None, help="repetitions per rate (default 3; --quick: 1)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "device_cpu.json")
+    ap.add_argument("--profile", type=Path, default=None, metavar="DIR",
+                    help="instead: one run per rate with the loop profiled; profiles kept in DIR, tables printed")
     a = ap.parse_args()
+    if a.profile is not None:
+        from bench.profiled import table
+
+        for run in profile(a.profile, a.quick):
+            print(f"\nvoicechat @{run['rate']} Hz, panel on, profiled ({run['profile']}):")
+            print("\n".join(table(Path(run["profile"]), run.get("cpu_s"))))
+        return 0
     result = measure(a.quick, a.reps)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=2))

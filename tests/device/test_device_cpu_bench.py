@@ -1,6 +1,6 @@
 """Device tier: the device-CPU bench (``python -m bench.device_cpu --quick``) runs to its end and
 writes a row with numbers for voicechat, --quiet, --echo off (headset), the floor client and
-the floor client's streams alone at both device rates.
+the floor client's streams alone at both device rates; and its profiled run (``--profile``).
 
 Only the shape of the result is checked: its figures depend on the machine and its load."""
 
@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.device_cpu import FLAGS, KINDS, RATES
+from bench.profiled import areas, table
 
 pytestmark = [pytest.mark.device, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,3 +43,20 @@ def test_the_quick_device_cpu_bench_reports_every_row(pulse: dict[str, str], tmp
         assert streams["runs"] == 1 and streams["cpu_s_per_min"] > 0 and streams["wakeups_per_s"] > 0, streams
         for kind in FLAGS:
             assert set(rows[f"{kind}@{rate}"]["ratio_to_floor"]) == set(NUMBERS), (kind, rate, rows)
+
+
+def test_the_profiled_run_says_where_the_loop_spends_its_cpu(pulse: dict[str, str], tmp_path: Path) -> None:
+    """``--profile``: one real-device conversation per rate with the loop's thread profiled; the
+    table names echo handling and the panel with CPU spent in them, within the process's CPU."""
+    run = subprocess.run([sys.executable, "-m", "bench.device_cpu", "--quick", "--profile", str(tmp_path)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    for rate in RATES:
+        profile = tmp_path / f"voicechat-{rate}.prof"
+        assert profile.stat().st_size > 0, rate
+        spent = areas(profile)
+        assert spent["echo handling"] > 0 and spent["the canceller (WebRTC AEC3)"] > 0, spent
+        assert spent["panel: drawing it"] > 0 and spent["resampling (both ways)"] > 0, spent
+        assert spent["the canceller (WebRTC AEC3)"] <= spent["echo handling"] <= spent["total"], spent
+        assert any("echo handling" in line for line in table(profile)), table(profile)
+    assert run.stdout.count("the loop thread:") == len(RATES), run.stdout

@@ -35,7 +35,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "adapters": ("voicechat.transport", "voicechat.eventlog", "voicechat.transcript", "voicechat.outputs",
                  "voicechat.audio.device", "voicechat.audio.filedev", "voicechat.audio.wav", "voicechat.audio.riff",
                  "voicechat.audio.outfile", "voicechat.tools.runner", "voicechat.keys.tty", "voicechat.ui.render", "voicechat.ui.live",
-                 "voicechat.server"),
+                 "voicechat.ui.lines", "voicechat.server"),
     "orchestration": ("voicechat.app", "voicechat.endpoint", "voicechat.doctor"),
     "entry": ("voicechat.cli", "voicechat.__main__"),
 }
@@ -47,7 +47,7 @@ ORDER = list(LAYERS)
 OWNERS: dict[str, set[str]] = {
     "websockets": {"voicechat.transport", "voicechat.server.ws"},
     "sounddevice": {"voicechat.audio.device"},
-    "rich": {"voicechat.ui.render", "voicechat.ui.live"},
+    "rich": {"voicechat.ui.render", "voicechat.ui.lines", "voicechat.ui.live"},
     "typer": {"voicechat.cli"},
     "dotenv": {"voicechat.cli.sources"},
     "livekit": {"voicechat.audio.aec"},

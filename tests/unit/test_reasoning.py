@@ -73,8 +73,8 @@ def test_the_panel_header_shows_the_effort() -> None:
     assert View(resolve(flags={}, environ={}), "off").header.reasoning == ""
     unused = resolve(flags={"model": "gpt-realtime-mini"}, environ={}, file_values={"reasoning": "high"})
     assert View(unused, "off").header.reasoning == ""
-    from voicechat.ui.render import _header_line
-    assert "reasoning high" in _header_line(Snapshot(header=shown).header).plain
+    from voicechat.ui.lines import header_line
+    assert "reasoning high" in header_line(Snapshot(header=shown).header).plain
 
 
 def test_config_show_lists_it(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]

@@ -15,8 +15,9 @@ from voicechat.protocol import SessionConfig
 from voicechat.protocol import events as ev
 from voicechat.session import Activity, Session
 from voicechat.ui import render as render_module
+from voicechat.ui.lines import METER_CELLS
 from voicechat.ui.live import LivePanel, PlainStatus
-from voicechat.ui.render import METER_CELLS, render
+from voicechat.ui.render import render
 from voicechat.ui.snapshot import Header, Snapshot, Stats, TurnView
 
 WIDTH = 80

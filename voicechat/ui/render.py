@@ -12,21 +12,17 @@ through markup) after ``escape_control``; colour is only ever a style name, so a
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from functools import lru_cache
 
-from rich.cells import cell_len, get_character_cell_size
 from rich.console import Console, ConsoleOptions, RenderableType, RenderResult
 from rich.segment import Segment
 from rich.text import Text
 
-from voicechat.escape import escape_control
-from voicechat.ui.snapshot import CLOCK_MINUTES_FROM_S, Header, Snapshot, Stats, TurnView
+from voicechat.ui.lines import border, fixed, row, safe_text
+from voicechat.ui.snapshot import Snapshot, TurnView
 
 DEFAULT_MAX_TURNS = 100  # more than any terminal shows; the layout stops earlier anyway
-METER_CELLS = 24
-METER_FLOOR_DB = -60.0  # the empty end of a level meter
 LABEL_CELLS = 10  # "assistant" plus a space; wrapped turn text hangs under it
 TOOL_FIELD_CHARS = 160  # tool arguments and results are cut to this many characters
 MIN_CONVERSATION_ROWS = 1
@@ -43,20 +39,7 @@ _ROLE_STYLE = {
 # warnings less, information (a connection, a command's answer) stays quiet.
 _NOTICE_STYLE = (("error:", "bold red"), ("warning:", "yellow"))
 _INFO_STYLE = "dim"
-_CONNECTION_STYLE = {
-    "connecting": "yellow",
-    "connected": "green",
-    "reconnecting": "bold yellow",
-    "closed": "red",
-}
-_ACTIVITY_STYLE = {
-    "idle": "dim",
-    "listening": "green",
-    "user speaking": "bold cyan",
-    "committed": "cyan",
-    "thinking": "yellow",
-    "assistant speaking": "bold magenta",
-}
+
 
 
 def render(
@@ -99,35 +82,18 @@ class _Frame:
         s = self.snapshot
         width = max(12, min(self.width or options.max_width, options.max_width))
         inner = width - 4  # borders and one cell of padding on each side
-        rule = Text("─" * inner, style="dim")
-        fixed = [
-            rule,
-            _activity_line(s),
-            _meter("mic", s.mic_dbfs, dim=s.muted),
-            _meter("out", s.output_dbfs),
-            _stats_line(s.stats),
-            _tail_line(Text("> ", style="bold"), safe_text(s.input_line), Text("▌"), inner),
-        ]
+        rule = fixed("rule", None, console, inner)
+        shown = [("activity", (s.activity, s.user_speaking, s.assistant_speaking, s.muted, s.ptt_talking)),
+                 ("mic", (s.mic_dbfs, s.muted)), ("out", s.output_dbfs), ("stats", s.stats), ("input", s.input_line)]
         if s.status:
-            fixed.append(_one_line(Text(safe_text(s.status), style="dim")))
+            shown.append(("status", s.status))
+        lines = [rule, *(fixed(kind, value, console, inner) for kind, value in shown)]
         avail = self.height if self.height is not None else options.max_height
-        rows = max(MIN_CONVERSATION_ROWS, avail - (2 + 2 + len(fixed)))
+        rows = max(MIN_CONVERSATION_ROWS, avail - (2 + 2 + len(lines)))
         conversation = _conversation(self.turns, console, inner, rows)
-        ascii_only = options.ascii_only
-        h, v = ("-", "|") if ascii_only else ("─", "│")
-        corners = "++++" if ascii_only else "╭╮╰╯"
-        title = _title(s.header)
-        title.truncate(max(0, width - 6), overflow="ellipsis")
-        fill = width - 4 - title.cell_len  # corner, rule, space, title, [space, rule...], corner
-        top = Text.assemble(f"{corners[0]}{h} ", title, f" {h}" if fill >= 2 else " " * max(0, fill),
-                            h * (fill - 2) if fill > 2 else "", corners[1])
-        left, right = Segment(v + " "), Segment(" " + v)
-        return [
-            tuple(top.render(console)),
-            *((left, *row, right) for row in (_row(_header_line(s.header), console, inner), _row(rule, console, inner),
-                                              *conversation, *(_row(line, console, inner) for line in fixed))),
-            (Segment(corners[2] + h * (width - 2) + corners[3]),),
-        ]
+        top, bottom, left, right = border(s.header, console, width, options.ascii_only)
+        middle = (fixed("header", s.header, console, inner), rule, *conversation, *lines)
+        return [top, *((left, *line, right) for line in middle), bottom]
 
 
 def frame_lines(snapshot: Snapshot, console: Console, *, height: int) -> list[tuple[Segment, ...]]:
@@ -153,14 +119,8 @@ def _conversation(turns: Sequence[TurnView], console: Console, inner: int, rows:
             break
     lines = [line for block in reversed(blocks) for line in block][-rows:]
     if not lines:
-        return [_row(Text("speak, or type a message and press enter", style="dim italic"), console, inner)]
+        return [row(Text("speak, or type a message and press enter", style="dim italic"), console, inner)]
     return lines
-
-
-def _row(line: Text, console: Console, width: int) -> tuple[Segment, ...]:
-    """One line's segments, cropped (or ellipsized, as the line asks) and padded to ``width``."""
-    line.truncate(width, overflow=line.overflow or "crop", pad=True)
-    return tuple(line.render(console))
 
 
 @lru_cache(maxsize=256)
@@ -168,7 +128,7 @@ def _turn_rows(view: TurnView, console: Console, text_width: int, rows: int) -> 
     """A turn's last ``rows`` screen rows. Cached: a finished turn is laid out once, not per frame
     (views are frozen, so an unchanged turn is an equal key)."""
     width = LABEL_CELLS + text_width
-    return tuple(_row(line, console, width) for line in _turn_lines(view, console, text_width, rows))
+    return tuple(row(line, console, width) for line in _turn_lines(view, console, text_width, rows))
 
 
 def _turn_lines(view: TurnView, console: Console, text_width: int, rows: int) -> list[Text]:
@@ -250,141 +210,8 @@ def _tool_body(view: TurnView) -> Text:
     return out
 
 
-# ---- the fixed lines -------------------------------------------------------------------------
-
-
-def _header_line(header: Header) -> Text:
-    parts: list[Text] = []
-    for value, prefix in (
-        (header.profile, "profile "),
-        (header.model, ""),
-        (header.voice, "voice "),
-        (header.reasoning, "reasoning "),
-        (header.audio_format, ""),
-        (header.turn_mode, ""),
-        (header.echo, "echo "),
-    ):
-        if value:
-            parts.append(Text(prefix + safe_text(value)))
-    return _one_line(Text(" · ", style="dim").join(parts))
-
-
-def _title(header: Header) -> Text:
-    """The top border: the connection and the session's time left, which must stay visible."""
-    title = Text.assemble(
-        ("voicechat", "bold"),
-        (" · ", "dim"),
-        (safe_text(header.connection), _CONNECTION_STYLE.get(header.connection, "")),
-    )
-    if header.seconds_left is not None:
-        title.append(" · ", style="dim")
-        title.append(f"{_clock(header.seconds_left)} left")
-    return title
-
-
-def _activity_line(s: Snapshot) -> Text:
-    line = Text.assemble(
-        (f"{safe_text(s.activity):<21}", _ACTIVITY_STYLE.get(s.activity, "")),
-        "you ",
-        _dot(s.user_speaking, "cyan"),
-        "   assistant ",
-        _dot(s.assistant_speaking, "magenta"),
-    )
-    if s.muted:
-        line.append("   [muted]", style="bold red")
-    if s.ptt_talking:
-        line.append("   [talking]", style="bold green")
-    return _one_line(line)
-
-
-def _dot(on: bool, style: str) -> tuple[str, str]:
-    return ("●", f"bold {style}") if on else ("○", "dim")
-
-
-def _meter(label: str, dbfs: float | None, *, dim: bool = False) -> Text:
-    if dbfs is None or math.isnan(dbfs):
-        filled, reading = 0, "     — dBFS"
-    elif dbfs == -math.inf:
-        filled, reading = 0, "    -∞ dBFS"
-    else:
-        frac = min(1.0, max(0.0, (dbfs - METER_FLOOR_DB) / -METER_FLOOR_DB))
-        filled, reading = round(frac * METER_CELLS), f"{dbfs:6.1f} dBFS"
-    if dim:
-        style = "dim"
-    elif dbfs is not None and dbfs >= -3.0:
-        style = "red"
-    elif dbfs is not None and dbfs >= -12.0:
-        style = "yellow"
-    else:
-        style = "green"
-    return _one_line(
-        Text.assemble(
-            (f"{label:<4}", "bold"),
-            ("█" * filled, style),
-            ("░" * (METER_CELLS - filled), "dim"),
-            " ",
-            reading,
-        )
-    )
-
-
-def _stats_line(stats: Stats) -> Text:
-    latency = "—" if stats.latency_ms is None else f"{stats.latency_ms:.0f} ms"
-    parts = [
-        Text(f"latency {latency}"),
-        Text(f"underruns {stats.underruns}", style="bold red" if stats.underruns else ""),
-        Text(f"tokens {stats.tokens_in:,} in / {stats.tokens_out:,} out"),
-        Text("cost n/a" if stats.cost_usd is None
-             else _dollars(stats.cost_usd) + (" estimated" if stats.cost_estimated else "")),
-    ]
-    return _one_line(Text(" · ", style="dim").join(parts))
-
-
-def _tail_line(prefix: Text, text: str, suffix: Text, width: int) -> Text:
-    """One line that keeps its end in view (the cursor) when too long for the width."""
-    room = width - prefix.cell_len - suffix.cell_len
-    if cell_len(text) > room:
-        text = "…" + _tail_cells(text, room - 1)
-    return _one_line(Text.assemble(prefix, text, suffix))
-
-
 # ---- helpers ---------------------------------------------------------------------------------
-
-
-def _one_line(text: Text) -> Text:
-    text.no_wrap = True
-    text.overflow = "ellipsis"
-    return text
-
-
-def safe_text(text: str) -> str:
-    """Server or keyboard text made safe for one terminal line: no line breaks, no controls."""
-    return escape_control(text.replace("\r\n", " ").replace("\n", " ").replace("\t", " "))
 
 
 def _cut(text: str) -> str:
     return text if len(text) <= TOOL_FIELD_CHARS else text[: TOOL_FIELD_CHARS - 1] + "…"
-
-
-def _tail_cells(text: str, cells: int) -> str:
-    used = 0
-    start = len(text)
-    while start > 0 and used + get_character_cell_size(text[start - 1]) <= cells:
-        start -= 1
-        used += get_character_cell_size(text[start])
-    return text[start:]
-
-
-def _clock(seconds: float) -> str:
-    """Time left: whole minutes while there is plenty (a clock ticking every second would redraw
-    an idle panel every second), minutes and seconds for the last ten."""
-    if seconds > CLOCK_MINUTES_FROM_S:
-        return f"{math.ceil(seconds / 60)} min"
-    whole = max(0, int(seconds))
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
-def _dollars(usd: float) -> str:
-    return f"${usd:.2f}" if usd >= 10 else f"${usd:.4f}"
