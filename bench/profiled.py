@@ -15,6 +15,7 @@ import runpy
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # Entry points whose cumulative time says what the loop spends it on (indented: part of the line above).
 AREAS = (
@@ -42,9 +43,11 @@ def main() -> None:
         profile.dump_stats(out)
 
 
-def areas(path: Path) -> dict[str, float]:
-    """CPU-s of the loop thread in each of `AREAS` (names stripped), and ``total``."""
-    entries = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
+def areas(path: Path, entries: dict[Any, Any] | None = None) -> dict[str, float]:
+    """CPU-s of the loop thread in each of `AREAS` (names stripped), and ``total``; from the
+    profile's ``entries`` when already read."""
+    if entries is None:
+        entries = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
     out = {"total": sum(v[2] for v in entries.values())}
     for what, suffix, name in AREAS:
         out[what.strip()] = sum(v[3] for (file, _, func), v in entries.items() if file.endswith(suffix) and func == name)
@@ -55,7 +58,7 @@ def table(path: Path, process_cpu_s: float | None = None, top: int = 15) -> list
     """Lines of the profile's tables: the areas, then the functions that spent the most CPU
     themselves, each as a share of the loop thread's CPU."""
     entries = pstats.Stats(str(path)).stats  # type: ignore[attr-defined]
-    spent = areas(path)
+    spent = areas(path, entries)
     total = spent["total"] or 1e-9
     lines = [f"the loop thread: {total:.1f} CPU-s" + (f" of the process's {process_cpu_s:.1f}" if process_cpu_s else "")]
     lines.append(f"  {'where':36}{'CPU-s':>8}{'share':>8}")

@@ -55,15 +55,11 @@ def _ansi(console: Console, line: tuple[Segment, ...]) -> str:
                    for text, style, _ in segments)
 
 
-def _up(rows: int) -> str:
-    return f"\x1b[{rows}A" if rows > 0 else ""
-
-
 def _move(rows: int) -> str:
     """Move the cursor ``rows`` lines down (up when negative), to the first column."""
     if rows > 0:
         return f"\r\x1b[{rows}B"
-    return "\r" + _up(-rows)
+    return f"\r\x1b[{-rows}A" if rows < 0 else "\r"
 
 
 class LivePanel(RenderHook):
@@ -175,7 +171,7 @@ class LivePanel(RenderHook):
             self.console.pop_render_hook()
             if not self._transient:
                 self._draw(full=False)  # the panel stays: as it last was
-            end = _move(-(len(self._shown) - 1)) + "\x1b[J" if self._transient else "\n"
+            end = self._erase() if self._transient else "\n"
             self._shown = []
             self.console.control(_Raw(end))
             self.console.show_cursor(True)
@@ -209,20 +205,23 @@ class LivePanel(RenderHook):
         with self._lock:
             if not self._shown:
                 return renderables
-            erase = _Raw(_move(-(len(self._shown) - 1)) + "\x1b[J")
-            return [erase, *renderables, _Raw("\n".join(self._shown))]
+            return [_Raw(self._erase()), *renderables, _Raw("\n".join(self._shown))]
 
     def _draw(self, *, full: bool) -> None:
         with self._lock:
             lines = self._lines()
             old = self._shown
             if full or not old:
-                out = (_move(-(len(old) - 1)) + "\x1b[J" if old else "") + "\n".join(lines)
+                out = (self._erase() if old else "") + "\n".join(lines)
             else:
                 out = self._changes(old, lines)
             self._shown = lines
             if out:
                 self.console.control(_Raw(out))
+
+    def _erase(self) -> str:
+        """From the panel's last line: to its first, and erase it and everything below."""
+        return _move(-(len(self._shown) - 1)) + "\x1b[J"
 
     @staticmethod
     def _changes(old: list[str], new: list[str]) -> str:
@@ -248,14 +247,14 @@ class LivePanel(RenderHook):
         """The latest snapshot as the panel's lines, with their escape codes; lines unchanged
         since the last frame are not turned into escape codes again."""
         console = self.console
+        height = max(1, console.height - 1)  # a spare line keeps the top in view
         try:
-            height = max(1, console.height - 1)  # a spare line keeps the top in view
             rows = frame_lines(self._snapshot_fn(), console, height=height)
         except Exception as exc:  # a panel that cannot draw says so rather than vanish
             error = Text(f"voicechat: cannot draw the panel: {exc!r}")
             error.truncate(console.width, pad=True)
             rows = [tuple(error.render(console))]
-        rows = rows[: max(1, console.height - 1)]  # lines pushed off the top could not be rewritten
+        rows = rows[:height]  # lines pushed off the top could not be rewritten
         before, now = self._ansi, {}
         for row in rows:
             now[row] = before.get(row) or _ansi(console, row)
