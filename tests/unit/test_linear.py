@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from voicechat.audio.format import rms_dbfs
 from voicechat.audio.linear import LinearEcho, LinearStage
 
 RATE = 16_000
@@ -149,3 +150,47 @@ def test_the_stage_never_trusts_itself_where_the_speaker_distorts() -> None:
     path = _path(np.random.default_rng(5))
     answered, loud = _stage_run(lambda ref: np.convolve(np.clip(ref * 6, -0.3, 0.3), path)[: ref.size])
     assert not any(answered) and not any(loud)
+
+
+def _moved(path: np.ndarray, samples: int) -> np.ndarray:
+    """``path`` with its echo ``samples`` later (earlier if negative)."""
+    return np.concatenate([np.zeros(samples), path]) if samples >= 0 else path[-samples:]
+
+
+@pytest.mark.parametrize("move_ms", [-7.5, -2.0, 3.0, 12.0])
+def test_an_echo_path_that_moves_is_found_and_followed_at_once(move_ms: float) -> None:
+    """The echo comes ``move_ms`` later from one block on (a device's latency changed): the
+    filter's prediction, slid by the move, fits the microphone again, and the filter takes it
+    without relearning."""
+    rng = np.random.default_rng(6)
+    path = _path(rng)
+    ref = rng.standard_normal(10 * RATE) * 0.1
+    shift = round(move_ms * RATE / 1000)
+    before = np.convolve(ref, path)[: ref.size]
+    after = np.convolve(ref, _moved(path, shift))[: ref.size]
+    f = LinearEcho(BLOCK, rate=RATE, taps_ms=200)
+    at = 8 * RATE
+    _run(f, _i16(before[:at]), _i16(ref[:at]))
+    lost = rms_dbfs(f.process(_i16(after[at : at + BLOCK]), _i16(ref[at : at + BLOCK])))
+    lag, fit, unmoved = f.misalignment(RATE * 15 // 1000)
+    assert abs(lag - shift) <= 1 and fit > 0.9 > unmoved, (lag, shift, fit, unmoved)
+    assert f.try_shift(lag) <= lost - 20, "the slid prediction does not fit"
+    f.shift()
+    out = _run(f, _i16(after[at + BLOCK :]), _i16(ref[at + BLOCK :]), learn=False)
+    assert _db(_i16(after[at + BLOCK :])) - _db(out) >= 25, f"not followed ({lost:.1f} dBFS left when it moved)"
+
+
+def test_a_user_over_the_echo_is_not_taken_for_a_move() -> None:
+    """The user talks over an unmoved echo: no slide of the prediction explains them."""
+    rng = np.random.default_rng(7)
+    path = _path(rng)
+    ref = rng.standard_normal(10 * RATE) * 0.1
+    echo = np.convolve(ref, path)[: ref.size]
+    f = LinearEcho(BLOCK, rate=RATE, taps_ms=200)
+    at = 8 * RATE
+    _run(f, _i16(echo[:at]), _i16(ref[:at]))
+    user = rng.standard_normal(2 * RATE) * 0.05  # at the echo's own level
+    for a in range(at, at + 10 * BLOCK, BLOCK):
+        level = rms_dbfs(f.process(_i16(echo[a : a + BLOCK] + user[a - at : a - at + BLOCK]), _i16(ref[a : a + BLOCK])))
+        lag, _, _ = f.misalignment(RATE * 15 // 1000)
+        assert f.try_shift(lag) > level - 3, "a slide explained the user away"

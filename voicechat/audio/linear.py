@@ -18,11 +18,19 @@ cost of that step to one FFT pair per block.
 It adapts only when told to (the caller knows when the speaker plays and the user does not):
 adapting while the user talks would teach it to cancel them.
 
+When the echo path moves (a sound server's buffer ran dry unseen, a device's latency changed),
+the filter's prediction is suddenly off by a few milliseconds and its residual carries the
+echo: at the microphone's level, as a user would be. `LinearStage` checks each block that would
+pass for the user: if the prediction, slid to where it matches the microphone best, leaves
+10 dB less, the block is the moved echo, and the filter keeps the slid response at once (no
+re-learning). The user is independent of the reference, so no slide explains them.
+
 Pure numpy, float64; not thread-safe (one consumer, the event loop).
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import numpy as np
@@ -30,6 +38,8 @@ import numpy.typing as npt
 
 from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
 from voicechat.audio.judges import Envelope
+
+log = logging.getLogger(__name__)
 
 SCALE = 32768.0
 DELTA_DBFS = -80.0
@@ -64,6 +74,11 @@ class LinearEcho:
         self._pad = np.zeros(2 * n)
         self._residual = np.zeros(n)
         self._predicted = np.zeros(n)
+        self._mic = np.zeros(n)
+        # The reference over the filter's span and this block, oldest first: where a moved
+        # echo is looked for (`misalignment`).
+        self._history = np.zeros((p + 1) * n)
+        self._trial = self._weights  # the filter `try_shift` tried last
         self.echo_dbfs = -120.0  # level of the last block's predicted echo
 
     def _recent(self) -> npt.NDArray[np.complex128]:
@@ -83,6 +98,9 @@ class LinearEcho:
         x[:n] = x[n:]
         x[n:] = ref
         x[n:] /= SCALE
+        h = self._history
+        h[:-n] = h[n:]
+        h[-n:] = x[n:]
         spectrum = np.fft.rfft(x)
         i, p = self._k % self.partitions, self.partitions
         self._spectra[i] = self._spectra[i + p] = spectrum
@@ -96,12 +114,57 @@ class LinearEcho:
             self._powers[i] = power
         recent = self._recent()
         predicted = np.fft.irfft(np.einsum("pb,pb->b", self._weights, recent), 2 * n)[n:]
-        residual = mic / SCALE - predicted
+        self._mic = mic / SCALE
+        residual = self._mic - predicted
         energy = float(np.dot(predicted, predicted)) / n
         self.echo_dbfs = 10 * math.log10(energy) if energy > 1e-12 else -120.0
         self._residual = residual
         self._predicted = predicted
         return np.clip(np.round(residual * SCALE), -32768, 32767).astype(np.int16)
+
+    def misalignment(self, span: int) -> tuple[int, float, float]:
+        """Where the last microphone block matches the filter's prediction best, within ``span``
+        samples either way: (how many samples later the echo came than the filter has it, the
+        normalised correlation there, and where the filter has it). The prediction is made
+        from the reference heard so far, ``span`` past the block's end too: the echo of those
+        samples comes later than that."""
+        n, p = self.block, self.partitions
+        taps = np.fft.irfft(self._weights, 2 * n, axis=1)[:, :n].reshape(-1)
+        h = self._history
+        size = 1 << math.ceil(math.log2(h.size + taps.size))
+        y = np.fft.irfft(np.fft.rfft(h, size) * np.fft.rfft(taps, size), size)
+        window = y[p * n - span : p * n + n + span]
+        m = self._mic
+        c = np.correlate(window, m, "valid")  # c[k]: the prediction k - span samples on
+        energy = np.cumsum(np.concatenate(([0.0], window * window)))
+        r = c / np.sqrt(np.maximum(energy[n:] - energy[:-n], 1e-20) * max(float(m @ m), 1e-20))
+        k = int(np.argmax(r))
+        return span - k, float(r[k]), float(r[span])
+
+    def try_shift(self, lag: int) -> float:
+        """The last block's residual level in dBFS, had the filter's impulse response been
+        ``lag`` samples later (earlier if negative); `shift` then keeps that filter."""
+        self._trial = self._shifted(lag)
+        predicted = np.fft.irfft(np.einsum("pb,pb->b", self._trial, self._recent()), 2 * self.block)[self.block :]
+        return rms_dbfs(np.clip(np.round((self._mic - predicted) * SCALE), -32768, 32767).astype(np.int16))
+
+    def shift(self) -> None:
+        """Keep the filter `try_shift` tried last."""
+        self._weights[:] = self._trial
+
+    def _shifted(self, lag: int) -> npt.NDArray[np.complex128]:
+        """The weights with the impulse response slid by ``lag`` samples (what slides past
+        either end is dropped)."""
+        n, p = self.block, self.partitions
+        taps = np.fft.irfft(self._weights, 2 * n, axis=1)[:, :n].reshape(-1)
+        taps = np.roll(taps, lag)
+        if lag > 0:
+            taps[:lag] = 0.0
+        elif lag < 0:
+            taps[lag:] = 0.0
+        padded = np.zeros((p, 2 * n))
+        padded[:, :n] = taps.reshape(p, n)
+        return np.fft.rfft(padded, axis=1)
 
     def correlation(self) -> float:
         """Normalised correlation of the last block's residual with its predicted echo."""
@@ -155,6 +218,11 @@ class LinearStage:
     MOVED_BLOCKS = 3
     UNCONFIRMED_BLOCKS = 15
     LEAK_DB = 6.0  # another canceller's output this far over the residual is echo it let through
+    FOLLOW_SPAN_MS = 25.0  # how far the echo may move from one block to the next and be followed
+    FOLLOW_CORRELATION = 0.5  # the slid prediction must match the microphone this well
+    FOLLOW_DB = 10.0  # ... and leave this much less than the filter did
+    FITTED_DB = -6.0  # an unconverged filter whose coupling is this low still knows the path
+    LOST_DB = 3.0  # ... and has lost it when its residual comes within this of the microphone
 
     def __init__(self, rate: int, *, margin_db: float, floor_db: float, converge_blocks: int) -> None:
         self.rate = rate
@@ -169,6 +237,7 @@ class LinearStage:
         self.doubt = False  # the last block's residual added to the microphone
         self.level = SILENCE_DBFS  # the last block's residual level, converged or not
         self._unconfirmed = 0  # loud blocks since the canceller's judge last agreed
+        self.follows = 0  # moves of the echo path followed
 
     @property
     def converged(self) -> bool:
@@ -199,11 +268,15 @@ class LinearStage:
         self._adding = self._adding + 1 if adds else 0
         self.moved = self._adding >= self.MOVED_BLOCKS
         loud = level >= max(expected + self.margin_db, self.floor_db) and not adds and self.converged
+        followed = (loud or self._lost(level, mic_db)) and self._follow(level)
+        if followed:  # echo, not the user: the path moved and the filter has followed it
+            loud = False
+            adds = self.moved = self.doubt = True
         quiet = learning and not user_heard
         # Well inside what the echo leaves, or echo the filter misfits (a distorting speaker, a
         # move): lessons. Between that and loud may be a user's soft start: no lesson.
         echo_only = not self.converged or adds or (self.run == 0 and level < expected + self.margin_db / 2)
-        if quiet and echo_only:
+        if quiet and echo_only and not followed:  # its residual was the unmoved filter's
             self.filter.learn()
         if loud:
             self.run += 1
@@ -214,6 +287,28 @@ class LinearStage:
         if not self.converged:
             return None, False
         return residual, loud
+
+    def _lost(self, level: float, mic_db: float) -> bool:
+        """Before it has converged (a speaker that distorts may keep it there): a filter that
+        fitted the echo well enough whose residual now stands at the microphone's own level."""
+        return (not self.converged and self.coupling.lessons >= self.converge_blocks
+                and self.coupling.db <= self.FITTED_DB and level >= max(mic_db - self.LOST_DB, self.floor_db))
+
+    def _follow(self, level: float) -> bool:
+        """Whether the echo moved against the filter (a device's latency changed): the filter's
+        prediction, slid by where it matches the microphone best, leaves `FOLLOW_DB` less. If
+        so the filter keeps the slid response, and the user, who no slide explains, stays heard.
+        Run only on blocks that would otherwise pass for the user, so rarely."""
+        assert self.filter is not None
+        lag, fit, unmoved = self.filter.misalignment(int(self.rate * self.FOLLOW_SPAN_MS / 1000))
+        if abs(lag) < self.rate // 2000 or fit < self.FOLLOW_CORRELATION or fit <= unmoved:
+            return False
+        if self.filter.try_shift(lag) > level - self.FOLLOW_DB:
+            return False
+        self.filter.shift()
+        self.follows += 1
+        log.debug("echo path moved by %+.1f ms: the linear filter followed it", 1000 * lag / self.rate)
+        return True
 
     def leaked(self, out_db: float) -> bool:
         """Whether another canceller's output at ``out_db`` over the block last judged is echo it
