@@ -75,9 +75,10 @@ class LinearEcho:
         self._residual = np.zeros(n)
         self._predicted = np.zeros(n)
         self._mic = np.zeros(n)
-        # The reference over the filter's span and this block, oldest first: where a moved
-        # echo is looked for (`misalignment`).
+        # The reference over the filter's span and this block, a ring of blocks (`_oldest`
+        # says where it starts): where a moved echo is looked for (`misalignment`).
         self._history = np.zeros((p + 1) * n)
+        self._oldest = 0
         self._trial = self._weights  # the filter `try_shift` tried last
         self.echo_dbfs = -120.0  # level of the last block's predicted echo
 
@@ -98,9 +99,8 @@ class LinearEcho:
         x[:n] = x[n:]
         x[n:] = ref
         x[n:] /= SCALE
-        h = self._history
-        h[:-n] = h[n:]
-        h[-n:] = x[n:]
+        self._history[self._oldest : self._oldest + n] = x[n:]
+        self._oldest = (self._oldest + n) % self._history.size
         spectrum = np.fft.rfft(x)
         i, p = self._k % self.partitions, self.partitions
         self._spectra[i] = self._spectra[i + p] = spectrum
@@ -129,8 +129,8 @@ class LinearEcho:
         from the reference heard so far, ``span`` past the block's end too: the echo of those
         samples comes later than that."""
         n, p = self.block, self.partitions
-        taps = np.fft.irfft(self._weights, 2 * n, axis=1)[:, :n].reshape(-1)
-        h = self._history
+        taps = self._taps()
+        h = np.roll(self._history, -self._oldest)  # oldest first
         size = 1 << math.ceil(math.log2(h.size + taps.size))
         y = np.fft.irfft(np.fft.rfft(h, size) * np.fft.rfft(taps, size), size)
         window = y[p * n - span : p * n + n + span]
@@ -152,12 +152,16 @@ class LinearEcho:
         """Keep the filter `try_shift` tried last."""
         self._weights[:] = self._trial
 
+    def _taps(self) -> npt.NDArray[np.float64]:
+        """The filter's impulse response, one partition after another (delays 0 on)."""
+        n = self.block
+        return np.fft.irfft(self._weights, 2 * n, axis=1)[:, :n].reshape(-1)
+
     def _shifted(self, lag: int) -> npt.NDArray[np.complex128]:
         """The weights with the impulse response slid by ``lag`` samples (what slides past
         either end is dropped)."""
         n, p = self.block, self.partitions
-        taps = np.fft.irfft(self._weights, 2 * n, axis=1)[:, :n].reshape(-1)
-        taps = np.roll(taps, lag)
+        taps = np.roll(self._taps(), lag)
         if lag > 0:
             taps[:lag] = 0.0
         elif lag < 0:
