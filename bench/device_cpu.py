@@ -14,7 +14,8 @@ generated at real time) and goes: a spoken question into the ``mic`` sink -> the
 over its reply (the *stop latency*: the server's ``speech_started`` stamp to the last sounding
 sample of the process's own playback stream). Each repetition also runs the floor client's two
 streams with empty callbacks and no connection (the *streams* row: what the audio path alone
-costs at 20 ms blocks). Figures are medians over repetitions; the goals are printed beside
+costs at 20 ms blocks), and its microphone stream alone (the *mic-stream* row: what listening
+costs even with the speaker's stream asleep). Figures are medians over repetitions; the goals are printed beside
 them, not asserted.
 """
 
@@ -45,6 +46,8 @@ from voicechat.server import ServerOptions
 ROOT = Path(__file__).resolve().parents[1]
 RATES = (44_100, 48_000)
 KINDS = ("voicechat", "floor", "quiet", "headset")
+STREAM_KINDS = {"streams": "the audio path alone (two streams, 20 ms blocks, empty callbacks)",
+                "mic-stream": "the microphone's stream alone (what listening costs with the speaker asleep)"}
 FLAGS = {"voicechat": (), "quiet": ("--quiet",), "headset": ("--echo", "off")}  # the kinds that are voicechat
 STREAMS_SETTLE_S = 2.0  # the streams-only run: started and steady before its window opens
 GOALS = {"talking_cpu_s_per_min": 1.5, "idle_cpu_s_per_min": 0.5, "quiet_cpu_s_per_min": 1.0,
@@ -216,9 +219,11 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
     return out
 
 
-def streams_run(rate: int, env: dict[str, str], seconds: float) -> dict[str, Any]:
-    """The floor client's two streams with empty callbacks, alone: one window of ``seconds``."""
-    proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--streams-only", "--sample-rate", str(rate)],
+def streams_run(rate: int, env: dict[str, str], seconds: float, input_only: bool = False) -> dict[str, Any]:
+    """The floor client's two streams (``input_only``: its microphone's) with empty callbacks,
+    alone: one window of ``seconds``."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--streams-only", "--sample-rate", str(rate),
+                             *(["--input-only"] if input_only else [])],
                             env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -227,7 +232,7 @@ def streams_run(rate: int, env: dict[str, str], seconds: float) -> dict[str, Any
             raise RuntimeError(f"streams-only run ended early: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
         window = Window(proc.pid, None)
         time.sleep(seconds)
-        return {"kind": "streams", "rate": rate, "window": window.until_now()}
+        return {"kind": "mic-stream" if input_only else "streams", "rate": rate, "window": window.until_now()}
     finally:
         interrupt(proc, 10)
 
@@ -269,6 +274,7 @@ def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path,
                         runs.append(one_run(kind, rate, env, mic, wavs, st, url, reply_s, idle_s, tmp / "cfg"))
                     print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} streams only", file=sys.stderr, flush=True)
                     runs.append(streams_run(rate, env, idle_s))
+                    runs.append(streams_run(rate, env, idle_s, input_only=True))
             finally:
                 asyncio.run_coroutine_threadsafe(proxy.close(), st.loop).result(10)
     finally:
@@ -299,12 +305,13 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 "runs": len(mine),
             }
             rows[f"{kind}@{rate}"] = row
-        streams = [r["window"] for r in runs if r["rate"] == rate and r["kind"] == "streams"]
-        rows[f"streams@{rate}"] = {
-            "cpu_s_per_min": _median([w["cpu_s_per_min"] for w in streams]),
-            "wakeups_per_s": _median([w["wakeups_per_s"] for w in streams]),
-            "runs": len(streams),
-        }
+        for kind in STREAM_KINDS:
+            windows = [r["window"] for r in runs if r["rate"] == rate and r["kind"] == kind]
+            rows[f"{kind}@{rate}"] = {
+                "cpu_s_per_min": _median([w["cpu_s_per_min"] for w in windows]),
+                "wakeups_per_s": _median([w["wakeups_per_s"] for w in windows]),
+                "runs": len(windows),
+            }
         floor = rows[f"floor@{rate}"]
         for kind in FLAGS:
             row = rows[f"{kind}@{rate}"]
@@ -323,7 +330,7 @@ def print_table(rows: dict[str, Any]) -> None:
             ("underruns_per_min", "underruns/min")]
     print(f"  {'row':18}" + "".join(f"{title:>17}" for _, title in cols))
     for name, row in rows.items():
-        if name.startswith("streams@"):
+        if name.partition("@")[0] in STREAM_KINDS:
             continue
         cells = "".join(f"{'-' if row[k] is None else format(row[k], '.2f'):>17}" for k, _ in cols)
         print(f"  {name:18}{cells}")
@@ -331,9 +338,9 @@ def print_table(rows: dict[str, Any]) -> None:
         if ratio:
             print(f"  {'  x floor':18}" + "".join(f"{ratio[k]:>17.2f}" if k in ratio else f"{'':>17}" for k, _ in cols))
     for name, row in rows.items():
-        if name.startswith("streams@") and row["cpu_s_per_min"] is not None:
-            print(f"  {name:18}the audio path alone (two streams, 20 ms blocks, empty callbacks): "
-                  f"{row['cpu_s_per_min']:.2f} CPU-s/min, {row['wakeups_per_s']:.0f} wake/s")
+        what = STREAM_KINDS.get(name.partition("@")[0])
+        if what is not None and row["cpu_s_per_min"] is not None:
+            print(f"  {name:18}{what}: {row['cpu_s_per_min']:.2f} CPU-s/min, {row['wakeups_per_s']:.0f} wake/s")
     print("  headset: voicechat talk --echo off (no echo handling, like the floor)")
     print("  goals: talking <= 1.5 CPU-s/min (panel), idle <= 0.5, --quiet (talking) <= 1.0, stop <= 40 ms, "
           "0 underruns/min (sigma 30 ms), loop stall <= 5 ms (main bench)")

@@ -10,7 +10,8 @@ queue the callback drains (played samples and underruns counted there), the queu
 
 ``--streams-only`` opens the same two streams with callbacks that do nothing (the output hands
 the device silence) and no connection: what the audio path alone costs at these blocks, which
-no client that keeps both streams running can go below.
+no client that keeps both streams running can go below. With ``--input-only``, the microphone's
+stream alone: what a client that lets its speaker sleep in silence still pays while it listens.
 """
 
 from __future__ import annotations
@@ -33,12 +34,16 @@ WIRE = 24_000
 
 
 @contextlib.contextmanager
-def streams(rate: int, block_ms: int, capture: Callable[..., None], play: Callable[..., None]) -> Iterator[None]:
+def streams(rate: int, block_ms: int, capture: Callable[..., None], play: Callable[..., None] | None) -> Iterator[None]:
     """An input and an output stream, as voicechat opens them (a duplex stream on ALSA's pulse
-    plugin spins), running while the block lasts."""
+    plugin spins), running while the block lasts; no output stream if ``play`` is None."""
     block = rate * block_ms // 1000
-    with sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=capture), \
-            sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32", callback=play):
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(sd.InputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
+                                           callback=capture))
+        if play is not None:
+            stack.enter_context(sd.OutputStream(samplerate=rate, blocksize=block, channels=1, dtype="float32",
+                                                callback=play))
         yield
 
 
@@ -100,8 +105,9 @@ async def run(url: str, rate: int, block_ms: int) -> None:
             sender.cancel()
 
 
-def streams_only(rate: int, block_ms: int) -> None:
-    """The two streams, as `run` opens them, with empty callbacks until interrupted."""
+def streams_only(rate: int, block_ms: int, output: bool = True) -> None:
+    """The two streams (the input alone unless ``output``), as `run` opens them, with empty
+    callbacks until interrupted."""
 
     def capture(_indata, _frames, _time, _status) -> None:  # type: ignore[no-untyped-def]
         pass
@@ -109,7 +115,7 @@ def streams_only(rate: int, block_ms: int) -> None:
     def play(outdata, _frames, _time, _status) -> None:  # type: ignore[no-untyped-def]
         outdata.fill(0)
 
-    with streams(rate, block_ms, capture, play):
+    with streams(rate, block_ms, capture, play if output else None):
         threading.Event().wait()
 
 
@@ -117,6 +123,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--url")
     ap.add_argument("--streams-only", action="store_true", help="the two streams with empty callbacks, no client")
+    ap.add_argument("--input-only", action="store_true", help="with --streams-only: the microphone's stream alone")
     ap.add_argument("--sample-rate", type=int, default=48_000)
     ap.add_argument("--block-ms", type=int, default=20, choices=(10, 20))
     a = ap.parse_args()
@@ -124,7 +131,7 @@ def main() -> None:
         ap.error("--url is required (or --streams-only)")
     with contextlib.suppress(KeyboardInterrupt):
         if a.streams_only:
-            streams_only(a.sample_rate, a.block_ms)
+            streams_only(a.sample_rate, a.block_ms, output=not a.input_only)
         else:
             asyncio.run(run(a.url, a.sample_rate, a.block_ms))
 

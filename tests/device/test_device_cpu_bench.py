@@ -1,6 +1,7 @@
 """Device tier: the device-CPU bench (``python -m bench.device_cpu --quick``) runs to its end and
 writes a row with numbers for voicechat, --quiet, --echo off (headset), the floor client and
-the floor client's streams alone at both device rates; and its profiled run (``--profile``).
+the floor client's streams alone and its microphone's stream alone at both device rates; and its
+profiled run (``--profile``).
 
 Only the shape of the result is checked: its figures depend on the machine and its load."""
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.device_cpu import FLAGS, KINDS, RATES
+from bench.device_cpu import FLAGS, KINDS, RATES, STREAM_KINDS
 from bench.profiled import areas, table
 
 pytestmark = [pytest.mark.device, pytest.mark.slow]
@@ -39,8 +40,9 @@ def test_the_quick_device_cpu_bench_reports_every_row(pulse: dict[str, str], tmp
                     assert row["talking_term_bytes_per_min"] > 0, (kind, rate, row)
     assert isinstance(rows[f"voicechat@{RATES[0]}"]["underruns_per_min"], (int, float)), rows
     for rate in RATES:
-        streams = rows[f"streams@{rate}"]
-        assert streams["runs"] == 1 and streams["cpu_s_per_min"] > 0 and streams["wakeups_per_s"] > 0, streams
+        for kind in STREAM_KINDS:
+            streams = rows[f"{kind}@{rate}"]
+            assert streams["runs"] == 1 and streams["cpu_s_per_min"] > 0 and streams["wakeups_per_s"] > 0, streams
         for kind in FLAGS:
             assert set(rows[f"{kind}@{rate}"]["ratio_to_floor"]) == set(NUMBERS), (kind, rate, rows)
 
