@@ -219,11 +219,11 @@ def one_run(kind: str, rate: int, env: dict[str, str], mic: str, wavs: dict[str,
     return out
 
 
-def streams_run(rate: int, env: dict[str, str], seconds: float, input_only: bool = False) -> dict[str, Any]:
-    """The floor client's two streams (``input_only``: its microphone's) with empty callbacks,
-    alone: one window of ``seconds``."""
+def streams_run(rate: int, env: dict[str, str], seconds: float, kind: str = "streams") -> dict[str, Any]:
+    """The floor client's streams with empty callbacks, alone (``kind``, one of `STREAM_KINDS`:
+    both, or the microphone's): one window of ``seconds``."""
     proc = subprocess.Popen([sys.executable, "-m", "bench.floor", "--streams-only", "--sample-rate", str(rate),
-                             *(["--input-only"] if input_only else [])],
+                             *(["--input-only"] if kind == "mic-stream" else [])],
                             env=env, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
@@ -232,7 +232,7 @@ def streams_run(rate: int, env: dict[str, str], seconds: float, input_only: bool
             raise RuntimeError(f"streams-only run ended early: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
         window = Window(proc.pid, None)
         time.sleep(seconds)
-        return {"kind": "mic-stream" if input_only else "streams", "rate": rate, "window": window.until_now()}
+        return {"kind": kind, "rate": rate, "window": window.until_now()}
     finally:
         interrupt(proc, 10)
 
@@ -272,9 +272,9 @@ def rate_runs(rate: int, reps: int, reply_s: float, idle_s: float, tmp: Path,
                     for kind in KINDS:
                         print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} {kind}", file=sys.stderr, flush=True)
                         runs.append(one_run(kind, rate, env, mic, wavs, st, url, reply_s, idle_s, tmp / "cfg"))
-                    print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} streams only", file=sys.stderr, flush=True)
-                    runs.append(streams_run(rate, env, idle_s))
-                    runs.append(streams_run(rate, env, idle_s, input_only=True))
+                    for kind in STREAM_KINDS:
+                        print(f"device_cpu: {rate} Hz run {rep + 1}/{reps} {kind} only", file=sys.stderr, flush=True)
+                        runs.append(streams_run(rate, env, idle_s, kind))
             finally:
                 asyncio.run_coroutine_threadsafe(proxy.close(), st.loop).result(10)
     finally:

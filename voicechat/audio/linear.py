@@ -36,7 +36,7 @@ import math
 import numpy as np
 import numpy.typing as npt
 
-from voicechat.audio.format import SILENCE_DBFS, rms_dbfs
+from voicechat.audio.format import SILENCE_DBFS, float_to_pcm16, rms_dbfs
 from voicechat.audio.judges import Envelope
 
 log = logging.getLogger(__name__)
@@ -112,15 +112,19 @@ class LinearEcho:
             self._power_sum += power
             self._power_sum -= self._powers[i]  # the partition leaving the window
             self._powers[i] = power
-        recent = self._recent()
-        predicted = np.fft.irfft(np.einsum("pb,pb->b", self._weights, recent), 2 * n)[n:]
+        predicted = self._predict(self._weights)
         self._mic = mic / SCALE
         residual = self._mic - predicted
         energy = float(np.dot(predicted, predicted)) / n
         self.echo_dbfs = 10 * math.log10(energy) if energy > 1e-12 else -120.0
         self._residual = residual
         self._predicted = predicted
-        return np.clip(np.round(residual * SCALE), -32768, 32767).astype(np.int16)
+        return float_to_pcm16(residual)
+
+    def _predict(self, weights: npt.NDArray[np.complex128]) -> npt.NDArray[np.float64]:
+        """The echo of the reference heard so far in this block, through the filter ``weights``."""
+        n = self.block
+        return np.fft.irfft(np.einsum("pb,pb->b", weights, self._recent()), 2 * n)[n:]
 
     def misalignment(self, span: int) -> tuple[int, float, float]:
         """Where the last microphone block matches the filter's prediction best, within ``span``
@@ -145,8 +149,7 @@ class LinearEcho:
         """The last block's residual level in dBFS, had the filter's impulse response been
         ``lag`` samples later (earlier if negative); `shift` then keeps that filter."""
         self._trial = self._shifted(lag)
-        predicted = np.fft.irfft(np.einsum("pb,pb->b", self._trial, self._recent()), 2 * self.block)[self.block :]
-        return rms_dbfs(np.clip(np.round((self._mic - predicted) * SCALE), -32768, 32767).astype(np.int16))
+        return rms_dbfs(float_to_pcm16(self._mic - self._predict(self._trial)))
 
     def shift(self) -> None:
         """Keep the filter `try_shift` tried last."""
